@@ -1,0 +1,71 @@
+# unet_train build. `make` builds the library and programs, `make test` runs every test and ends
+# with one line "N passed, N failed", `make bench` runs the standard benchmark shapes.
+# Missing Debian packages are installed on demand by scripts/install_deps.sh.
+
+CXX        ?= g++
+ARCH       ?= -march=native
+OPT        ?= -O3
+CXXFLAGS   += -std=c++17 $(OPT) $(ARCH) -g -Wall -Wextra -fopenmp -MMD -MP -Iinclude
+LDLIBS     += -ldnnl -lboost_program_options -fopenmp -lpthread
+BUILD      ?= build
+
+LIB_SRCS   := $(wildcard src/core/*.cpp src/nn/*.cpp src/cli/*.cpp src/train/*.cpp)
+LIB_OBJS   := $(LIB_SRCS:%.cpp=$(BUILD)/obj/%.o)
+LIB        := $(BUILD)/libunet.a
+APPS       := $(patsubst src/apps/%.cpp,$(BUILD)/bin/%,$(wildcard src/apps/*.cpp))
+TEST_SRCS  := $(wildcard tests/unit/test_*.cpp)
+TESTS      := $(patsubst tests/unit/%.cpp,$(BUILD)/tests/%,$(TEST_SRCS))
+TEST_SUPPORT_OBJS := $(patsubst %.cpp,$(BUILD)/obj/%.o,$(wildcard tests/support/*.cpp))
+BENCH_BINS := $(BUILD)/bin/fma_peak
+DEPS_STAMP := $(BUILD)/.deps_ok
+
+.PHONY: all deps test unit-tests asan bench clean
+.SECONDARY:
+all: $(LIB) $(APPS)
+
+# Installs missing packages once; the stamp is refreshed when the script changes.
+$(DEPS_STAMP): scripts/install_deps.sh
+	@scripts/install_deps.sh
+	@mkdir -p $(BUILD) && touch $@
+deps: $(DEPS_STAMP)
+
+$(BUILD)/obj/%.o: %.cpp | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS) -c $< -o $@
+
+$(LIB): $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	$(AR) rcs $@ $^
+
+$(BUILD)/bin/%: $(BUILD)/obj/src/apps/%.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS) $^ -o $@ $(LDLIBS)
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(TEST_SUPPORT_OBJS) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS) $^ -o $@ $(LDLIBS) -lgtest -lgtest_main
+
+$(BUILD)/bin/fma_peak: bench/fma_peak.cpp | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CXX) -std=c++17 -O2 $(ARCH) -fopenmp $< -o $@
+
+# Every test program prints its own result lines; tests/run_all.sh counts them and prints the
+# final "N passed, N failed" line.
+test: all $(TESTS) $(BENCH_BINS)
+	@tests/run_all.sh $(BUILD)
+
+unit-tests: $(TESTS)
+
+# Unit tests under AddressSanitizer and UndefinedBehaviorSanitizer, in a separate build tree.
+asan:
+	$(MAKE) BUILD=build/asan OPT="-O1 -fno-omit-frame-pointer -fsanitize=address,undefined" \
+	    LDLIBS="$(LDLIBS) -fsanitize=address,undefined" unit-tests
+	@tests/run_all.sh build/asan --unit-only
+
+bench: all $(BENCH_BINS)
+	@bench/run_bench.sh $(BUILD)
+
+clean:
+	rm -rf $(BUILD)
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs the Debian packages unet_train needs. Idempotent: asks dpkg first and only runs
+# apt-get (update once, then install) for what is missing. Works as root or through sudo.
+#
+#   scripts/install_deps.sh            build + test dependencies
+#   scripts/install_deps.sh --check    exit 1 if something is missing, install nothing
+set -euo pipefail
+
+PACKAGES=(
+  build-essential pkg-config
+  libdnnl-dev                       # oneDNN 2.6.3: every convolution, pooling, resampling
+  libopenmpi-dev openmpi-bin        # parameter server and workers
+  libhdf5-dev                       # datasets and checkpoints
+  libboost-program-options-dev      # flags and settings files
+  libgtest-dev                      # unit tests
+  libnifti2-dev                     # MSD NIfTI volumes
+  protobuf-compiler libprotobuf-dev # TensorBoard event files
+  libpng-dev libgif-dev             # images in TensorBoard, unet_visualize
+  nlohmann-json3-dev                # dataset.json, DistMIS configs
+  python3-torch python3-numpy       # PyTorch cross-check and benchmark baseline (/usr/bin/python3)
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+if [ "${1:-}" = "--check" ]; then
+  echo "missing Debian packages: ${missing[*]}" >&2
+  exit 1
+fi
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || { echo "install_deps.sh: not root and no sudo; install: ${missing[*]}" >&2; exit 1; }
+  SUDO="sudo"
+fi
+echo "install_deps.sh: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q
+$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"

@@ -1,0 +1,225 @@
+#include "unet/nn/conv.h"
+
+#include <unordered_map>
+
+#include "unet/core/check.h"
+
+namespace unet {
+
+using dnnl::algorithm;
+using dnnl::prop_kind;
+
+namespace {
+
+Dims weight_dims(int64_t in_c, const ConvSpec& spec, int spatial_dims) {
+    // oneDNN's logical order is always (OC, IC, k...), for deconvolution too.
+    Dims d{spec.out_channels, in_c};
+    for (int i = 0; i < spatial_dims; ++i) d.push_back(spec.kernel);
+    return d;
+}
+
+Dims torch_weight_shape(int64_t in_c, const ConvSpec& spec, int spatial_dims) {
+    Dims d = spec.transposed ? Dims{in_c, spec.out_channels} : Dims{spec.out_channels, in_c};
+    for (int i = 0; i < spatial_dims; ++i) d.push_back(spec.kernel);
+    return d;
+}
+
+algorithm post_op_algorithm(PostOp p) {
+    return p == PostOp::relu ? algorithm::eltwise_relu : algorithm::eltwise_logistic;
+}
+algorithm post_op_bwd_algorithm(PostOp p) {
+    return p == PostOp::relu ? algorithm::eltwise_relu_use_dst_for_bwd
+                             : algorithm::eltwise_logistic_use_dst_for_bwd;
+}
+
+}  // namespace
+
+struct ConvLayer::Impl {
+    ConvSpec spec;
+    int nd = 0;
+    int64_t in_c = 0;
+    double flops = 0;
+    float* weight = nullptr;  // flat, PyTorch order
+    float* bias = nullptr;
+    float* diff_weight = nullptr;
+    float* diff_bias = nullptr;
+
+    memory::desc given_src_md, src_md, dst_md;
+    dnnl::primitive fwd, bwd_data, bwd_weights, post_op_bwd;
+    bool has_bwd_data = false;
+
+    memory flat_weights, flat_diff_weights, bias_mem, diff_bias_mem;
+    memory fwd_weights, bwd_data_weights, diff_weights;  // layouts the primitives chose
+    memory src_copy, diff_src_copy;                       // only when src arrives in another layout
+
+    template <class Fwd, class BwdData, class BwdWeights>
+    void build(algorithm alg, const Dims& strides, const Dims& pad, const Dims& dst_dims);
+    void load_weights();
+};
+
+template <class Fwd, class BwdData, class BwdWeights>
+void ConvLayer::Impl::build(algorithm alg, const Dims& strides, const Dims& pad, const Dims& dst_dims) {
+    auto& ctx = DnnlContext::get();
+    const Dims src_dims = given_src_md.dims();
+    const Dims w_dims = weight_dims(in_c, spec, nd - 2);
+    const memory::desc src_any = conv_data_desc(src_dims);
+    const memory::desc dst_any = conv_data_desc(dst_dims);
+    const memory::desc w_any = any_desc(w_dims);
+    const memory::desc b_md = f32_desc({spec.out_channels}, Tag::x);
+
+    typename Fwd::desc fd(prop_kind::forward_training, alg, src_any, w_any, b_md, dst_any, strides, pad, pad);
+    dnnl::primitive_attr attr;
+    if (spec.post_op != PostOp::none) {
+        dnnl::post_ops ops;
+        ops.append_eltwise(1.f, post_op_algorithm(spec.post_op), 0.f, 0.f);
+        attr.set_post_ops(ops);
+    }
+    typename Fwd::primitive_desc fpd(fd, attr, ctx.engine);
+    src_md = fpd.src_desc();
+    dst_md = fpd.dst_desc();
+    fwd = Fwd(fpd);
+
+    const Tag w_tag = spec.transposed ? deconv_weights_plain_tag(nd) : weights_plain_tag(nd);
+    flat_weights = memory(f32_desc(w_dims, w_tag), ctx.engine, weight);
+    flat_diff_weights = memory(f32_desc(w_dims, w_tag), ctx.engine, diff_weight);
+    bias_mem = memory(b_md, ctx.engine, bias);
+    diff_bias_mem = memory(b_md, ctx.engine, diff_bias);
+    // When a primitive's weight layout is the plain one (1x1 convolutions often), it works on
+    // the flat buffers directly and no reorder runs.
+    auto weights_for = [&](const memory::desc& md, const memory& flat) {
+        return md == flat.get_desc() ? flat : memory(md, ctx.engine);
+    };
+    fwd_weights = weights_for(fpd.weights_desc(), flat_weights);
+    if (has_bwd_data) {
+        typename BwdData::desc bdd(alg, src_md, w_any, dst_md, strides, pad, pad);
+        typename BwdData::primitive_desc bdpd(bdd, ctx.engine, fpd);
+        UNET_CHECK(bdpd.diff_src_desc() == src_md, "backward-data picked another src layout");
+        bwd_data = BwdData(bdpd);
+        bwd_data_weights = bdpd.weights_desc() == fpd.weights_desc()
+                               ? fwd_weights
+                               : weights_for(bdpd.weights_desc(), flat_weights);
+    }
+    typename BwdWeights::desc bwd(alg, src_md, w_any, b_md, dst_md, strides, pad, pad);
+    typename BwdWeights::primitive_desc bwpd(bwd, ctx.engine, fpd);
+    UNET_CHECK(bwpd.src_desc() == src_md && bwpd.diff_dst_desc() == dst_md,
+               "backward-weights picked other data layouts");
+    bwd_weights = BwdWeights(bwpd);
+    diff_weights = weights_for(bwpd.diff_weights_desc(), flat_diff_weights);
+
+    if (spec.post_op != PostOp::none) {
+        dnnl::eltwise_backward::desc ed(post_op_bwd_algorithm(spec.post_op), dst_md, dst_md, 0.f, 0.f);
+        dnnl::eltwise_forward::desc efd(prop_kind::forward_training, post_op_bwd_algorithm(spec.post_op),
+                                        dst_md, 0.f, 0.f);
+        dnnl::eltwise_forward::primitive_desc efpd(efd, ctx.engine);
+        post_op_bwd = dnnl::eltwise_backward(dnnl::eltwise_backward::primitive_desc(ed, ctx.engine, efpd));
+    }
+
+    if (src_md != given_src_md) {
+        src_copy = memory(src_md, ctx.engine);
+        if (has_bwd_data) diff_src_copy = memory(src_md, ctx.engine);
+    }
+}
+
+void ConvLayer::register_params(ParamStore& store, const std::string& name, int64_t in_channels,
+                                const ConvSpec& spec, int spatial_dims) {
+    store.add(name + ".weight", torch_weight_shape(in_channels, spec, spatial_dims));
+    store.add(name + ".bias", {spec.out_channels});
+}
+
+ConvLayer::ConvLayer(const memory::desc& src_desc, const ConvSpec& spec, ParamStore& store,
+                     const std::string& name, bool need_diff_src)
+    : impl_(new Impl) {
+    Impl& m = *impl_;
+    m.spec = spec;
+    m.given_src_md = src_desc;
+    m.nd = src_desc.data.ndims;
+    m.in_c = src_desc.dims()[1];
+    m.has_bwd_data = need_diff_src;
+    UNET_CHECK(store.finalized(), "ConvLayer " << name << ": store not finalized");
+    const int wi = store.find(name + ".weight"), bi = store.find(name + ".bias");
+    UNET_CHECK(wi >= 0 && bi >= 0, "ConvLayer " << name << ": parameters not registered");
+    UNET_CHECK(store.view(wi).shape == torch_weight_shape(m.in_c, spec, m.nd - 2),
+               "ConvLayer " << name << ": registered weight shape does not match the input");
+    m.weight = store.param(wi);
+    m.bias = store.param(bi);
+    m.diff_weight = store.grad(wi);
+    m.diff_bias = store.grad(bi);
+
+    const int sd = m.nd - 2;
+    Dims spatial(src_desc.dims().begin() + 2, src_desc.dims().end());
+    double taps = 1;
+    for (int i = 0; i < sd; ++i) taps *= double(spec.kernel);
+    if (spec.transposed) {
+        UNET_CHECK(spec.kernel == 2, "transposed convolution supports kernel 2 only");
+        Dims out_spatial = spatial;
+        for (auto& s : out_spatial) s *= 2;
+        m.build<dnnl::deconvolution_forward, dnnl::deconvolution_backward_data,
+                dnnl::deconvolution_backward_weights>(
+            algorithm::deconvolution_direct, Dims(size_t(sd), 2), Dims(size_t(sd), 0),
+            act_dims(src_desc.dims()[0], spec.out_channels, out_spatial));
+        m.flops = 2.0 * double(product(src_desc.dims())) * double(spec.out_channels) * taps;
+    } else {
+        UNET_CHECK(spec.kernel % 2 == 1, "convolution kernel must be odd");
+        m.build<dnnl::convolution_forward, dnnl::convolution_backward_data,
+                dnnl::convolution_backward_weights>(
+            algorithm::convolution_direct, Dims(size_t(sd), 1), Dims(size_t(sd), spec.kernel / 2),
+            act_dims(src_desc.dims()[0], spec.out_channels, spatial));
+        m.flops = 2.0 * double(product(m.dst_md.dims())) * double(m.in_c) * taps;
+    }
+}
+
+ConvLayer::~ConvLayer() = default;
+
+const memory::desc& ConvLayer::dst_desc() const { return impl_->dst_md; }
+bool ConvLayer::reorders_in_use() const { return bool(impl_->src_copy); }
+double ConvLayer::forward_flops() const { return impl_->flops; }
+
+void ConvLayer::Impl::load_weights() {
+    auto& s = DnnlContext::get().stream;
+    // Weights move through the flat buffer (optimizer, parameter server); the primitive's own
+    // layout is refreshed from it before each use. Plain -> blocked is a few MB at most.
+    if (fwd_weights.get_data_handle() != weight)
+        dnnl::reorder(flat_weights, fwd_weights).execute(s, flat_weights, fwd_weights);
+    if (has_bwd_data && bwd_data_weights.get_data_handle() != fwd_weights.get_data_handle() &&
+        bwd_data_weights.get_data_handle() != weight)
+        dnnl::reorder(flat_weights, bwd_data_weights).execute(s, flat_weights, bwd_data_weights);
+}
+
+void ConvLayer::forward(const memory& src_in, const memory& dst) {
+    auto& s = DnnlContext::get().stream;
+    impl_->load_weights();
+    memory src = src_in;
+    if (impl_->src_copy) {
+        dnnl::reorder(src_in, impl_->src_copy).execute(s, src, impl_->src_copy);
+        src = impl_->src_copy;
+    }
+    impl_->fwd.execute(s, {{DNNL_ARG_SRC, src},
+                           {DNNL_ARG_WEIGHTS, impl_->fwd_weights},
+                           {DNNL_ARG_BIAS, impl_->bias_mem},
+                           {DNNL_ARG_DST, dst}});
+}
+
+void ConvLayer::backward(const memory& src_in, const memory& dst, const memory& diff_dst,
+                         const memory& diff_src) {
+    Impl& m = *impl_;
+    auto& s = DnnlContext::get().stream;
+    const memory src = m.src_copy ? m.src_copy : src_in;
+    if (m.spec.post_op != PostOp::none)
+        m.post_op_bwd.execute(s, {{DNNL_ARG_DST, dst}, {DNNL_ARG_DIFF_DST, diff_dst}, {DNNL_ARG_DIFF_SRC, diff_dst}});
+    m.bwd_weights.execute(s, {{DNNL_ARG_SRC, src},
+                              {DNNL_ARG_DIFF_DST, diff_dst},
+                              {DNNL_ARG_DIFF_WEIGHTS, m.diff_weights},
+                              {DNNL_ARG_DIFF_BIAS, m.diff_bias_mem}});
+    if (m.diff_weights.get_data_handle() != m.diff_weight)
+        dnnl::reorder(m.diff_weights, m.flat_diff_weights).execute(s, m.diff_weights, m.flat_diff_weights);
+    if (m.has_bwd_data && diff_src) {
+        const memory out = m.diff_src_copy ? m.diff_src_copy : diff_src;
+        m.bwd_data.execute(s, {{DNNL_ARG_DIFF_DST, diff_dst},
+                               {DNNL_ARG_WEIGHTS, m.bwd_data_weights},
+                               {DNNL_ARG_DIFF_SRC, out}});
+        if (m.diff_src_copy)
+            dnnl::reorder(m.diff_src_copy, diff_src).execute(s, m.diff_src_copy, const_cast<memory&>(diff_src));
+    }
+}
+
+}  // namespace unet
