@@ -1,1 +1,33 @@
-int main() { return 0; }
+// unet_train: trains a 2D or 3D UNet (single process for now; rank 0 as parameter server and
+// ranks 1..N-1 as workers arrive with the distributed trainer). Errors end in one line:
+// usage errors exit 2, everything else 1.
+#include <omp.h>
+
+#include <cstdio>
+#include <exception>
+#include <iostream>
+
+#include "unet/cli/train_options.h"
+#include "unet/core/check.h"
+#include "unet/train/trainer.h"
+
+int main(int argc, char** argv) {
+    try {
+        unet::TrainOptions opts;
+        if (!unet::parse_train_options(argc, argv, opts)) return 0;
+        if (opts.num_threads > 0) omp_set_num_threads(opts.num_threads);
+        if (opts.benchmark) {
+            const unet::BenchmarkResult r = unet::run_benchmark(opts);
+            std::cout << r.json(opts) << std::endl;
+            return 0;
+        }
+        unet::run_local_training(opts);
+        return 0;
+    } catch (const unet::UsageError& e) {
+        std::fprintf(stderr, "unet_train: %s (see --help)\n", e.what());
+        return 2;
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "unet_train: error: %s\n", e.what());
+        return 1;
+    }
+}

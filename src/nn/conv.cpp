@@ -62,8 +62,13 @@ void ConvLayer::Impl::build(algorithm alg, const Dims& strides, const Dims& pad,
     auto& ctx = DnnlContext::get();
     const Dims src_dims = given_src_md.dims();
     const Dims w_dims = weight_dims(in_c, spec, nd - 2);
-    const memory::desc src_any = conv_data_desc(src_dims);
-    const memory::desc dst_any = conv_data_desc(dst_dims);
+    // A plain input (the network's) is reordered once into what suits the primitive. Any other
+    // input layout is kept, and channels-last stays channels-last: oneDNN 2.6 falls back to its
+    // reference kernel for a channels-last src with a blocked or `any` dst.
+    const bool plain_input = given_src_md == f32_desc(src_dims, plain_tag(nd));
+    const memory::desc src_any = plain_input ? conv_data_desc(src_dims) : given_src_md;
+    const bool channels_last = src_any == f32_desc(src_dims, channels_last_tag(nd));
+    const memory::desc dst_any = channels_last ? f32_desc(dst_dims, channels_last_tag(nd)) : any_desc(dst_dims);
     const memory::desc w_any = any_desc(w_dims);
     const memory::desc b_md = f32_desc({spec.out_channels}, Tag::x);
 
@@ -146,7 +151,8 @@ ConvLayer::ConvLayer(const memory::desc& src_desc, const ConvSpec& spec, ParamSt
     m.diff_bias = store.grad(bi);
 
     const int sd = m.nd - 2;
-    Dims spatial(src_desc.dims().begin() + 2, src_desc.dims().end());
+    const Dims src_dims = src_desc.dims();
+    const Dims spatial(src_dims.begin() + 2, src_dims.end());
     double taps = 1;
     for (int i = 0; i < sd; ++i) taps *= double(spec.kernel);
     if (spec.transposed) {

@@ -1,0 +1,47 @@
+// unet_train's flags: Boost.Program_options, read from an INI settings file (--config) first and
+// then from the command line, which wins. Intel's UNet flags keep their names and meaning
+// (--batch_size is the GLOBAL batch, --learningrate / --decay_steps / --lr_fraction /
+// --const_learningrate, --use_upsampling, --num_threads, ...).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "unet/core/dnnl_util.h"
+#include "unet/nn/loss.h"
+#include "unet/nn/lr_schedule.h"
+#include "unet/nn/optimizer.h"
+#include "unet/nn/unet.h"
+
+namespace unet {
+
+struct TrainOptions {
+    UNetConfig model;
+    Dims input_size;            // spatial size (H,W or D,H,W)
+    int64_t batch_size = 8;     // global
+    int epochs = 10;
+    int64_t steps = 0;          // > 0: stop after this many steps (and, with --benchmark, time them)
+    LossKind loss = LossKind::log_dice;
+    OptimizerConfig optimizer;
+    LrSchedule schedule;
+    uint64_t seed = 42;
+    int num_threads = 0;        // 0: OMP_NUM_THREADS or all cores
+    int num_inter_threads = 1;
+    bool benchmark = false;
+    int64_t warmup_steps_bench = 1;
+    int64_t toy_samples = 32;   // in-memory generated dataset size (until --data is given)
+    int print_every = 10;
+    std::string config_file;
+    std::string command_line;
+
+    std::string describe() const;  // resolved configuration, one "key = value" per line
+};
+
+// Parses argv. Returns false when --help was asked (help text already printed to stdout).
+// Throws UsageError (one line naming the flag) for anything invalid.
+bool parse_train_options(int argc, char** argv, TrainOptions& out);
+
+Dims parse_size_list(const std::string& flag, const std::string& text);  // "128,128" -> {128,128}
+
+}  // namespace unet

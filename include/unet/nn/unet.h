@@ -1,0 +1,105 @@
+// The UNet, 2D or 3D, on oneDNN layers.
+//
+// Architecture (C_l = base_filters * 2^l, l = 0..depth; depth = number of poolings):
+//   enc{l}, l = 0..depth    block: conv1 3x3(x3) -> norm1 + ReLU -> conv2 -> norm2 + ReLU
+//                           (enc{depth} is the bottleneck). enc{l} output is the skip of level l;
+//                           levels l < depth are then max-pooled (2).
+//   dropout                 if rate > 0: after the blocks enc{depth-1} and enc{depth}.
+//   up{l}, l = depth-1..0   transposed: ConvTranspose k2 s2, C_{l+1} -> C_l ("up{l}.weight");
+//                           nearest / linear: parameter-free x2 resampling, keeps C_{l+1}.
+//   dec{l}                  block on concat([up{l} output, skip l]) -> C_l.
+//   out                     1x1 conv C_0 -> out_channels, sigmoid.
+// With norm = none, the ReLU is fused into the convolution. Group norm uses
+// gcd(norm_groups, C) groups. Parameter names match a PyTorch state_dict of the same network
+// (tests/reference/torch_unet.py): enc0.conv1.weight, enc0.norm1.weight, up0.weight, out.bias, ...
+//
+// Tensors: input N x in_channels x [D x] H x W, output N x out_channels x ..., both plain
+// (nc[d]hw) float; every spatial size must be divisible by 2^depth. Inside, layouts are what
+// oneDNN picks; the only reorders are at the input and at the weight I/O.
+//
+// All primitives and activation buffers are built once per batch size (a "plan") and reused.
+// forward()/backward() must alternate (backward uses the last training forward's state).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "unet/core/param_store.h"
+#include "unet/nn/norm.h"
+
+namespace unet {
+
+enum class Upsampling { transposed, nearest, linear };
+Upsampling parse_upsampling(const std::string& name);  // throws UsageError
+const char* upsampling_name(Upsampling u);
+
+struct UNetConfig {
+    int dims = 2;                  // 2 or 3
+    int64_t in_channels = 4;
+    int64_t out_channels = 1;
+    int64_t base_filters = 32;
+    int depth = 4;
+    Upsampling upsampling = Upsampling::transposed;
+    NormKind norm = NormKind::none;
+    int64_t norm_groups = 8;
+    float dropout = 0.f;
+    uint64_t seed = 42;            // He initialisation and dropout masks
+
+    // Throws UsageError naming the flag if the model is impossible; `spatial` (optional) is the
+    // input size to check against 2^depth.
+    void validate(const Dims& spatial = {}) const;
+    int64_t filters(int level) const { return base_filters << level; }
+};
+
+struct MemoryEstimate {
+    int64_t activation_bytes = 0;  // activations, their gradients, workspaces (one batch size)
+    int64_t parameter_bytes = 0;   // parameters, gradients and the layers' reordered copies
+    int64_t optimizer_bytes = 0;   // Adam moments (x3 with amsgrad) or SGD momentum
+    int64_t total() const { return activation_bytes + parameter_bytes + optimizer_bytes; }
+};
+
+class UNet {
+   public:
+    explicit UNet(const UNetConfig& config);  // validates, registers and He-initialises params
+    ~UNet();
+    UNet(const UNet&) = delete;
+    UNet& operator=(const UNet&) = delete;
+
+    const UNetConfig& config() const { return config_; }
+    ParamStore& store() { return store_; }
+    const ParamStore& store() const { return store_; }
+
+    // Re-initialises every parameter from `seed` (He normal for convolutions, zero biases,
+    // gamma 1, beta 0, running mean 0, running var 1).
+    void initialize(uint64_t seed);
+
+    // Runs the network on `batch` samples of `spatial` size; returns the output probabilities
+    // (plain layout, batch * out_channels * prod(spatial) floats, valid until the next call).
+    // `step` selects the dropout masks.
+    const float* forward(const float* input, int64_t batch, const Dims& spatial, bool training,
+                         uint64_t step = 0);
+    // Gradient of the loss w.r.t. the output probabilities (plain layout) -> store().grads()
+    // (overwritten, not accumulated).
+    void backward(const float* diff_output);
+
+    // Nominal training FLOPs per sample (forward + backward-data + backward-weights of every
+    // convolution; the first layer has no backward-data).
+    double train_flops_per_sample(const Dims& spatial);
+    MemoryEstimate estimate_memory(int64_t batch, const Dims& spatial, int optimizer_state_copies);
+    // Number of layers that reorder their input (1 = only the network input).
+    int input_reorders(int64_t batch, const Dims& spatial);
+
+   private:
+    struct Plan;
+    Plan& plan_for(int64_t batch, const Dims& spatial);
+    void register_params();
+
+    UNetConfig config_;
+    ParamStore store_;
+    std::map<std::pair<int64_t, Dims>, std::unique_ptr<Plan>> plans_;
+    Plan* last_ = nullptr;
+};
+
+}  // namespace unet

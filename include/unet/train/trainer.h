@@ -1,0 +1,41 @@
+// Single-process training: one UNet, one optimizer, a learning-rate schedule and a data source.
+// The distributed trainer (parameter server and workers) reuses the same step.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "unet/cli/train_options.h"
+#include "unet/nn/metrics.h"
+
+namespace unet {
+
+struct StepResult {
+    double loss = 0;  // batch mean
+    double dice = 0;  // batch mean of hard Dice
+};
+
+// One training step on `n` samples: forward, loss, backward (into model.store().grads()),
+// optimizer update. Throws DivergenceError naming `step` if the loss is NaN or Inf.
+StepResult train_step(UNet& model, Optimizer& opt, const LrSchedule& schedule, LossKind loss,
+                      const float* images, const float* masks, int64_t n, const Dims& spatial,
+                      int64_t step, std::vector<float>& grad_scratch);
+
+// Mean loss and metrics over samples, in eval mode.
+MetricSums evaluate(UNet& model, LossKind loss, const float* images, const float* masks, int64_t n,
+                    const Dims& spatial, int64_t batch);
+
+struct BenchmarkResult {
+    double samples_per_s = 0, gflop_per_sample = 0, gflops = 0, peak_rss_mib = 0, step_ms = 0;
+    int threads = 0;
+    std::string json(const TrainOptions& o) const;
+};
+
+BenchmarkResult run_benchmark(const TrainOptions& o);
+// Trains on the generated in-memory set; prints progress, returns the final validation Dice.
+double run_local_training(const TrainOptions& o);
+
+double peak_rss_mib();
+
+}  // namespace unet

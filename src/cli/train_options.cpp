@@ -1,0 +1,159 @@
+#include "unet/cli/train_options.h"
+
+#include <boost/program_options.hpp>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "unet/core/check.h"
+
+namespace po = boost::program_options;
+
+namespace unet {
+
+Dims parse_size_list(const std::string& flag, const std::string& text) {
+    Dims out;
+    std::stringstream ss(text);
+    std::string item;
+    while (std::getline(ss, item, ',')) {
+        try {
+            size_t pos = 0;
+            const long long v = std::stoll(item, &pos);
+            if (pos != item.size() || v <= 0) throw std::invalid_argument(item);
+            out.push_back(v);
+        } catch (const std::exception&) {
+            throw UsageError("--" + flag + ": expected comma-separated positive integers, got '" + text + "'");
+        }
+    }
+    if (out.empty()) throw UsageError("--" + flag + ": expected comma-separated positive integers, got '" + text + "'");
+    return out;
+}
+
+namespace {
+
+struct RawOptions {
+    std::string input_size, upsampling, norm, loss, optimizer;
+    bool use_upsampling = false;
+    int depth = 0;
+    int64_t filters = 0;
+};
+
+po::options_description describe_flags(TrainOptions& o, RawOptions& r) {
+    po::options_description model("Model");
+    model.add_options()
+        ("dims", po::value(&o.model.dims)->default_value(2), "2 (slices) or 3 (volumes)")
+        ("input_size", po::value(&r.input_size)->default_value("128,128"), "spatial size H,W or D,H,W (each a multiple of 2^depth)")
+        ("in_channels", po::value(&o.model.in_channels)->default_value(4), "input channels (MSD: 4 modalities)")
+        ("filters", po::value(&r.filters)->default_value(32), "filters at the first level; doubled at each level")
+        ("depth", po::value(&r.depth)->default_value(4), "number of poolings")
+        ("upsampling", po::value(&r.upsampling)->default_value("transposed"), "transposed | nearest | linear")
+        ("use_upsampling", po::bool_switch(&r.use_upsampling), "Intel's flag: nearest up-sampling instead of transposed convolutions")
+        ("norm", po::value(&r.norm)->default_value("none"), "none | batch | group")
+        ("norm_groups", po::value(&o.model.norm_groups)->default_value(8), "groups for --norm group (gcd with the channel count)")
+        ("dropout", po::value(&o.model.dropout)->default_value(0.f), "dropout rate after the two deepest encoder blocks");
+    po::options_description train("Training");
+    train.add_options()
+        ("batch_size", po::value(&o.batch_size)->default_value(8), "global batch size (split over workers)")
+        ("epochs", po::value(&o.epochs)->default_value(10), "epochs")
+        ("steps", po::value(&o.steps)->default_value(0), "stop after this many steps (0: run all epochs)")
+        ("loss", po::value(&r.loss)->default_value("log_dice"), "dice | log_dice | bce | dice_bce")
+        ("seed", po::value(&o.seed)->default_value(42), "seed for initialisation, data order, dropout")
+        ("toy_samples", po::value(&o.toy_samples)->default_value(32), "size of the generated in-memory dataset")
+        ("print_every", po::value(&o.print_every)->default_value(10), "print a progress line every N steps");
+    po::options_description opt("Optimizer");
+    opt.add_options()
+        ("optimizer", po::value(&r.optimizer)->default_value("adam"), "adam | sgd")
+        ("beta1", po::value(&o.optimizer.beta1)->default_value(0.9f), "Adam beta1")
+        ("beta2", po::value(&o.optimizer.beta2)->default_value(0.999f), "Adam beta2")
+        ("epsilon", po::value(&o.optimizer.epsilon)->default_value(1e-8f), "Adam epsilon")
+        ("amsgrad", po::bool_switch(&o.optimizer.amsgrad), "AMSGrad variant of Adam")
+        ("momentum", po::value(&o.optimizer.momentum)->default_value(0.9f), "SGD momentum")
+        ("nesterov", po::bool_switch(&o.optimizer.nesterov), "Nesterov momentum for SGD")
+        ("weight_decay", po::value(&o.optimizer.weight_decay)->default_value(0.f), "L2 weight decay");
+    po::options_description lr("Learning rate");
+    lr.add_options()
+        ("learningrate", po::value(&o.schedule.learningrate)->default_value(0.0005f), "initial learning rate")
+        ("const_learningrate", po::bool_switch(&o.schedule.const_learningrate), "no decay")
+        ("decay_steps", po::value(&o.schedule.decay_steps)->default_value(150), "steps over which the rate falls to lr_fraction")
+        ("lr_fraction", po::value(&o.schedule.lr_fraction)->default_value(0.25f), "lr * lr_fraction^(step / decay_steps)")
+        ("warmup_steps", po::value(&o.schedule.warmup_steps)->default_value(0), "linear warm-up steps")
+        ("scale_lr", po::bool_switch(&o.schedule.scale_by_workers), "multiply the rate by the number of workers");
+    po::options_description rt("Runtime");
+    rt.add_options()
+        ("num_threads", po::value(&o.num_threads)->default_value(0), "OpenMP threads (0: OMP_NUM_THREADS or all cores)")
+        ("num_inter_threads", po::value(&o.num_inter_threads)->default_value(1), "threads outside the compute pool (data prefetch)")
+        ("config", po::value(&o.config_file), "INI settings file; the command line wins")
+        ("help,h", "show this help");
+    po::options_description bench("Benchmark");
+    bench.add_options()
+        ("benchmark", po::bool_switch(&o.benchmark), "train on random data of --input_size for --steps and print one JSON line")
+        ("bench_warmup", po::value(&o.warmup_steps_bench)->default_value(1), "untimed steps before --steps");
+    po::options_description all("unet_train: train a 2D or 3D UNet for brain-tumour segmentation\n\nUsage: unet_train [flags]\n");
+    all.add(model).add(train).add(opt).add(lr).add(rt).add(bench);
+    return all;
+}
+
+}  // namespace
+
+bool parse_train_options(int argc, char** argv, TrainOptions& o) {
+    RawOptions r;
+    po::options_description flags = describe_flags(o, r);
+    po::variables_map vm;
+    for (int i = 0; i < argc; ++i) o.command_line += (i ? " " : "") + std::string(argv[i]);
+    try {
+        po::store(po::parse_command_line(argc, argv, flags), vm);
+        if (vm.count("help")) {
+            std::cout << flags << "\n";
+            return false;
+        }
+        if (vm.count("config")) {
+            const std::string file = vm["config"].as<std::string>();
+            std::ifstream in(file);
+            if (!in) throw UsageError("--config: cannot read '" + file + "'");
+            po::store(po::parse_config_file(in, flags), vm);  // command line stored first wins
+        }
+        po::notify(vm);
+    } catch (const po::error& e) {
+        throw UsageError(e.what());
+    }
+    o.model.base_filters = r.filters;
+    o.model.depth = r.depth;
+    o.model.seed = o.seed;
+    o.model.norm = parse_norm(r.norm);
+    o.model.upsampling = parse_upsampling(r.upsampling);
+    if (r.use_upsampling && vm["upsampling"].defaulted()) o.model.upsampling = Upsampling::nearest;
+    o.loss = parse_loss(r.loss);
+    o.optimizer.kind = r.optimizer;
+    o.input_size = parse_size_list("input_size", r.input_size);
+    if (vm["input_size"].defaulted() && o.model.dims == 3) o.input_size = {64, 64, 64};
+    o.model.validate(o.input_size);
+    o.optimizer.validate();
+    o.schedule.validate();
+    if (o.batch_size < 1) throw UsageError("--batch_size: expected at least 1, got " + std::to_string(o.batch_size));
+    if (o.epochs < 1) throw UsageError("--epochs: expected at least 1, got " + std::to_string(o.epochs));
+    if (o.steps < 0) throw UsageError("--steps: expected 0 or more");
+    if (o.benchmark && o.steps < 1) o.steps = 5;
+    if (o.num_threads < 0) throw UsageError("--num_threads: expected 0 or more");
+    if (o.toy_samples < 1) throw UsageError("--toy_samples: expected at least 1");
+    if (o.print_every < 1) throw UsageError("--print_every: expected at least 1");
+    return true;
+}
+
+std::string TrainOptions::describe() const {
+    std::ostringstream os;
+    os << "dims = " << model.dims << "\ninput_size = ";
+    for (size_t i = 0; i < input_size.size(); ++i) os << (i ? "," : "") << input_size[i];
+    os << "\nin_channels = " << model.in_channels << "\nfilters = " << model.base_filters << "\ndepth = " << model.depth
+       << "\nupsampling = " << upsampling_name(model.upsampling) << "\nnorm = " << norm_name(model.norm)
+       << "\nnorm_groups = " << model.norm_groups << "\ndropout = " << model.dropout << "\nbatch_size = " << batch_size
+       << "\nepochs = " << epochs << "\nsteps = " << steps << "\nloss = " << loss_name(loss)
+       << "\noptimizer = " << optimizer.kind << "\nbeta1 = " << optimizer.beta1 << "\nbeta2 = " << optimizer.beta2
+       << "\nepsilon = " << optimizer.epsilon << "\namsgrad = " << optimizer.amsgrad << "\nmomentum = " << optimizer.momentum
+       << "\nnesterov = " << optimizer.nesterov << "\nweight_decay = " << optimizer.weight_decay
+       << "\nlearningrate = " << schedule.learningrate << "\nconst_learningrate = " << schedule.const_learningrate
+       << "\ndecay_steps = " << schedule.decay_steps << "\nlr_fraction = " << schedule.lr_fraction
+       << "\nwarmup_steps = " << schedule.warmup_steps << "\nseed = " << seed << "\nnum_threads = " << num_threads << "\n";
+    return os.str();
+}
+
+}  // namespace unet

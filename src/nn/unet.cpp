@@ -1,0 +1,349 @@
+#include "unet/nn/unet.h"
+
+#include <cmath>
+#include <numeric>
+#include <optional>
+#include <vector>
+
+#include "unet/core/check.h"
+#include "unet/core/rng.h"
+#include "unet/nn/concat.h"
+#include "unet/nn/conv.h"
+#include "unet/nn/dropout.h"
+#include "unet/nn/pool.h"
+#include "unet/nn/resample.h"
+
+namespace unet {
+
+Upsampling parse_upsampling(const std::string& name) {
+    if (name == "transposed") return Upsampling::transposed;
+    if (name == "nearest") return Upsampling::nearest;
+    if (name == "linear") return Upsampling::linear;
+    throw UsageError("--upsampling: expected transposed, nearest or linear, got '" + name + "'");
+}
+
+const char* upsampling_name(Upsampling u) {
+    switch (u) {
+        case Upsampling::transposed: return "transposed";
+        case Upsampling::nearest: return "nearest";
+        case Upsampling::linear: return "linear";
+    }
+    return "?";
+}
+
+void UNetConfig::validate(const Dims& spatial) const {
+    auto bad = [](const std::string& m) { throw UsageError(m); };
+    if (dims != 2 && dims != 3) bad("--dims: expected 2 or 3, got " + std::to_string(dims));
+    if (in_channels < 1) bad("--in_channels: expected at least 1, got " + std::to_string(in_channels));
+    if (out_channels < 1) bad("--out_channels: expected at least 1, got " + std::to_string(out_channels));
+    if (base_filters < 1) bad("--filters: expected at least 1, got " + std::to_string(base_filters));
+    if (depth < 1 || depth > 8) bad("--depth: expected 1 to 8 poolings, got " + std::to_string(depth));
+    if (norm == NormKind::group && norm_groups < 1)
+        bad("--norm_groups: expected at least 1, got " + std::to_string(norm_groups));
+    if (!(dropout >= 0.f && dropout < 1.f)) bad("--dropout: expected a rate in [0, 1), got " + std::to_string(dropout));
+    if (spatial.empty()) return;
+    if (int(spatial.size()) != dims)
+        bad("--input_size: expected " + std::to_string(dims) + " sizes for --dims " + std::to_string(dims) +
+            ", got " + std::to_string(spatial.size()));
+    const int64_t multiple = int64_t(1) << depth;
+    for (auto s : spatial)
+        if (s < multiple || s % multiple != 0)
+            bad("--input_size: every size must be a positive multiple of 2^depth = " + std::to_string(multiple) +
+                " (depth " + std::to_string(depth) + "), got " + std::to_string(s));
+}
+
+namespace {
+
+std::string level_name(const char* prefix, int level) { return prefix + std::to_string(level); }
+
+int64_t group_count(const UNetConfig& c, int64_t channels) { return std::gcd(c.norm_groups, channels); }
+
+// Registers / builds "conv1 -> norm1+ReLU -> conv2 -> norm2+ReLU" named <prefix>.conv1 etc.
+void register_block(ParamStore& s, const UNetConfig& c, const std::string& prefix, int64_t in, int64_t out) {
+    const PostOp post = c.norm == NormKind::none ? PostOp::relu : PostOp::none;
+    ConvLayer::register_params(s, prefix + ".conv1", in, {out, 3, post, false}, c.dims);
+    NormRelu::register_params(s, prefix + ".norm1", out, c.norm);
+    ConvLayer::register_params(s, prefix + ".conv2", out, {out, 3, post, false}, c.dims);
+    NormRelu::register_params(s, prefix + ".norm2", out, c.norm);
+}
+
+}  // namespace
+
+// One conv block's layers and buffers. With norm none the ReLU lives in the conv and
+// a1 == t1, a2 == t2; gradients run in place through the norm, so two diff buffers suffice.
+struct Block {
+    std::unique_ptr<ConvLayer> conv1, conv2;
+    std::unique_ptr<NormRelu> norm1, norm2;
+    std::unique_ptr<Dropout> dropout;
+    memory t1, a1, t2, a2;  // conv1 out, block mid, conv2 out, block out
+    memory d1, d2;          // gradient of a1 / a2 (and, in place, of t1 / t2)
+};
+
+struct Level {  // decoder level
+    std::unique_ptr<ConvLayer> up_conv;
+    std::unique_ptr<Resample> up_resample;
+    std::unique_ptr<Concat> concat;
+    memory up, d_up, cat, d_cat;
+};
+
+struct UNet::Plan {
+    int64_t batch = 0;
+    Dims spatial;
+    std::vector<Block> enc, dec;      // enc[0..depth], dec[0..depth-1]
+    std::vector<std::unique_ptr<MaxPool>> pool;
+    std::vector<memory> pooled, d_pooled;
+    std::vector<Level> levels;
+    std::unique_ptr<ConvLayer> out_conv;
+    memory input, output, d_output;
+    std::vector<float> plain_output;  // only if the output layout is not plain
+    int64_t allocated_bytes = 0;
+    double flops_per_sample = 0;
+    int reorders = 0;
+    bool training = true;
+    uint64_t step = 0;
+
+    memory alloc(const memory::desc& md) {
+        allocated_bytes += int64_t(md.get_size());
+        return memory(md, DnnlContext::get().engine);
+    }
+};
+
+UNet::UNet(const UNetConfig& config) : config_(config) {
+    config_.validate();
+    register_params();
+    store_.finalize();
+    initialize(config_.seed);
+}
+
+UNet::~UNet() = default;
+
+void UNet::register_params() {
+    const UNetConfig& c = config_;
+    int64_t in = c.in_channels;
+    for (int l = 0; l <= c.depth; ++l) {
+        register_block(store_, c, level_name("enc", l), in, c.filters(l));
+        in = c.filters(l);
+    }
+    for (int l = c.depth - 1; l >= 0; --l) {
+        int64_t up_channels = c.filters(l + 1);
+        if (c.upsampling == Upsampling::transposed) {
+            ConvLayer::register_params(store_, level_name("up", l), c.filters(l + 1),
+                                       {c.filters(l), 2, PostOp::none, true}, c.dims);
+            up_channels = c.filters(l);
+        }
+        register_block(store_, c, level_name("dec", l), up_channels + c.filters(l), c.filters(l));
+    }
+    ConvLayer::register_params(store_, "out", c.filters(0), {c.out_channels, 1, PostOp::sigmoid, false}, c.dims);
+}
+
+void UNet::initialize(uint64_t seed) {
+    Rng rng(seed);
+    for (int i = 0; i < int(store_.views().size()); ++i) {
+        const ParamView& v = store_.view(i);
+        float* p = store_.param(i);
+        const bool is_bias = v.name.size() > 5 && v.name.compare(v.name.size() - 5, 5, ".bias") == 0;
+        const bool is_norm = v.name.find(".norm") != std::string::npos;
+        if (is_norm) {
+            std::fill(p, p + v.count, is_bias ? 0.f : 1.f);
+        } else if (is_bias) {
+            std::fill(p, p + v.count, 0.f);
+        } else {
+            // He normal: std = sqrt(2 / fan_in), fan_in = input channels x kernel taps.
+            const bool transposed = v.name.rfind("up", 0) == 0;
+            int64_t fan_in = transposed ? v.shape[0] : v.shape[1];
+            for (size_t k = 2; k < v.shape.size(); ++k) fan_in *= v.shape[k];
+            const float sd = std::sqrt(2.f / float(fan_in));
+            for (int64_t k = 0; k < v.count; ++k) p[k] = sd * rng.normal();
+        }
+    }
+    for (const auto& b : store_.buffer_views()) {
+        const bool var = b.name.find("running_var") != std::string::npos;
+        std::fill(store_.buffers() + b.offset, store_.buffers() + b.offset + b.count, var ? 1.f : 0.f);
+    }
+}
+
+
+UNet::Plan& UNet::plan_for(int64_t batch, const Dims& spatial) {
+    auto key = std::make_pair(batch, spatial);
+    auto it = plans_.find(key);
+    if (it != plans_.end()) return *it->second;
+    config_.validate(spatial);
+    UNET_CHECK(batch >= 1, "batch " << batch);
+    const UNetConfig& c = config_;
+    auto p = std::make_unique<Plan>();
+    Plan& P = *p;
+    P.batch = batch;
+    P.spatial = spatial;
+    const bool fused_relu = c.norm == NormKind::none;
+    const PostOp post = fused_relu ? PostOp::relu : PostOp::none;
+
+    auto make_block = [&](Block& b, const std::string& prefix, const memory::desc& src_md, int64_t out,
+                          bool need_diff_src) {
+        b.conv1 = std::make_unique<ConvLayer>(src_md, ConvSpec{out, 3, post, false}, store_, prefix + ".conv1", need_diff_src);
+        P.reorders += b.conv1->reorders_in_use();
+        b.t1 = P.alloc(b.conv1->dst_desc());
+        b.a1 = b.t1;
+        if (!fused_relu) {
+            b.norm1 = std::make_unique<NormRelu>(b.t1.get_desc(), c.norm, group_count(c, out), store_, prefix + ".norm1");
+            b.a1 = P.alloc(b.norm1->dst_desc());
+        }
+        b.conv2 = std::make_unique<ConvLayer>(b.a1.get_desc(), ConvSpec{out, 3, post, false}, store_, prefix + ".conv2");
+        P.reorders += b.conv2->reorders_in_use();
+        b.t2 = P.alloc(b.conv2->dst_desc());
+        b.a2 = b.t2;
+        if (!fused_relu) {
+            b.norm2 = std::make_unique<NormRelu>(b.t2.get_desc(), c.norm, group_count(c, out), store_, prefix + ".norm2");
+            b.a2 = P.alloc(b.norm2->dst_desc());
+        }
+        b.d1 = P.alloc(b.a1.get_desc());
+        b.d2 = P.alloc(b.a2.get_desc());
+        P.flops_per_sample += (3 * b.conv1->forward_flops() - (need_diff_src ? 0 : b.conv1->forward_flops()) +
+                               3 * b.conv2->forward_flops()) / double(batch);
+    };
+
+    P.input = P.alloc(f32_desc(act_dims(batch, c.in_channels, spatial), plain_tag(c.dims + 2)));
+    P.enc.resize(size_t(c.depth + 1));
+    P.pool.resize(size_t(c.depth));
+    P.pooled.resize(size_t(c.depth));
+    P.d_pooled.resize(size_t(c.depth));
+    memory::desc src_md = P.input.get_desc();
+    for (int l = 0; l <= c.depth; ++l) {
+        Block& b = P.enc[size_t(l)];
+        make_block(b, level_name("enc", l), src_md, c.filters(l), l > 0);
+        if (c.dropout > 0.f && l >= c.depth - 1)
+            b.dropout = std::make_unique<Dropout>(b.a2.get_desc(), c.dropout, c.seed, uint64_t(l + 1));
+        if (l == c.depth) break;
+        P.pool[size_t(l)] = std::make_unique<MaxPool>(b.a2.get_desc());
+        P.pooled[size_t(l)] = P.alloc(P.pool[size_t(l)]->dst_desc());
+        P.d_pooled[size_t(l)] = P.alloc(P.pool[size_t(l)]->dst_desc());
+        src_md = P.pooled[size_t(l)].get_desc();
+    }
+    P.dec.resize(size_t(c.depth));
+    P.levels.resize(size_t(c.depth));
+    memory below = P.enc[size_t(c.depth)].a2;
+    for (int l = c.depth - 1; l >= 0; --l) {
+        Level& L = P.levels[size_t(l)];
+        if (c.upsampling == Upsampling::transposed) {
+            L.up_conv = std::make_unique<ConvLayer>(below.get_desc(), ConvSpec{c.filters(l), 2, PostOp::none, true},
+                                                    store_, level_name("up", l));
+            P.reorders += L.up_conv->reorders_in_use();
+            L.up = P.alloc(L.up_conv->dst_desc());
+            P.flops_per_sample += 3 * L.up_conv->forward_flops() / double(batch);
+        } else {
+            L.up_resample = std::make_unique<Resample>(
+                below.get_desc(), c.upsampling == Upsampling::nearest ? ResampleMode::nearest : ResampleMode::linear);
+            L.up = P.alloc(L.up_resample->dst_desc());
+        }
+        L.d_up = P.alloc(L.up.get_desc());
+        L.concat = std::make_unique<Concat>(L.up.get_desc(), P.enc[size_t(l)].a2.get_desc());
+        L.cat = P.alloc(L.concat->dst_desc());
+        L.d_cat = P.alloc(L.cat.get_desc());
+        make_block(P.dec[size_t(l)], level_name("dec", l), L.cat.get_desc(), c.filters(l), true);
+        below = P.dec[size_t(l)].a2;
+    }
+    P.out_conv = std::make_unique<ConvLayer>(below.get_desc(), ConvSpec{c.out_channels, 1, PostOp::sigmoid, false},
+                                             store_, "out");
+    P.reorders += P.out_conv->reorders_in_use();
+    P.flops_per_sample += 3 * P.out_conv->forward_flops() / double(batch);
+    P.output = P.alloc(P.out_conv->dst_desc());
+    P.d_output = P.alloc(P.output.get_desc());
+    const memory::desc plain_out = f32_desc(P.output.get_desc().dims(), plain_tag(c.dims + 2));
+    if (P.output.get_desc() != plain_out) P.plain_output.resize(size_t(product(plain_out.dims())));
+    return *(plans_[key] = std::move(p));
+}
+
+static void block_forward(Block& b, const memory& src, bool training, uint64_t step) {
+    b.conv1->forward(src, b.t1);
+    if (b.norm1) b.norm1->forward(b.t1, b.a1, training);
+    b.conv2->forward(b.a1, b.t2);
+    if (b.norm2) b.norm2->forward(b.t2, b.a2, training);
+    if (b.dropout) b.dropout->forward(b.a2, b.a2, step, training);
+}
+
+// Overwrites b.d2 (incoming gradient, clobbered) and writes the gradient of src into diff_src.
+static void block_backward(Block& b, const memory& src, const memory& diff_src) {
+    if (b.dropout) b.dropout->backward(b.d2, b.d2);
+    if (b.norm2) b.norm2->backward(b.t2, b.a2, b.d2, b.d2);
+    b.conv2->backward(b.a1, b.t2, b.d2, b.d1);
+    if (b.norm1) b.norm1->backward(b.t1, b.a1, b.d1, b.d1);
+    b.conv1->backward(src, b.t1, b.d1, diff_src);
+}
+
+const float* UNet::forward(const float* input, int64_t batch, const Dims& spatial, bool training, uint64_t step) {
+    Plan& P = plan_for(batch, spatial);
+    last_ = &P;
+    P.training = training;
+    P.step = step;
+    auto& s = DnnlContext::get().stream;
+    std::copy(input, input + product(P.input.get_desc().dims()), static_cast<float*>(P.input.get_data_handle()));
+    const int depth = config_.depth;
+    memory src = P.input;
+    for (int l = 0; l <= depth; ++l) {
+        Block& b = P.enc[size_t(l)];
+        block_forward(b, src, training, step);
+        if (l == depth) break;
+        P.pool[size_t(l)]->forward(b.a2, P.pooled[size_t(l)]);
+        src = P.pooled[size_t(l)];
+    }
+    memory below = P.enc[size_t(depth)].a2;
+    for (int l = depth - 1; l >= 0; --l) {
+        Level& L = P.levels[size_t(l)];
+        if (L.up_conv) L.up_conv->forward(below, L.up);
+        else L.up_resample->forward(below, L.up);
+        L.concat->forward(L.up, P.enc[size_t(l)].a2, L.cat);
+        block_forward(P.dec[size_t(l)], L.cat, training, step);
+        below = P.dec[size_t(l)].a2;
+    }
+    P.out_conv->forward(below, P.output);
+    s.wait();
+    if (P.plain_output.empty()) return static_cast<const float*>(P.output.get_data_handle());
+    read_plain(P.output, P.plain_output.data());
+    return P.plain_output.data();
+}
+
+void UNet::backward(const float* diff_output) {
+    UNET_CHECK(last_ && last_->training, "backward() without a training forward()");
+    Plan& P = *last_;
+    auto& s = DnnlContext::get().stream;
+    const int depth = config_.depth;
+    if (P.plain_output.empty())
+        std::copy(diff_output, diff_output + product(P.d_output.get_desc().dims()),
+                  static_cast<float*>(P.d_output.get_data_handle()));
+    else
+        write_plain(diff_output, P.d_output);
+    P.out_conv->backward(P.dec[0].a2, P.output, P.d_output, P.dec[0].d2);
+    for (int l = 0; l < depth; ++l) {
+        Level& L = P.levels[size_t(l)];
+        block_backward(P.dec[size_t(l)], L.cat, L.d_cat);
+        L.concat->backward(L.d_cat, 0, L.d_up, false);
+        const memory below = l + 1 < depth ? P.dec[size_t(l + 1)].a2 : P.enc[size_t(depth)].a2;
+        const memory d_below = l + 1 < depth ? P.dec[size_t(l + 1)].d2 : P.enc[size_t(depth)].d2;
+        if (L.up_conv) L.up_conv->backward(below, L.up, L.d_up, d_below);
+        else L.up_resample->backward(L.d_up, d_below);
+    }
+    for (int l = depth; l >= 0; --l) {
+        Block& b = P.enc[size_t(l)];
+        if (l < depth) {
+            // The skip tensor feeds both the pool and the decoder's concat: sum both gradients.
+            P.pool[size_t(l)]->backward(P.d_pooled[size_t(l)], b.d2);
+            P.levels[size_t(l)].concat->backward(P.levels[size_t(l)].d_cat, 1, b.d2, true);
+        }
+        block_backward(b, l == 0 ? P.input : P.pooled[size_t(l - 1)], l == 0 ? memory() : P.d_pooled[size_t(l - 1)]);
+    }
+    s.wait();
+}
+
+double UNet::train_flops_per_sample(const Dims& spatial) { return plan_for(1, spatial).flops_per_sample; }
+
+MemoryEstimate UNet::estimate_memory(int64_t batch, const Dims& spatial, int optimizer_state_copies) {
+    MemoryEstimate e;
+    e.activation_bytes = plan_for(batch, spatial).allocated_bytes;
+    // flat params + flat grads + one reordered copy of the weights and of their gradients
+    e.parameter_bytes = 4 * store_.size() * 4 + 4 * store_.buffers_size();
+    e.optimizer_bytes = int64_t(optimizer_state_copies) * 4 * store_.size();
+    return e;
+}
+
+int UNet::input_reorders(int64_t batch, const Dims& spatial) { return plan_for(batch, spatial).reorders; }
+
+}  // namespace unet

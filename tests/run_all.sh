@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Runs every test of the project and ends with one line "N passed, N failed".
+#   tests/run_all.sh BUILD_DIR [--unit-only]
+# GoogleTest binaries count one per test case; each script in tests/e2e/*.sh and
+# tests/reference/*.sh counts as one test (exit 0 = pass).
+set -u
+BUILD=${1:-build}
+MODE=${2:-}
+passed=0
+failed=0
+failed_names=()
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+
+for t in "$BUILD"/tests/test_*; do
+  [ -x "$t" ] || continue
+  name=$(basename "$t")
+  out=$("$t" --gtest_brief=1 2>&1)
+  rc=$?
+  echo "$out" | grep -v '^\[==========\]\|^\[  PASSED  \]' | sed "s/^/[$name] /" | tail -40
+  p=$(echo "$out" | sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' | tail -1)
+  f=$(echo "$out" | sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' | tail -1)
+  p=${p:-0}; f=${f:-0}
+  if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi   # crashed before reporting
+  passed=$((passed + p)); failed=$((failed + f))
+  [ "$f" -ne 0 ] && failed_names+=("$name")
+  echo "[$name] $p passed, $f failed"
+done
+
+if [ "$MODE" != "--unit-only" ]; then
+  for s in tests/e2e/*.sh tests/reference/*.sh; do
+    [ -f "$s" ] || continue
+    name=$(basename "$s")
+    start=$(date +%s)
+    if out=$(BUILD="$BUILD" bash "$s" 2>&1); then
+      passed=$((passed + 1)); echo "[$name] ok ($(( $(date +%s) - start ))s)"
+    else
+      failed=$((failed + 1)); failed_names+=("$name")
+      echo "$out" | tail -30 | sed "s/^/[$name] /"
+      echo "[$name] FAILED"
+    fi
+  done
+fi
+
+[ ${#failed_names[@]} -gt 0 ] && echo "failing: ${failed_names[*]}"
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
