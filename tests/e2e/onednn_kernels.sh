@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Every hot primitive must run on an optimized oneDNN kernel: no `ref:` and no gemm fallback in
+# ONEDNN_VERBOSE output, for 2D and 3D, every up-sampling mode and norm, filters below and above
+# 16 (channels-last and blocked layouts).
+set -u
+BIN=${BUILD:-build}/bin/unet_train
+status=0
+run() {
+  local log
+  log=$(ONEDNN_VERBOSE=1 OMP_NUM_THREADS=2 "$BIN" --benchmark --steps 1 --bench_warmup 0 --batch_size 2 "$@" 2>&1) \
+    || { echo "FAIL: unet_train $* exited non-zero"; echo "$log" | tail -3; status=1; return; }
+  local bad
+  bad=$(echo "$log" | grep '^onednn_verbose,exec' | grep -E ',ref:|gemm' )
+  if [ -n "$bad" ]; then
+    echo "FAIL: slow kernels with $*:"; echo "$bad" | cut -c1-220 | head -5; status=1
+  fi
+}
+for up in transposed nearest linear; do
+  for norm in none batch; do
+    run --dims 2 --input_size 32,32 --filters 8 --depth 2 --upsampling $up --norm $norm
+    run --dims 3 --input_size 16,16,16 --filters 16 --depth 2 --upsampling $up --norm $norm
+  done
+done
+run --dims 2 --input_size 64,64 --filters 32 --depth 3 --norm group
+exit $status
