@@ -86,12 +86,23 @@ struct Level {  // decoder level
     memory up, d_up, cat, d_cat;
 };
 
+// Gradient buffers are short-lived in backward, so most share three scratch slots (sized to the
+// largest use) instead of one buffer per tensor:
+//   kScratchA  a block's mid gradient (d1), a level's up-sampling gradient, the pool gradient;
+//              in forward, the up-sampled tensor until concat has copied it (neither transposed
+//              convolution nor resampling backward reads its output)
+//   kScratchB  a level's concat gradient, the pooled-tensor gradient in the encoder
+//   kScratchD  the output gradient of the bottleneck and decoder blocks
+// Only the skip gradients (encoder blocks below the bottleneck) live across levels and keep
+// their own buffers.
+enum ScratchSlot { kScratchA = 0, kScratchB = 1, kScratchD = 2, kScratchSlots = 3 };
+
 struct UNet::Plan {
     int64_t batch = 0;
     Dims spatial;
     std::vector<Block> enc, dec;      // enc[0..depth], dec[0..depth-1]
     std::vector<std::unique_ptr<MaxPool>> pool;
-    std::vector<memory> pooled, d_pooled;
+    std::vector<memory> pooled, d_pooled, d_skip_from_pool;
     std::vector<Level> levels;
     std::unique_ptr<ConvLayer> out_conv;
     memory input, output, d_output;
@@ -102,9 +113,27 @@ struct UNet::Plan {
     bool training = true;
     uint64_t step = 0;
 
+    AlignedVector<float> scratch[kScratchSlots];
+    size_t scratch_bytes[kScratchSlots] = {0, 0, 0};
+    std::vector<std::pair<memory, int>> scratch_users;
+
     memory alloc(const memory::desc& md) {
         allocated_bytes += int64_t(md.get_size());
         return memory(md, DnnlContext::get().engine);
+    }
+    // A memory in a shared slot; its handle is set by bind_scratch() once all sizes are known.
+    memory shared(const memory::desc& md, int slot) {
+        memory m(md, DnnlContext::get().engine, DNNL_MEMORY_NONE);
+        scratch_bytes[slot] = std::max(scratch_bytes[slot], md.get_size());
+        scratch_users.emplace_back(m, slot);
+        return m;
+    }
+    void bind_scratch() {
+        for (int i = 0; i < kScratchSlots; ++i) {
+            scratch[i].assign((scratch_bytes[i] + 3) / 4, 0.f);
+            allocated_bytes += int64_t(scratch_bytes[i]);
+        }
+        for (auto& [m, slot] : scratch_users) m.set_data_handle(scratch[slot].data());
     }
 };
 
@@ -178,7 +207,7 @@ UNet::Plan& UNet::plan_for(int64_t batch, const Dims& spatial) {
     const PostOp post = fused_relu ? PostOp::relu : PostOp::none;
 
     auto make_block = [&](Block& b, const std::string& prefix, const memory::desc& src_md, int64_t out,
-                          bool need_diff_src) {
+                          bool need_diff_src, bool own_output_grad) {
         b.conv1 = std::make_unique<ConvLayer>(src_md, ConvSpec{out, 3, post, false}, store_, prefix + ".conv1", need_diff_src);
         P.reorders += b.conv1->reorders_in_use();
         b.t1 = P.alloc(b.conv1->dst_desc());
@@ -195,8 +224,8 @@ UNet::Plan& UNet::plan_for(int64_t batch, const Dims& spatial) {
             b.norm2 = std::make_unique<NormRelu>(b.t2.get_desc(), c.norm, group_count(c, out), store_, prefix + ".norm2");
             b.a2 = P.alloc(b.norm2->dst_desc());
         }
-        b.d1 = P.alloc(b.a1.get_desc());
-        b.d2 = P.alloc(b.a2.get_desc());
+        b.d1 = P.shared(b.a1.get_desc(), kScratchA);
+        b.d2 = own_output_grad ? P.alloc(b.a2.get_desc()) : P.shared(b.a2.get_desc(), kScratchD);
         P.flops_per_sample += (3 * b.conv1->forward_flops() - (need_diff_src ? 0 : b.conv1->forward_flops()) +
                                3 * b.conv2->forward_flops()) / double(batch);
     };
@@ -209,13 +238,14 @@ UNet::Plan& UNet::plan_for(int64_t batch, const Dims& spatial) {
     memory::desc src_md = P.input.get_desc();
     for (int l = 0; l <= c.depth; ++l) {
         Block& b = P.enc[size_t(l)];
-        make_block(b, level_name("enc", l), src_md, c.filters(l), l > 0);
+        make_block(b, level_name("enc", l), src_md, c.filters(l), l > 0, l < c.depth);
         if (c.dropout > 0.f && l >= c.depth - 1)
             b.dropout = std::make_unique<Dropout>(b.a2.get_desc(), c.dropout, c.seed, uint64_t(l + 1));
         if (l == c.depth) break;
         P.pool[size_t(l)] = std::make_unique<MaxPool>(b.a2.get_desc());
         P.pooled[size_t(l)] = P.alloc(P.pool[size_t(l)]->dst_desc());
-        P.d_pooled[size_t(l)] = P.alloc(P.pool[size_t(l)]->dst_desc());
+        P.d_pooled[size_t(l)] = P.shared(P.pool[size_t(l)]->dst_desc(), kScratchB);
+        P.d_skip_from_pool.push_back(P.shared(b.a2.get_desc(), kScratchA));
         src_md = P.pooled[size_t(l)].get_desc();
     }
     P.dec.resize(size_t(c.depth));
@@ -227,18 +257,18 @@ UNet::Plan& UNet::plan_for(int64_t batch, const Dims& spatial) {
             L.up_conv = std::make_unique<ConvLayer>(below.get_desc(), ConvSpec{c.filters(l), 2, PostOp::none, true},
                                                     store_, level_name("up", l));
             P.reorders += L.up_conv->reorders_in_use();
-            L.up = P.alloc(L.up_conv->dst_desc());
+            L.up = P.shared(L.up_conv->dst_desc(), kScratchA);
             P.flops_per_sample += 3 * L.up_conv->forward_flops() / double(batch);
         } else {
             L.up_resample = std::make_unique<Resample>(
                 below.get_desc(), c.upsampling == Upsampling::nearest ? ResampleMode::nearest : ResampleMode::linear);
-            L.up = P.alloc(L.up_resample->dst_desc());
+            L.up = P.shared(L.up_resample->dst_desc(), kScratchA);
         }
-        L.d_up = P.alloc(L.up.get_desc());
+        L.d_up = P.shared(L.up.get_desc(), kScratchA);
         L.concat = std::make_unique<Concat>(L.up.get_desc(), P.enc[size_t(l)].a2.get_desc());
         L.cat = P.alloc(L.concat->dst_desc());
-        L.d_cat = P.alloc(L.cat.get_desc());
-        make_block(P.dec[size_t(l)], level_name("dec", l), L.cat.get_desc(), c.filters(l), true);
+        L.d_cat = P.shared(L.cat.get_desc(), kScratchB);
+        make_block(P.dec[size_t(l)], level_name("dec", l), L.cat.get_desc(), c.filters(l), true, false);
         below = P.dec[size_t(l)].a2;
     }
     P.out_conv = std::make_unique<ConvLayer>(below.get_desc(), ConvSpec{c.out_channels, 1, PostOp::sigmoid, false},
@@ -249,7 +279,17 @@ UNet::Plan& UNet::plan_for(int64_t batch, const Dims& spatial) {
     P.d_output = P.alloc(P.output.get_desc());
     const memory::desc plain_out = f32_desc(P.output.get_desc().dims(), plain_tag(c.dims + 2));
     if (P.output.get_desc() != plain_out) P.plain_output.resize(size_t(product(plain_out.dims())));
+    P.bind_scratch();
     return *(plans_[key] = std::move(p));
+}
+
+// dst += src, element-wise over two buffers of one layout.
+static void add_into(const memory& dst, const memory& src) {
+    float* d = static_cast<float*>(dst.get_data_handle());
+    const float* x = static_cast<const float*>(src.get_data_handle());
+    const int64_t n = int64_t(dst.get_desc().get_size() / sizeof(float));
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; ++i) d[i] += x[i];
 }
 
 static void block_forward(Block& b, const memory& src, bool training, uint64_t step) {
@@ -316,6 +356,7 @@ void UNet::backward(const float* diff_output) {
         Level& L = P.levels[size_t(l)];
         block_backward(P.dec[size_t(l)], L.cat, L.d_cat);
         L.concat->backward(L.d_cat, 0, L.d_up, false);
+        L.concat->backward(L.d_cat, 1, P.enc[size_t(l)].d2, false);  // skip part; the pool's is added later
         const memory below = l + 1 < depth ? P.dec[size_t(l + 1)].a2 : P.enc[size_t(depth)].a2;
         const memory d_below = l + 1 < depth ? P.dec[size_t(l + 1)].d2 : P.enc[size_t(depth)].d2;
         if (L.up_conv) L.up_conv->backward(below, L.up, L.d_up, d_below);
@@ -325,15 +366,21 @@ void UNet::backward(const float* diff_output) {
         Block& b = P.enc[size_t(l)];
         if (l < depth) {
             // The skip tensor feeds both the pool and the decoder's concat: sum both gradients.
-            P.pool[size_t(l)]->backward(P.d_pooled[size_t(l)], b.d2);
-            P.levels[size_t(l)].concat->backward(P.levels[size_t(l)].d_cat, 1, b.d2, true);
+            P.pool[size_t(l)]->backward(P.d_pooled[size_t(l)], P.d_skip_from_pool[size_t(l)]);
+            s.wait();
+            add_into(b.d2, P.d_skip_from_pool[size_t(l)]);
         }
         block_backward(b, l == 0 ? P.input : P.pooled[size_t(l - 1)], l == 0 ? memory() : P.d_pooled[size_t(l - 1)]);
     }
     s.wait();
 }
 
-double UNet::train_flops_per_sample(const Dims& spatial) { return plan_for(1, spatial).flops_per_sample; }
+double UNet::train_flops_per_sample(const Dims& spatial) {
+    // FLOPs per sample do not depend on the batch: reuse any plan of this size before building one.
+    for (const auto& [key, plan] : plans_)
+        if (key.second == spatial) return plan->flops_per_sample;
+    return plan_for(1, spatial).flops_per_sample;
+}
 
 MemoryEstimate UNet::estimate_memory(int64_t batch, const Dims& spatial, int optimizer_state_copies) {
     MemoryEstimate e;
