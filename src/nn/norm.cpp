@@ -174,8 +174,8 @@ void NormRelu::backward(const memory& src, const memory& dst, const memory& diff
             m.relu_bwd.execute(s, {{DNNL_ARG_DST, dst}, {DNNL_ARG_DIFF_DST, diff_dst}, {DNNL_ARG_DIFF_SRC, diff_src}});
             break;
         case NormKind::batch:
-            // SHIFT is not in the documented backward arguments, but the AVX2 kernel that 2.6.3
-            // picks for channels-last data with fewer than 16 channels requires it.
+            // oneDNN 2.6.3 requires SHIFT at execution for every batch-norm backward built with
+            // use_shift, although the documentation does not list it.
             m.bn_bwd.execute(s, {{DNNL_ARG_SRC, src}, {DNNL_ARG_MEAN, m.mean}, {DNNL_ARG_VARIANCE, m.var},
                                  {DNNL_ARG_DIFF_DST, diff_dst}, {DNNL_ARG_SCALE, m.scale}, {DNNL_ARG_SHIFT, m.shift},
                                  {DNNL_ARG_WORKSPACE, m.workspace}, {DNNL_ARG_DIFF_SRC, diff_src},
