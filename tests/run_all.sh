@@ -18,7 +18,7 @@ for t in "$BUILD"/tests/test_*; do
   name=$(basename "$t")
   out=$("$t" --gtest_brief=1 2>&1)
   rc=$?
-  echo "$out" | grep -v '^\[==========\]\|^\[  PASSED  \]' | sed "s/^/[$name] /" | tail -40
+  echo "$out" | grep -v '^\[==========\]\|^\[  PASSED  \]\|^Running main()' | sed "s/^/[$name] /" | tail -40
   p=$(echo "$out" | sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' | tail -1)
   f=$(echo "$out" | sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' | tail -1)
   p=${p:-0}; f=${f:-0}

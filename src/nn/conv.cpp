@@ -47,18 +47,20 @@ struct ConvLayer::Impl {
     memory::desc given_src_md, src_md, dst_md;
     dnnl::primitive fwd, bwd_data, bwd_weights, post_op_bwd;
     bool has_bwd_data = false;
+    bool winograd = false;
 
     memory flat_weights, flat_diff_weights, bias_mem, diff_bias_mem;
     memory fwd_weights, bwd_data_weights, diff_weights;  // layouts the primitives chose
     memory src_copy, diff_src_copy;                       // only when src arrives in another layout
 
     template <class Fwd, class BwdData, class BwdWeights>
-    void build(algorithm alg, const Dims& strides, const Dims& pad, const Dims& dst_dims);
+    void build(algorithm alg, const Dims& strides, const Dims& pad, const Dims& dst_dims, bool free_layouts);
     void load_weights();
 };
 
 template <class Fwd, class BwdData, class BwdWeights>
-void ConvLayer::Impl::build(algorithm alg, const Dims& strides, const Dims& pad, const Dims& dst_dims) {
+void ConvLayer::Impl::build(algorithm alg, const Dims& strides, const Dims& pad, const Dims& dst_dims,
+                            bool free_layouts) {
     auto& ctx = DnnlContext::get();
     const Dims src_dims = given_src_md.dims();
     const Dims w_dims = weight_dims(in_c, spec, nd - 2);
@@ -66,7 +68,9 @@ void ConvLayer::Impl::build(algorithm alg, const Dims& strides, const Dims& pad,
     // input layout is kept, and channels-last stays channels-last: oneDNN 2.6 falls back to its
     // reference kernel for a channels-last src with a blocked or `any` dst.
     const bool plain_input = given_src_md == f32_desc(src_dims, plain_tag(nd));
-    const memory::desc src_any = plain_input ? conv_data_desc(src_dims) : given_src_md;
+    // `free_layouts` (Winograd, which has blocked kernels only) lets the primitive pick both.
+    const memory::desc src_any =
+        free_layouts ? any_desc(src_dims) : plain_input ? conv_data_desc(src_dims) : given_src_md;
     const bool channels_last = src_any == f32_desc(src_dims, channels_last_tag(nd));
     const memory::desc dst_any = channels_last ? f32_desc(dst_dims, channels_last_tag(nd)) : any_desc(dst_dims);
     const memory::desc w_any = any_desc(w_dims);
@@ -162,14 +166,27 @@ ConvLayer::ConvLayer(const memory::desc& src_desc, const ConvSpec& spec, ParamSt
         m.build<dnnl::deconvolution_forward, dnnl::deconvolution_backward_data,
                 dnnl::deconvolution_backward_weights>(
             algorithm::deconvolution_direct, Dims(size_t(sd), 2), Dims(size_t(sd), 0),
-            act_dims(src_desc.dims()[0], spec.out_channels, out_spatial));
+            act_dims(src_desc.dims()[0], spec.out_channels, out_spatial), false);
         m.flops = 2.0 * double(product(src_desc.dims())) * double(spec.out_channels) * taps;
     } else {
         UNET_CHECK(spec.kernel % 2 == 1, "convolution kernel must be odd");
-        m.build<dnnl::convolution_forward, dnnl::convolution_backward_data,
-                dnnl::convolution_backward_weights>(
-            algorithm::convolution_direct, Dims(size_t(sd), 1), Dims(size_t(sd), spec.kernel / 2),
-            act_dims(src_desc.dims()[0], spec.out_channels, spatial));
+        const Dims dst_dims = act_dims(src_desc.dims()[0], spec.out_channels, spatial);
+        const Dims ones(size_t(sd), 1), pad(size_t(sd), spec.kernel / 2);
+        // oneDNN 2.6 has f32 Winograd F(4x4, 3x3) for forward and both backward passes on
+        // AVX-512, 2D only, 16-channel multiples; it runs the level-0 layers of a 2D UNet about
+        // 4x faster than the direct kernels. Where it does not apply, direct it is.
+        m.winograd = spec.winograd && sd == 2 && spec.kernel == 3 && m.in_c % 16 == 0 && spec.out_channels % 16 == 0;
+        if (m.winograd) {
+            try {
+                m.build<dnnl::convolution_forward, dnnl::convolution_backward_data,
+                        dnnl::convolution_backward_weights>(algorithm::convolution_winograd, ones, pad, dst_dims, true);
+            } catch (const dnnl::error&) {
+                m.winograd = false;
+            }
+        }
+        if (!m.winograd)
+            m.build<dnnl::convolution_forward, dnnl::convolution_backward_data,
+                    dnnl::convolution_backward_weights>(algorithm::convolution_direct, ones, pad, dst_dims, false);
         m.flops = 2.0 * double(product(m.dst_md.dims())) * double(m.in_c) * taps;
     }
 }
@@ -178,6 +195,7 @@ ConvLayer::~ConvLayer() = default;
 
 const memory::desc& ConvLayer::dst_desc() const { return impl_->dst_md; }
 bool ConvLayer::reorders_in_use() const { return bool(impl_->src_copy); }
+bool ConvLayer::uses_winograd() const { return impl_->winograd; }
 double ConvLayer::forward_flops() const { return impl_->flops; }
 
 void ConvLayer::Impl::load_weights() {

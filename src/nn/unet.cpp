@@ -110,6 +110,7 @@ struct UNet::Plan {
     int64_t allocated_bytes = 0;
     double flops_per_sample = 0;
     int reorders = 0;
+    int winograd_layers = 0;
     bool training = true;
     uint64_t step = 0;
 
@@ -205,19 +206,27 @@ UNet::Plan& UNet::plan_for(int64_t batch, const Dims& spatial) {
     P.spatial = spatial;
     const bool fused_relu = c.norm == NormKind::none;
     const PostOp post = fused_relu ? PostOp::relu : PostOp::none;
+    // Winograd kernels are blocked-only. Mixing blocked tensors with channels-last ones of fewer
+    // than 16 channels sends oneDNN 2.6 to reference kernels (deconvolution, concat), so Winograd
+    // is used only when every level has a 16-channel multiple.
+    const bool winograd = c.winograd && c.dims == 2 && c.base_filters % 16 == 0;
 
     auto make_block = [&](Block& b, const std::string& prefix, const memory::desc& src_md, int64_t out,
                           bool need_diff_src, bool own_output_grad) {
-        b.conv1 = std::make_unique<ConvLayer>(src_md, ConvSpec{out, 3, post, false}, store_, prefix + ".conv1", need_diff_src);
+        b.conv1 = std::make_unique<ConvLayer>(src_md, ConvSpec{out, 3, post, false, winograd}, store_,
+                                              prefix + ".conv1", need_diff_src);
         P.reorders += b.conv1->reorders_in_use();
+        P.winograd_layers += b.conv1->uses_winograd();
         b.t1 = P.alloc(b.conv1->dst_desc());
         b.a1 = b.t1;
         if (!fused_relu) {
             b.norm1 = std::make_unique<NormRelu>(b.t1.get_desc(), c.norm, group_count(c, out), store_, prefix + ".norm1");
             b.a1 = P.alloc(b.norm1->dst_desc());
         }
-        b.conv2 = std::make_unique<ConvLayer>(b.a1.get_desc(), ConvSpec{out, 3, post, false}, store_, prefix + ".conv2");
+        b.conv2 = std::make_unique<ConvLayer>(b.a1.get_desc(), ConvSpec{out, 3, post, false, winograd}, store_,
+                                              prefix + ".conv2");
         P.reorders += b.conv2->reorders_in_use();
+        P.winograd_layers += b.conv2->uses_winograd();
         b.t2 = P.alloc(b.conv2->dst_desc());
         b.a2 = b.t2;
         if (!fused_relu) {
@@ -392,5 +401,6 @@ MemoryEstimate UNet::estimate_memory(int64_t batch, const Dims& spatial, int opt
 }
 
 int UNet::input_reorders(int64_t batch, const Dims& spatial) { return plan_for(batch, spatial).reorders; }
+int UNet::winograd_layers(int64_t batch, const Dims& spatial) { return plan_for(batch, spatial).winograd_layers; }
 
 }  // namespace unet

@@ -64,7 +64,8 @@ std::string BenchmarkResult::json(const TrainOptions& o) const {
     for (size_t i = 0; i < o.input_size.size(); ++i) os << (i ? "," : "") << o.input_size[i];
     os << "],\"in_channels\":" << o.model.in_channels << ",\"filters\":" << o.model.base_filters
        << ",\"depth\":" << o.model.depth << ",\"upsampling\":\"" << upsampling_name(o.model.upsampling)
-       << "\",\"norm\":\"" << norm_name(o.model.norm) << "\",\"batch_size\":" << o.batch_size << ",\"steps\":" << o.steps
+       << "\",\"norm\":\"" << norm_name(o.model.norm) << "\",\"conv_algorithm\":\""
+       << (o.model.winograd ? "winograd" : "direct") << "\",\"batch_size\":" << o.batch_size << ",\"steps\":" << o.steps
        << ",\"threads\":" << threads << std::fixed << ",\"step_ms\":" << step_ms << ",\"samples_per_s\":" << samples_per_s
        << ",\"gflop_per_sample\":" << gflop_per_sample << ",\"gflops\":" << gflops << ",\"peak_rss_mib\":" << peak_rss_mib
        << "}";
@@ -75,12 +76,13 @@ static void print_model_summary(UNet& model, const TrainOptions& o, int state_co
     const MemoryEstimate e = model.estimate_memory(o.batch_size, o.input_size, state_copies);
     const double mib = 1024.0 * 1024.0;
     std::fprintf(stderr,
-                 "model: %dD UNet, filters %lld..%lld, depth %d, %s up-sampling, norm %s: %lld parameters\n"
+                 "model: %dD UNet, filters %lld..%lld, depth %d, %s up-sampling, norm %s, %d Winograd convolutions: "
+                 "%lld parameters\n"
                  "memory estimate for batch %lld: activations %.0f MiB + parameters %.0f MiB + optimizer %.0f MiB"
                  " = %.0f MiB\n",
                  o.model.dims, (long long)o.model.base_filters, (long long)o.model.filters(o.model.depth), o.model.depth,
                  upsampling_name(o.model.upsampling), norm_name(o.model.norm),
-                 (long long)model.store().parameter_count(), (long long)o.batch_size, double(e.activation_bytes) / mib,
+                 model.winograd_layers(o.batch_size, o.input_size), (long long)model.store().parameter_count(), (long long)o.batch_size, double(e.activation_bytes) / mib,
                  double(e.parameter_bytes) / mib, double(e.optimizer_bytes) / mib, double(e.total()) / mib);
 }
 

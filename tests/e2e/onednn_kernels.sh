@@ -22,4 +22,6 @@ for up in transposed nearest linear; do
   done
 done
 run --dims 2 --input_size 64,64 --filters 32 --depth 3 --norm group
+run --dims 2 --input_size 64,64 --filters 16 --depth 3 --norm batch --conv_algorithm winograd
+run --dims 2 --input_size 64,64 --filters 16 --depth 3 --norm batch --conv_algorithm direct
 exit $status

@@ -171,3 +171,54 @@ TEST(UNet, DivergenceNamesTheStep) {
         EXPECT_NE(std::string(e.what()).find("step 17"), std::string::npos) << e.what();
     }
 }
+
+// Winograd changes rounding, not results: outputs and gradients stay close to the direct ones,
+// and the network still learns.
+TEST(UNet, WinogradAgreesWithDirectConvolutions) {
+    for (NormKind norm : {NormKind::none, NormKind::batch}) {
+        UNetConfig c = small_config(2, Upsampling::transposed, norm, 16, 2);
+        UNet direct(c);
+        c.winograd = true;
+        UNet wino(c);
+        const Dims sp{32, 32};
+        EXPECT_GT(wino.winograd_layers(2, sp), 0);
+        const ToyBatch b = make_toy_batch(2, 2, sp, 3);
+        const int64_t V = product(sp);
+        const float* y1 = direct.forward(b.images.data(), 2, sp, true);
+        std::vector<float> out_direct(y1, y1 + 2 * V);
+        const float* y2 = wino.forward(b.images.data(), 2, sp, true);
+        double max_diff = 0;
+        for (int64_t i = 0; i < 2 * V; ++i) max_diff = std::max(max_diff, double(std::fabs(y2[i] - out_direct[size_t(i)])));
+        EXPECT_LT(max_diff, 1e-3) << norm_name(norm);
+        std::vector<float> g(size_t(2 * V));
+        loss_sum_and_grad(LossKind::dice, out_direct.data(), b.masks.data(), 2, V, 0.5, g.data());
+        direct.forward(b.images.data(), 2, sp, true);
+        direct.backward(g.data());
+        wino.backward(g.data());
+        double scale = 0, err = 0;
+        for (int64_t i = 0; i < direct.store().size(); ++i) {
+            scale = std::max(scale, double(std::fabs(direct.store().grads()[i])));
+            err = std::max(err, double(std::fabs(direct.store().grads()[i] - wino.store().grads()[i])));
+        }
+        EXPECT_LT(err, 1e-2 * scale) << norm_name(norm) << ": gradient error " << err << " of " << scale;
+    }
+}
+
+TEST(UNet, WinogradNetworkOverfitsTwoSamples) {
+    UNetConfig c = small_config(2, Upsampling::transposed, NormKind::none, 16, 2);
+    c.winograd = true;
+    UNet net(c);
+    OptimizerConfig oc;
+    Optimizer opt(oc, net.store().size());
+    LrSchedule lr;
+    lr.learningrate = 3e-3f;
+    lr.const_learningrate = true;
+    const Dims sp{32, 32};
+    const ToyBatch b = make_toy_batch(2, 2, sp, 5);
+    std::vector<float> scratch;
+    double dice = 0;
+    int steps = 0;
+    for (; steps < 300 && dice <= 0.95; ++steps)
+        dice = train_step(net, opt, lr, LossKind::dice, b.images.data(), b.masks.data(), 2, sp, steps, scratch).dice;
+    EXPECT_GT(dice, 0.95) << "after " << steps << " steps";
+}

@@ -9,6 +9,10 @@
 // An optional eltwise post-op (ReLU or sigmoid) is fused into the forward primitive, and its
 // backward is computed from dst (use_dst_for_bwd), so the pre-activation never exists.
 //
+// Winograd (spec.winograd): fewer multiplications, slightly different rounding (relative
+// differences around 1e-5..1e-4 against direct); its kernels are blocked-only, so a channels-last
+// src is reordered into the layer's own buffer.
+//
 // Layouts: the primitive picks src/dst layouts itself (format_tag::any), except that tensors
 // with fewer than 16 channels are channels-last (see conv_data_desc). If the src handed to
 // forward() is in another layout, the layer reorders it into a buffer of its own (and reorders
@@ -35,6 +39,7 @@ struct ConvSpec {
     int64_t kernel = 3;       // Conv: odd kernel; Deconv: must be 2
     PostOp post_op = PostOp::none;
     bool transposed = false;  // Deconv (kernel 2, stride 2)
+    bool winograd = false;    // use Winograd where oneDNN has it (2D, 3x3, 16-channel multiples)
 };
 
 class ConvLayer {
@@ -53,6 +58,7 @@ class ConvLayer {
 
     const memory::desc& dst_desc() const;
     bool reorders_in_use() const;  // true if src arrives in a layout the primitive did not pick
+    bool uses_winograd() const;
     double forward_flops() const;  // nominal: 2 * N * OC * IC * k^d * output (or input) voxels
 
     void forward(const memory& src, const memory& dst);

@@ -45,6 +45,7 @@ struct UNetConfig {
     NormKind norm = NormKind::none;
     int64_t norm_groups = 8;
     float dropout = 0.f;
+    bool winograd = false;         // 2D with base_filters a multiple of 16: 3x3 convs on Winograd
     uint64_t seed = 42;            // He initialisation and dropout masks
 
     // Throws UsageError naming the flag if the model is impossible; `spatial` (optional) is the
@@ -88,8 +89,10 @@ class UNet {
     // convolution; the first layer has no backward-data).
     double train_flops_per_sample(const Dims& spatial);
     MemoryEstimate estimate_memory(int64_t batch, const Dims& spatial, int optimizer_state_copies);
-    // Number of layers that reorder their input (1 = only the network input).
+    // Number of layers that reorder their input (1 = only the network input; with Winograd, one
+    // more where the channels-last chain enters the blocked one).
     int input_reorders(int64_t batch, const Dims& spatial);
+    int winograd_layers(int64_t batch, const Dims& spatial);
 
    private:
     struct Plan;
