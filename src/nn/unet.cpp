@@ -86,16 +86,18 @@ struct Level {  // decoder level
     memory up, d_up, cat, d_cat;
 };
 
-// Gradient buffers are short-lived in backward, so most share three scratch slots (sized to the
-// largest use) instead of one buffer per tensor:
-//   kScratchA  a block's mid gradient (d1), a level's up-sampling gradient, the pool gradient;
-//              in forward, the up-sampled tensor until concat has copied it (neither transposed
-//              convolution nor resampling backward reads its output)
-//   kScratchB  a level's concat gradient, the pooled-tensor gradient in the encoder
-//   kScratchD  the output gradient of the bottleneck and decoder blocks
-// Only the skip gradients (encoder blocks below the bottleneck) live across levels and keep
-// their own buffers.
-enum ScratchSlot { kScratchA = 0, kScratchB = 1, kScratchD = 2, kScratchSlots = 3 };
+// Gradient buffers are short-lived in backward, so most share two scratch slots (sized to the
+// largest use) instead of one buffer per tensor. Walking backward through a level:
+//   out / up-sampling bwd  -> block output gradient d2      (B)
+//   block conv2 bwd        reads d2 (B), writes d1          (A)
+//   block conv1 bwd        reads d1 (A), writes its input's gradient: concat or pooled (B)
+//   concat split           reads B, writes the up-sampling gradient (A) and the skip gradient
+//   pool bwd               reads B, writes A, which is added into the skip gradient
+// so each slot is read before it is written again. In forward, A also holds the up-sampled
+// tensor until concat has copied it (neither transposed convolution nor resampling backward reads
+// its output). Only the skip gradients (encoder blocks below the bottleneck) live across levels
+// and keep their own buffers.
+enum ScratchSlot { kScratchA = 0, kScratchB = 1, kScratchSlots = 2 };
 
 struct UNet::Plan {
     int64_t batch = 0;
@@ -115,7 +117,7 @@ struct UNet::Plan {
     uint64_t step = 0;
 
     AlignedVector<float> scratch[kScratchSlots];
-    size_t scratch_bytes[kScratchSlots] = {0, 0, 0};
+    size_t scratch_bytes[kScratchSlots] = {0, 0};
     std::vector<std::pair<memory, int>> scratch_users;
 
     memory alloc(const memory::desc& md) {
@@ -234,12 +236,14 @@ UNet::Plan& UNet::plan_for(int64_t batch, const Dims& spatial) {
             b.a2 = P.alloc(b.norm2->dst_desc());
         }
         b.d1 = P.shared(b.a1.get_desc(), kScratchA);
-        b.d2 = own_output_grad ? P.alloc(b.a2.get_desc()) : P.shared(b.a2.get_desc(), kScratchD);
+        b.d2 = own_output_grad ? P.alloc(b.a2.get_desc()) : P.shared(b.a2.get_desc(), kScratchB);
         P.flops_per_sample += (3 * b.conv1->forward_flops() - (need_diff_src ? 0 : b.conv1->forward_flops()) +
                                3 * b.conv2->forward_flops()) / double(batch);
     };
 
-    P.input = P.alloc(f32_desc(act_dims(batch, c.in_channels, spatial), plain_tag(c.dims + 2)));
+    // The caller's input buffer is used in place (the first convolution reorders it into its own).
+    P.input = memory(f32_desc(act_dims(batch, c.in_channels, spatial), plain_tag(c.dims + 2)),
+                     DnnlContext::get().engine, DNNL_MEMORY_NONE);
     P.enc.resize(size_t(c.depth + 1));
     P.pool.resize(size_t(c.depth));
     P.pooled.resize(size_t(c.depth));
@@ -324,7 +328,7 @@ const float* UNet::forward(const float* input, int64_t batch, const Dims& spatia
     P.training = training;
     P.step = step;
     auto& s = DnnlContext::get().stream;
-    std::copy(input, input + product(P.input.get_desc().dims()), static_cast<float*>(P.input.get_data_handle()));
+    P.input.set_data_handle(const_cast<float*>(input));
     const int depth = config_.depth;
     memory src = P.input;
     for (int l = 0; l <= depth; ++l) {

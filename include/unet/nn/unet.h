@@ -78,7 +78,8 @@ class UNet {
 
     // Runs the network on `batch` samples of `spatial` size; returns the output probabilities
     // (plain layout, batch * out_channels * prod(spatial) floats, valid until the next call).
-    // `step` selects the dropout masks.
+    // `step` selects the dropout masks. `input` is read in place: keep it unchanged until
+    // backward() has run.
     const float* forward(const float* input, int64_t batch, const Dims& spatial, bool training,
                          uint64_t step = 0);
     // Gradient of the loss w.r.t. the output probabilities (plain layout) -> store().grads()
