@@ -18,6 +18,8 @@ PACKAGES=(
   libpng-dev libgif-dev             # images in TensorBoard, unet_visualize
   nlohmann-json3-dev                # dataset.json, DistMIS configs
   python3-torch python3-numpy       # PyTorch cross-check and benchmark baseline (/usr/bin/python3)
+  python3-nibabel python3-h5py      # independent NIfTI / HDF5 readers and writers for the data tests
+  zlib1g-dev
 )
 
 missing=()

@@ -19,9 +19,12 @@ for t in "$BUILD"/tests/test_*; do
   out=$("$t" --gtest_brief=1 2>&1)
   rc=$?
   echo "$out" | grep -v '^\[==========\]\|^\[  PASSED  \]\|^Running main()' | sed "s/^/[$name] /" | tail -40
-  p=$(echo "$out" | sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' | tail -1)
-  f=$(echo "$out" | sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' | tail -1)
-  p=${p:-0}; f=${f:-0}
+  # --gtest_brief prints one "[  FAILED  ] Suite.Test (N ms)" line per failing test and the total
+  # in "[==========] N tests from M test suites ran."
+  total=$(echo "$out" | sed -n 's/^\[==========\] \([0-9]*\) tests\{0,1\} from .* ran\..*/\1/p' | tail -1)
+  f=$(echo "$out" | grep -c '^\[  FAILED  \] [^ ]* (')
+  total=${total:-0}
+  p=$((total - f))
   if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi   # crashed before reporting
   passed=$((passed + p)); failed=$((failed + f))
   [ "$f" -ne 0 ] && failed_names+=("$name")

@@ -32,7 +32,7 @@ Dims parse_size_list(const std::string& flag, const std::string& text) {
 namespace {
 
 struct RawOptions {
-    std::string input_size, upsampling, norm, loss, optimizer, conv_algorithm;
+    std::string input_size, upsampling, norm, loss, optimizer, conv_algorithm, patch;
     bool use_upsampling = false;
     int depth = 0;
     int64_t filters = 0;
@@ -61,6 +61,10 @@ po::options_description describe_flags(TrainOptions& o, RawOptions& r) {
         ("steps", po::value(&o.steps)->default_value(0), "stop after this many steps (0: run all epochs)")
         ("loss", po::value(&r.loss)->default_value("log_dice"), "dice | log_dice | bce | dice_bce")
         ("seed", po::value(&o.seed)->default_value(42), "seed for initialisation, data order, dropout")
+        ("data", po::value(&o.data), "prepared HDF5 dataset (unet_prepare); without it, generated in-memory data")
+        ("patch", po::value(&r.patch), "3D: train on random patches D,H,W (default: full volumes)")
+        ("fg_fraction", po::value(&o.fg_fraction)->default_value(0.33f), "share of patches centred on a tumour voxel")
+        ("augment", po::bool_switch(&o.augment), "random flips and intensity scale/shift")
         ("toy_samples", po::value(&o.toy_samples)->default_value(32), "size of the generated in-memory dataset")
         ("print_every", po::value(&o.print_every)->default_value(10), "print a progress line every N steps");
     po::options_description opt("Optimizer");
@@ -132,6 +136,8 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o) {
     o.optimizer.kind = r.optimizer;
     o.input_size = parse_size_list("input_size", r.input_size);
     if (vm["input_size"].defaulted() && o.model.dims == 3) o.input_size = {64, 64, 64};
+    if (!r.patch.empty()) o.patch = parse_size_list("patch", r.patch);
+    if (!(o.fg_fraction >= 0 && o.fg_fraction <= 1)) throw UsageError("--fg_fraction: expected a value in [0, 1]");
     o.model.validate(o.input_size);
     o.optimizer.validate();
     o.schedule.validate();

@@ -56,52 +56,43 @@ double bce_mean(const float* p, const float* t, int64_t voxels) {
 bool uses_dice(LossKind k) { return k != LossKind::bce; }
 bool uses_bce(LossKind k) { return k == LossKind::bce || k == LossKind::dice_bce; }
 
-double sample_loss(LossKind kind, const float* p, const float* t, int64_t voxels, DiceSums* sums_out) {
-    double loss = 0;
-    if (uses_dice(kind)) {
-        const DiceSums d = dice_sums(p, t, voxels);
-        if (sums_out) *sums_out = d;
-        loss += kind == LossKind::log_dice ? -std::log(d.dice()) : 1.0 - d.dice();
-    }
-    if (uses_bce(kind)) loss += bce_mean(p, t, voxels);
-    return loss;
-}
-
 }  // namespace
 
 double loss_sum(LossKind kind, const float* pred, const float* truth, int64_t n, int64_t voxels) {
-    double total = 0;
-    for (int64_t i = 0; i < n; ++i) total += sample_loss(kind, pred + i * voxels, truth + i * voxels, voxels, nullptr);
-    return total;
+    const int64_t total = n * voxels;
+    double loss = 0;
+    if (uses_dice(kind)) {
+        const DiceSums d = dice_sums(pred, truth, total);
+        loss += kind == LossKind::log_dice ? -std::log(d.dice()) : 1.0 - d.dice();
+    }
+    if (uses_bce(kind)) loss += bce_mean(pred, truth, total);
+    return double(n) * loss;
 }
 
 double loss_sum_and_grad(LossKind kind, const float* pred, const float* truth, int64_t n, int64_t voxels,
                          double grad_scale, float* grad) {
-    double total = 0;
-    for (int64_t i = 0; i < n; ++i) {
-        const float* p = pred + i * voxels;
-        const float* t = truth + i * voxels;
-        float* g = grad + i * voxels;
-        DiceSums d;
-        total += sample_loss(kind, p, t, voxels, &d);
+    const int64_t total = n * voxels;
+    double loss = 0, a = 0, b = 0;
+    if (uses_dice(kind)) {
+        const DiceSums d = dice_sums(pred, truth, total);
+        loss += kind == LossKind::log_dice ? -std::log(d.dice()) : 1.0 - d.dice();
         // d Dice / d p_k = (2 t_k (P + T + s) - (2 I + s)) / (P + T + s)^2
-        double a = 0, b = 0;
-        if (uses_dice(kind)) {
-            const double denom = d.pred + d.truth + kDiceSmooth;
-            const double outer = kind == LossKind::log_dice ? -1.0 / d.dice() : -1.0;
-            a = outer * 2.0 / denom;                                    // coefficient of t_k
-            b = -outer * (2 * d.inter + kDiceSmooth) / (denom * denom);  // constant term
-        }
-        const bool bce = uses_bce(kind);
-        const double inv_voxels = 1.0 / double(voxels);
-#pragma omp parallel for schedule(static)
-        for (int64_t k = 0; k < voxels; ++k) {
-            double v = a * t[k] + b;
-            if (bce) v += (double(p[k]) - t[k]) / std::max(double(p[k]) * (1.0 - p[k]), 1e-12) * inv_voxels;
-            g[k] = float(v * grad_scale);
-        }
+        const double denom = d.pred + d.truth + kDiceSmooth;
+        const double outer = kind == LossKind::log_dice ? -1.0 / d.dice() : -1.0;
+        a = outer * 2.0 / denom;                                    // coefficient of t_k
+        b = -outer * (2 * d.inter + kDiceSmooth) / (denom * denom);  // constant term
     }
-    return total;
+    const bool bce = uses_bce(kind);
+    if (bce) loss += bce_mean(pred, truth, total);
+    // d(n * loss)/dp = n * (dice term) + n * (bce term / total) = n * dice term + bce term / voxels
+    const double dice_scale = double(n) * grad_scale, bce_scale = grad_scale / double(voxels);
+#pragma omp parallel for schedule(static)
+    for (int64_t k = 0; k < total; ++k) {
+        double v = dice_scale * (a * truth[k] + b);
+        if (bce) v += bce_scale * (double(pred[k]) - truth[k]) / std::max(double(pred[k]) * (1.0 - pred[k]), 1e-12);
+        grad[k] = float(v);
+    }
+    return double(n) * loss;
 }
 
 }  // namespace unet

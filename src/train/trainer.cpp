@@ -7,11 +7,13 @@
 #include <cmath>
 #include <cstdio>
 #include <iostream>
+#include <memory>
 #include <numeric>
 #include <sstream>
 
 #include "unet/core/check.h"
 #include "unet/core/rng.h"
+#include "unet/data/loader.h"
 #include "unet/train/toy_data.h"
 
 namespace unet {
@@ -113,53 +115,163 @@ BenchmarkResult run_benchmark(const TrainOptions& o) {
     return r;
 }
 
-double run_local_training(const TrainOptions& o) {
+namespace {
+
+// Where training batches come from: a prepared HDF5 dataset (Loader) or generated data.
+class BatchSource {
+   public:
+    virtual ~BatchSource() = default;
+    virtual int64_t samples() const = 0;
+    virtual int64_t steps_per_epoch() const = 0;
+    virtual void start_epoch(int epoch) = 0;
+    virtual bool next(Batch& b) = 0;
+    virtual double wait_seconds() const = 0;
+};
+
+class LoaderSource : public BatchSource {
+   public:
+    explicit LoaderSource(const LoaderConfig& c) : loader_(c) {}
+    int64_t samples() const override { return loader_.samples(); }
+    int64_t steps_per_epoch() const override { return loader_.steps_per_epoch(); }
+    void start_epoch(int epoch) override { loader_.start_epoch(epoch); }
+    bool next(Batch& b) override { return loader_.next(b); }
+    double wait_seconds() const override { return loader_.wait_seconds(); }
+    const Loader& loader() const { return loader_; }
+
+   private:
+    Loader loader_;
+};
+
+// Generated samples in memory, in the same global order and batch rules as the Loader.
+class ToySource : public BatchSource {
+   public:
+    ToySource(ToyBatch data, int64_t batch, uint64_t seed, bool shuffle)
+        : data_(std::move(data)), batch_(batch), seed_(seed), shuffle_(shuffle) {}
+    int64_t samples() const override { return data_.n; }
+    int64_t steps_per_epoch() const override { return (data_.n + batch_ - 1) / batch_; }
+    void start_epoch(int epoch) override {
+        order_.resize(size_t(data_.n));
+        std::iota(order_.begin(), order_.end(), 0);
+        if (shuffle_) {
+            Rng rng(seed_ * 0x9E3779B97F4A7C15ull + uint64_t(epoch) + 1);
+            for (int64_t i = data_.n - 1; i > 0; --i) std::swap(order_[size_t(i)], order_[size_t(rng.below(i + 1))]);
+        }
+        step_ = 0;
+    }
+    bool next(Batch& b) override {
+        if (step_ >= steps_per_epoch()) return false;
+        std::vector<int64_t> idx;
+        for (int64_t k = 0; k < batch_; ++k) idx.push_back(order_[size_t((step_ * batch_ + k) % data_.n)]);
+        ToyBatch t;
+        take_samples(data_, idx, t);
+        b.n = t.n;
+        b.channels = t.channels;
+        b.spatial = t.spatial;
+        b.images = std::move(t.images);
+        b.masks = std::move(t.masks);
+        b.indices = idx;
+        ++step_;
+        return true;
+    }
+    double wait_seconds() const override { return 0; }
+
+   private:
+    ToyBatch data_;
+    int64_t batch_;
+    uint64_t seed_;
+    bool shuffle_;
+    std::vector<int64_t> order_;
+    int64_t step_ = 0;
+};
+
+// Mean metrics over the first samples() samples of one pass (the wrapped tail is not counted).
+MetricSums evaluate_source(UNet& model, LossKind loss, BatchSource& src) {
+    MetricSums sums;
+    src.start_epoch(0);
+    Batch b;
+    int64_t seen = 0;
+    while (src.next(b) && seen < src.samples()) {
+        const int64_t take = std::min(b.n, src.samples() - seen);
+        const MetricSums part = evaluate(model, loss, b.images.data(), b.masks.data(), take, b.spatial, take);
+        sums.merge(part);
+        seen += take;
+    }
+    return sums;
+}
+
+}  // namespace
+
+double run_local_training(const TrainOptions& opts) {
+    TrainOptions o = opts;
+    std::unique_ptr<BatchSource> train, val;
+    if (!o.data.empty()) {
+        LoaderConfig lc;
+        lc.path = o.data;
+        lc.global_batch = o.batch_size;
+        lc.seed = o.seed;
+        lc.patch = o.patch;
+        lc.fg_fraction = o.fg_fraction;
+        lc.augment = o.augment;
+        auto t = std::make_unique<LoaderSource>(lc);
+        // The dataset decides channels and sample size; the model must fit them.
+        o.model.in_channels = t->loader().channels();
+        o.input_size = t->loader().sample_spatial();
+        if (int(o.input_size.size()) != o.model.dims)
+            throw UsageError("--dims: " + o.data + " holds " + std::to_string(o.input_size.size()) + "D samples");
+        o.model.validate(o.input_size);
+        LoaderConfig vc = lc;
+        vc.split = "val";
+        vc.shuffle = false;
+        vc.augment = false;
+        vc.fg_fraction = 0.f;
+        vc.seed = o.seed + 1;
+        train = std::move(t);
+        val = std::make_unique<LoaderSource>(vc);
+    } else {
+        // Generated data: 80% train, 20% validation, different seeds so no sample is in both.
+        const int64_t n_val = std::max<int64_t>(1, o.toy_samples / 5);
+        train = std::make_unique<ToySource>(make_toy_batch(o.toy_samples, o.model.in_channels, o.input_size, o.seed),
+                                            o.batch_size, o.seed, true);
+        val = std::make_unique<ToySource>(make_toy_batch(n_val, o.model.in_channels, o.input_size, o.seed + 1),
+                                          o.batch_size, o.seed, false);
+    }
     UNet model(o.model);
     Optimizer opt(o.optimizer, model.store().size());
     print_model_summary(model, o, opt.state_copies());
-    // Generated data: 80% train, 20% validation, different seeds so no sample is in both.
-    const int64_t n_val = std::max<int64_t>(1, o.toy_samples / 5);
-    const ToyBatch train = make_toy_batch(o.toy_samples, o.model.in_channels, o.input_size, o.seed);
-    const ToyBatch val = make_toy_batch(n_val, o.model.in_channels, o.input_size, o.seed + 1);
-    const int64_t steps_per_epoch = std::max<int64_t>(1, train.n / o.batch_size);
-    std::fprintf(stderr, "data: %lld generated training samples, %lld validation samples, %lld steps per epoch\n",
-                 (long long)train.n, (long long)val.n, (long long)steps_per_epoch);
+    std::fprintf(stderr, "data: %s, %lld training samples, %lld validation samples, %lld steps per epoch\n",
+                 o.data.empty() ? "generated in memory" : o.data.c_str(), (long long)train->samples(),
+                 (long long)val->samples(), (long long)train->steps_per_epoch());
     std::vector<float> scratch;
-    ToyBatch batch;
+    Batch batch;
     int64_t step = 0;
     double val_dice = 0;
     const auto t_start = Clock::now();
     for (int epoch = 0; epoch < o.epochs; ++epoch) {
-        // One shuffled order per epoch from (seed, epoch).
-        std::vector<int64_t> order(size_t(train.n));
-        std::iota(order.begin(), order.end(), 0);
-        Rng rng(o.seed ^ (uint64_t(epoch + 1) * 0x9E3779B97F4A7C15ull));
-        for (int64_t i = train.n - 1; i > 0; --i) std::swap(order[size_t(i)], order[size_t(rng.below(i + 1))]);
+        train->start_epoch(epoch);
         double loss_sum = 0, dice_sum = 0;
+        int64_t done = 0;
         const auto t_epoch = Clock::now();
-        for (int64_t k = 0; k < steps_per_epoch; ++k, ++step) {
-            std::vector<int64_t> idx(order.begin() + k * o.batch_size,
-                                     order.begin() + std::min<int64_t>(train.n, (k + 1) * o.batch_size));
-            if (int64_t(idx.size()) < o.batch_size)  // fewer samples than one batch: wrap around
-                for (int64_t j = int64_t(idx.size()); j < o.batch_size; ++j) idx.push_back(order[size_t(j % train.n)]);
-            take_samples(train, idx, batch);
+        while (train->next(batch)) {
             const StepResult r = train_step(model, opt, o.schedule, o.loss, batch.images.data(), batch.masks.data(),
-                                            batch.n, o.input_size, step, scratch);
+                                            batch.n, batch.spatial, step, scratch);
             loss_sum += r.loss;
             dice_sum += r.dice;
-            if ((step + 1) % o.print_every == 0)
-                std::fprintf(stderr, "step %lld  loss %.4f  dice %.4f  lr %.3g  %.1f samples/s\n", (long long)step + 1,
-                             r.loss, r.dice, o.schedule.at(step),
-                             double((k + 1) * o.batch_size) / seconds_since(t_epoch));
-            if (o.steps > 0 && step + 1 >= o.steps) break;
+            ++step, ++done;
+            if (step % o.print_every == 0)
+                std::fprintf(stderr, "step %lld  loss %.4f  dice %.4f  lr %.3g  %.1f samples/s\n", (long long)step,
+                             r.loss, r.dice, o.schedule.at(step - 1),
+                             double(done * o.batch_size) / seconds_since(t_epoch));
+            if (o.steps > 0 && step >= o.steps) break;
         }
-        const int64_t done = std::min<int64_t>(steps_per_epoch, step - epoch * steps_per_epoch);
-        const MetricSums v = evaluate(model, o.loss, val.images.data(), val.masks.data(), val.n, o.input_size, o.batch_size);
+        const double epoch_s = seconds_since(t_epoch);
+        const double wait_share = epoch_s > 0 ? train->wait_seconds() / epoch_s : 0;
+        const MetricSums v = evaluate_source(model, o.loss, *val);
         val_dice = v.mean_dice();
-        std::printf("epoch %d/%d  train loss %.4f dice %.4f  val loss %.4f dice %.4f sensitivity %.4f specificity %.4f  %.1fs\n",
+        std::printf("epoch %d/%d  train loss %.4f dice %.4f  val loss %.4f dice %.4f sensitivity %.4f specificity %.4f"
+                    "  %.1fs, data wait %.1f%%\n",
                     epoch + 1, o.epochs, loss_sum / double(std::max<int64_t>(1, done)),
                     dice_sum / double(std::max<int64_t>(1, done)), v.mean_loss(), val_dice, v.mean_sensitivity(),
-                    v.mean_specificity(), seconds_since(t_epoch));
+                    v.mean_specificity(), epoch_s, 100.0 * wait_share);
         std::fflush(stdout);
         if (o.steps > 0 && step >= o.steps) break;
     }

@@ -161,18 +161,17 @@ def load_unet_state(model, tensors):
 
 # ---------------------------------------------------------------- losses (include/unet/nn/loss.h)
 
-def per_sample_loss(kind, pred, truth):
-    """Per-sample losses (shape [N]) of sigmoid probabilities `pred` against binary `truth`."""
-    n = pred.shape[0]
-    p = pred.reshape(n, -1)
-    t = truth.reshape(n, -1)
+def batch_loss(kind, pred, truth):
+    """The batch loss of sigmoid probabilities `pred` against binary `truth`: Dice over the whole
+    batch (Intel's definition), BCE as the mean over all voxels."""
+    p = pred.reshape(-1)
+    t = truth.reshape(-1)
 
     def dice_coef():
-        inter = (p * t).sum(1)
-        return (2.0 * inter + DICE_SMOOTH) / (p.sum(1) + t.sum(1) + DICE_SMOOTH)
+        return (2.0 * (p * t).sum() + DICE_SMOOTH) / (p.sum() + t.sum() + DICE_SMOOTH)
 
     def bce():
-        return F.binary_cross_entropy(p, t, reduction="none").mean(1)
+        return F.binary_cross_entropy(p, t)
 
     if kind == "dice":
         return 1.0 - dice_coef()
@@ -183,11 +182,6 @@ def per_sample_loss(kind, pred, truth):
     if kind == "dice_bce":
         return 1.0 - dice_coef() + bce()
     raise ValueError("unknown loss %r" % kind)
-
-
-def batch_loss(kind, pred, truth):
-    """Mean over the batch of the per-sample losses (what the trainer reports)."""
-    return per_sample_loss(kind, pred, truth).mean()
 
 
 # ------------------------------------------------------ nominal FLOPs (UNet::train_flops_per_sample)

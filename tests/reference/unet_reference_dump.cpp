@@ -13,7 +13,7 @@
 //   param.<name>.npy            initial parameters (shape = ParamView::shape)
 //   buffer.<name>.npy           initial buffers (batch-norm running statistics)
 //   output.npy                  training-mode forward output (probabilities)
-//   loss.npy                    batch loss (mean of the per-sample losses), float64 scalar
+//   loss.npy                    batch loss (loss.h: Dice over the whole batch), float64 scalar
 //   grad.<name>.npy             gradients of the batch loss after backward()
 //   buffer_after.<name>.npy     buffers after the training forward
 //   step1.<name>.npy            parameters after one Adam step on grad.*

@@ -43,13 +43,22 @@ TEST(Loss, ValuesFollowTheDefinitions) {
     EXPECT_NEAR(loss_sum(LossKind::dice_bce, c.p.data(), c.t.data(), 1, c.v), 1 - dice + bce, 1e-6);
 }
 
-TEST(Loss, BatchLossIsTheSumOfPerSampleLosses) {
+TEST(Loss, DiceIsTakenOverTheWholeBatch) {
     const Case c = random_case(2);
-    for (LossKind k : {LossKind::dice, LossKind::log_dice, LossKind::bce, LossKind::dice_bce}) {
-        double parts = 0;
-        for (int64_t i = 0; i < c.n; ++i) parts += loss_sum(k, c.p.data() + i * c.v, c.t.data() + i * c.v, 1, c.v);
-        EXPECT_NEAR(loss_sum(k, c.p.data(), c.t.data(), c.n, c.v), parts, 1e-9);
+    double I = 0, P = 0, T = 0, bce = 0;
+    for (size_t k = 0; k < c.p.size(); ++k) {
+        I += c.p[k] * c.t[k];
+        P += c.p[k];
+        T += c.t[k];
+        bce -= c.t[k] * std::log(c.p[k]) + (1 - c.t[k]) * std::log(1 - c.p[k]);
     }
+    bce /= double(c.p.size());
+    const double dice = (2 * I + 1) / (P + T + 1);
+    // loss_sum returns n times the batch loss.
+    EXPECT_NEAR(loss_sum(LossKind::dice, c.p.data(), c.t.data(), c.n, c.v), c.n * (1 - dice), 1e-6);
+    EXPECT_NEAR(loss_sum(LossKind::log_dice, c.p.data(), c.t.data(), c.n, c.v), -c.n * std::log(dice), 1e-6);
+    EXPECT_NEAR(loss_sum(LossKind::bce, c.p.data(), c.t.data(), c.n, c.v), c.n * bce, 1e-6);
+    EXPECT_NEAR(loss_sum(LossKind::dice_bce, c.p.data(), c.t.data(), c.n, c.v), c.n * (1 - dice + bce), 1e-6);
 }
 
 TEST(Loss, GradientsMatchFiniteDifferences) {

@@ -30,7 +30,11 @@ struct TrainOptions {
     int num_inter_threads = 1;
     bool benchmark = false;
     int64_t warmup_steps_bench = 1;
-    int64_t toy_samples = 32;   // in-memory generated dataset size (until --data is given)
+    int64_t toy_samples = 32;   // in-memory generated dataset size (when no --data is given)
+    std::string data;           // prepared HDF5 dataset (unet_prepare); empty: generated data
+    Dims patch;                 // 3D training patch; empty: full samples
+    float fg_fraction = 0.33f;  // share of patches centred on tumour
+    bool augment = false;
     int print_every = 10;
     std::string config_file;
     std::string command_line;

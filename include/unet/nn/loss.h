@@ -1,13 +1,16 @@
-// Segmentation losses on sigmoid probabilities, per sample, then averaged over the batch.
+// Segmentation losses on sigmoid probabilities over a batch.
 //
-// For one sample with probabilities p and binary truth t over all voxels (smooth s = 1):
+// With probabilities p and binary truth t over ALL voxels of the batch (smooth s = 1):
 //   I = sum p*t, P = sum p, T = sum t, Dice = (2I + s) / (P + T + s)
 //   dice      1 - Dice                         (soft Dice)
 //   log_dice  -log(Dice)                       (Intel's UNet loss)
 //   bce       mean over voxels of -(t log p + (1-t) log(1-p)), logs clamped at -100 (PyTorch)
 //   dice_bce  dice + bce
-// The batch loss is the mean of the per-sample losses, so a global batch split over workers is
-// the sum of the workers' partial sums divided by the global batch size.
+// Dice is taken over the whole batch, as Intel's UNet does, not per sample: with per-sample Dice
+// every empty slice pulls each of its voxels towards 0 with a gradient of about 1, which drowns
+// the tumour slices and collapses training on 2D BraTS-like data (measured: validation Dice stuck
+// at the empty-slice share, while batch Dice learns). A batch split over workers therefore needs
+// the batch's (I, P, T) summed over the workers before the gradient (DiceSums below).
 #pragma once
 
 #include <cstdint>
@@ -21,13 +24,13 @@ const char* loss_name(LossKind kind);
 
 constexpr double kDiceSmooth = 1.0;
 
-// pred, truth: n samples of `voxels` floats each (truth in {0, 1}). Returns the SUM of the
-// per-sample losses and writes grad[i] = grad_scale * d(sum)/d pred[i]. Pass
-// grad_scale = 1 / global_batch to get the gradient of the batch mean.
+// pred, truth: n samples of `voxels` floats each (truth in {0, 1}). Returns n times the batch
+// loss (so sums over batches divided by their sample counts give mean losses) and writes
+// grad[i] = grad_scale * d(n * loss)/d pred[i]; grad_scale = 1 / n gives d loss / d pred.
 double loss_sum_and_grad(LossKind kind, const float* pred, const float* truth, int64_t n,
                          int64_t voxels, double grad_scale, float* grad);
 
-// Sum of per-sample losses without gradient (validation).
+// n times the batch loss, without gradient (validation).
 double loss_sum(LossKind kind, const float* pred, const float* truth, int64_t n, int64_t voxels);
 
 }  // namespace unet

@@ -1,0 +1,37 @@
+// NIfTI-1/2 volumes (.nii and .nii.gz) through Debian's niftilib.
+//
+// Reading: any stored integer or float datatype (uint8, int8, (u)int16, (u)int32, (u)int64,
+// float32, float64), either byte order, NIfTI-1 or NIfTI-2 (whose header we decode ourselves: the
+// NIfTI-1 library cannot). scl_slope / scl_inter are applied (niftilib does not) when the slope is
+// finite, non-zero and not (1, 0). NaN and Inf in float data are kept, as nibabel keeps them.
+// NIfTI stores x fastest with dims (x, y, z, t); we return channels-first C x D x H x W with
+// C = t (1 for 3D files), D = z, H = y, W = x, i.e. the same memory order with the 4th axis outermost.
+// 2D files give D = 1. niftilib cross-checks every NIfTI-1 header; the data is read (and gunzipped)
+// by us with every short read and gzip CRC / length error detected, because niftilib zero-fills a
+// truncated .nii.gz silently and replaces NaN by 0.
+//
+// Writing (used by the synthetic dataset): .nii.gz (gzip level 1) or .nii by the file name, with
+// the given datatype, identity affine (qform code 1), 1 mm voxels; written to "<path>.tmp" and
+// renamed. uint8 rounds and rejects values outside 0..255. int16 stores integer data that fits
+// exactly (no scaling) and anything else with scl_slope = max|v| / 32767 and scl_inter = 0, so
+// zero (background) stays exactly zero and other values are within slope / 2. Integer types
+// reject NaN / Inf.
+//
+// Errors: std::runtime_error with one line naming the file and what was wrong (missing,
+// truncated, not NIfTI, unsupported datatype, wrong dimensionality, write failure). niftilib's own
+// messages on stderr are switched off.
+#pragma once
+
+#include <string>
+
+#include "unet/data/volume.h"
+
+namespace unet {
+
+Volume read_nifti(const std::string& path);
+
+enum class NiftiType { uint8, int16, float32 };
+// Writes C x D x H x W (C > 1 becomes the 4th NIfTI axis). Integer types: see above.
+void write_nifti(const std::string& path, const Volume& v, NiftiType type);
+
+}  // namespace unet

@@ -1,0 +1,120 @@
+// unet_visualize: one sample of a prepared dataset as images: its channels side by side and the
+// ground truth overlaid in red on the first channel; an animated GIF through the axial slices, or
+// one slice as PNG. Writes the file; needs no display.
+#include <boost/program_options.hpp>
+#include <algorithm>
+#include <cstdio>
+#include <iostream>
+#include <vector>
+
+#include "unet/core/check.h"
+#include "unet/data/hdf5_dataset.h"
+#include "unet/log/image_writers.h"
+
+namespace po = boost::program_options;
+
+namespace {
+
+// Grey levels: each channel windowed to its [1%, 99%] range over non-zero voxels.
+struct Window {
+    float lo = 0, hi = 1;
+};
+Window window_of(const float* x, int64_t n) {
+    std::vector<float> v;
+    for (int64_t i = 0; i < n; ++i)
+        if (x[i] != 0.f) v.push_back(x[i]);
+    if (v.size() < 2) return {};
+    std::sort(v.begin(), v.end());
+    Window w{v[v.size() / 100], v[v.size() - 1 - v.size() / 100]};
+    if (w.hi <= w.lo) w.hi = w.lo + 1;
+    return w;
+}
+
+unet::RgbImage render_slice(const std::vector<float>& img, const std::vector<float>& mask, int channels, int64_t z,
+                            int64_t H, int64_t W, const std::vector<Window>& win) {
+    const int64_t plane = H * W, V = plane * int64_t(img.size() / size_t(channels) / size_t(plane));
+    unet::RgbImage out;
+    out.resize(int(W * (channels + 1)), int(H));
+    for (int64_t y = 0; y < H; ++y)
+        for (int64_t x = 0; x < W; ++x) {
+            const int64_t i = z * plane + y * W + x;
+            for (int c = 0; c <= channels; ++c) {
+                const int src = c < channels ? c : 0;
+                const float v = img[size_t(src * V + i)];
+                const float t = std::clamp((v - win[size_t(src)].lo) / (win[size_t(src)].hi - win[size_t(src)].lo), 0.f, 1.f);
+                uint8_t g = v == 0.f ? 0 : uint8_t(t * 255.f);
+                uint8_t* p = out.at(int(c * W + x), int(y));
+                p[0] = p[1] = p[2] = g;
+                if (c == channels && mask[size_t(i)] > 0.5f) p[0] = uint8_t(std::min(255, 128 + g / 2)), p[1] = p[2] = uint8_t(g / 4);
+            }
+        }
+    return out;
+}
+
+int run(int argc, char** argv) {
+    std::string dataset, split = "train", out, checkpoint;
+    int64_t sample = 0, slice = -1;
+    po::options_description flags(
+        "unet_visualize: a dataset sample as an animated GIF through its axial slices, or one slice as PNG\n\n"
+        "  unet_visualize --dataset data/brats.h5 --sample 3 --out sample.gif\n"
+        "  unet_visualize --dataset data/brats.h5 --sample 3 --slice 70 --out slice.png\n\nFlags");
+    flags.add_options()
+        ("dataset", po::value(&dataset), "prepared HDF5 dataset")
+        ("sample", po::value(&sample)->default_value(0), "sample index in the split")
+        ("split", po::value(&split)->default_value("train"), "train | val | test")
+        ("slice", po::value(&slice)->default_value(-1), "write this axial slice as PNG instead of a GIF")
+        ("checkpoint", po::value(&checkpoint), "model checkpoint for a prediction panel (needs the checkpoints of the distributed trainer)")
+        ("out", po::value(&out), "output file (.gif, or .png with --slice)")
+        ("help,h", "show this help");
+    po::variables_map vm;
+    try {
+        po::store(po::parse_command_line(argc, argv, flags), vm);
+        po::notify(vm);
+    } catch (const po::error& e) {
+        throw unet::UsageError(e.what());
+    }
+    if (vm.count("help")) {
+        std::cout << flags << "\n";
+        return 0;
+    }
+    if (dataset.empty()) throw unet::UsageError("--dataset: required");
+    if (out.empty()) throw unet::UsageError("--out: required");
+    if (!checkpoint.empty())
+        throw unet::UsageError("--checkpoint: not available yet (checkpoints arrive with the distributed trainer)");
+    unet::DatasetReader reader(dataset);
+    if (!reader.has_split(split)) throw unet::UsageError("--split: " + dataset + " has no '" + split + "' split");
+    if (sample < 0 || sample >= reader.count(split))
+        throw unet::UsageError("--sample: expected 0.." + std::to_string(reader.count(split) - 1) + " for split " + split);
+    const auto sp = reader.spatial();
+    const int64_t D = sp.size() == 3 ? sp[0] : 1, H = sp[sp.size() - 2], W = sp[sp.size() - 1];
+    const int C = reader.channels();
+    std::vector<float> img(size_t(C * D * H * W)), mask(size_t(D * H * W));
+    reader.read_sample(split, sample, img.data(), mask.data());
+    std::vector<Window> win;
+    for (int c = 0; c < C; ++c) win.push_back(window_of(img.data() + c * D * H * W, D * H * W));
+    if (slice >= 0) {
+        if (slice >= D) throw unet::UsageError("--slice: expected 0.." + std::to_string(D - 1));
+        unet::write_png(out, render_slice(img, mask, C, slice, H, W, win));
+    } else {
+        std::vector<unet::RgbImage> frames;
+        for (int64_t z = 0; z < D; ++z) frames.push_back(render_slice(img, mask, C, z, H, W, win));
+        unet::write_gif(out, frames);
+    }
+    std::printf("wrote %s (%s sample %lld: %s)\n", out.c_str(), split.c_str(), (long long)sample,
+                reader.case_id(split, sample).c_str());
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    try {
+        return run(argc, argv);
+    } catch (const unet::UsageError& e) {
+        std::fprintf(stderr, "unet_visualize: %s (see --help)\n", e.what());
+        return 2;
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "unet_visualize: error: %s\n", e.what());
+        return 1;
+    }
+}

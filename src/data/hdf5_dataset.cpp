@@ -1,0 +1,752 @@
+#include "unet/data/hdf5_dataset.h"
+
+#include <hdf5.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <mutex>
+#include <sstream>
+#include <stdexcept>
+
+namespace unet {
+
+namespace {
+
+const char* const kSplitNames[] = {"train", "val", "test"};
+
+// The library prints its whole error stack to stderr on every failed call unless told not to.
+// In the thread-safe build every thread has its own error stack and its own printer setting, so
+// each thread that calls into HDF5 through us silences it once.
+void silence_hdf5_errors(const std::string& path) {
+    thread_local bool silenced = false;
+    if (silenced) return;
+    if (H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr) < 0)
+        throw std::runtime_error(path + ": cannot silence the HDF5 error printer");
+    silenced = true;
+}
+
+herr_t innermost_error(unsigned n, const H5E_error2_t* e, void* data) {
+    if (n == 0 && e && e->desc) *static_cast<std::string*>(data) = e->desc;
+    return 0;
+}
+
+// The most specific message on this thread's HDF5 error stack ("file signature not found",
+// "truncated file: eof = ..."), or "" when the stack is empty.
+std::string hdf5_cause() {
+    std::string s;
+    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, innermost_error, &s);
+    std::replace(s.begin(), s.end(), '\n', ' ');
+    return s;
+}
+
+// A failed HDF5 call: "<file>: <object>: <what> (<HDF5's innermost message>)".
+[[noreturn]] void fail_h5(const std::string& path, const std::string& object, const std::string& what) {
+    std::string msg = path + ": " + object + ": " + what;
+    const std::string cause = hdf5_cause();
+    if (!cause.empty()) msg += " (" + cause + ")";
+    throw std::runtime_error(msg);
+}
+
+// A file that HDF5 reads fine but that is not what the format says.
+[[noreturn]] void fail_format(const std::string& path, const std::string& object, const std::string& what) {
+    throw std::runtime_error(path + ": " + object + ": " + what);
+}
+
+template <typename T>
+T check(T r, const std::string& path, const std::string& object, const char* what) {
+    if (r < 0) fail_h5(path, object, std::string(what) + " failed");
+    return r;
+}
+
+// Owns one HDF5 id. Every H5?open/create/get_space/get_type result lives in one of these so that
+// no error path leaks an id (a leaked id keeps the file open after H5Fclose).
+class Handle {
+   public:
+    using Closer = herr_t (*)(hid_t);
+    Handle() = default;
+    Handle(hid_t id, Closer closer) : id_(id), closer_(closer) {}
+    Handle(Handle&& o) noexcept : id_(o.id_), closer_(o.closer_) { o.id_ = -1; }
+    Handle& operator=(Handle&& o) noexcept {
+        if (this != &o) {
+            close();
+            id_ = o.id_;
+            closer_ = o.closer_;
+            o.id_ = -1;
+        }
+        return *this;
+    }
+    Handle(const Handle&) = delete;
+    Handle& operator=(const Handle&) = delete;
+    ~Handle() { close(); }
+
+    hid_t get() const { return id_; }
+    bool valid() const { return id_ >= 0; }
+    herr_t close() {
+        herr_t r = 0;
+        if (id_ >= 0 && closer_) r = closer_(id_);
+        id_ = -1;
+        return r;
+    }
+
+   private:
+    hid_t id_ = -1;
+    Closer closer_ = nullptr;
+};
+
+Handle checked(hid_t id, Handle::Closer closer, const std::string& path, const std::string& object,
+               const char* what) {
+    if (id < 0) fail_h5(path, object, std::string(what) + " failed");
+    return Handle(id, closer);
+}
+
+Handle vlen_string_type(const std::string& path, const std::string& object) {
+    Handle t = checked(H5Tcopy(H5T_C_S1), H5Tclose, path, object, "H5Tcopy");
+    check(H5Tset_size(t.get(), H5T_VARIABLE), path, object, "H5Tset_size");
+    check(H5Tset_cset(t.get(), H5T_CSET_UTF8), path, object, "H5Tset_cset");
+    return t;
+}
+
+void write_string_attr(hid_t loc, const char* name, const std::string& value, const std::string& path) {
+    const std::string object = std::string("attribute ") + name;
+    Handle type = vlen_string_type(path, object);
+    Handle space = checked(H5Screate(H5S_SCALAR), H5Sclose, path, object, "H5Screate");
+    Handle attr = checked(H5Acreate2(loc, name, type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose, path,
+                          object, "H5Acreate2");
+    const char* p = value.c_str();
+    check(H5Awrite(attr.get(), type.get(), &p), path, object, "H5Awrite");
+}
+
+void write_int_attr(hid_t loc, const char* name, int64_t value, hid_t file_type, const std::string& path) {
+    const std::string object = std::string("attribute ") + name;
+    Handle space = checked(H5Screate(H5S_SCALAR), H5Sclose, path, object, "H5Screate");
+    Handle attr =
+        checked(H5Acreate2(loc, name, file_type, space.get(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose, path, object,
+                "H5Acreate2");
+    check(H5Awrite(attr.get(), H5T_NATIVE_INT64, &value), path, object, "H5Awrite");
+}
+
+int64_t product(const std::vector<int64_t>& v) {
+    int64_t p = 1;
+    for (int64_t x : v) p *= x;
+    return p;
+}
+
+std::string dims_string(const std::vector<hsize_t>& d) {
+    std::ostringstream os;
+    os << "[";
+    for (size_t i = 0; i < d.size(); ++i) os << (i ? ", " : "") << d[i];
+    os << "]";
+    return os.str();
+}
+
+bool is_split_name(const std::string& s) {
+    for (const char* n : kSplitNames)
+        if (s == n) return true;
+    return false;
+}
+
+// Lets a file opened for reading work where locks are unsupported (some NFS/Lustre mounts):
+// try to lock, and carry on when the file system says locking is disabled.
+// HDF5_USE_FILE_LOCKING=FALSE in the environment still switches locking off entirely.
+Handle file_access_plist(const std::string& path) {
+    Handle fapl = checked(H5Pcreate(H5P_FILE_ACCESS), H5Pclose, path, "file access", "H5Pcreate");
+    check(H5Pset_file_locking(fapl.get(), true, true), path, "file access", "H5Pset_file_locking");
+    return fapl;
+}
+
+}  // namespace
+
+// ------------------------------------------------------------------------------------------------
+// Writer
+
+namespace {
+
+struct SplitOut {
+    int64_t count = 0;
+    Handle group, images, masks, image_space, mask_space;
+    std::vector<bool> written;
+    int64_t n_written = 0;
+    std::vector<std::string> case_ids;
+};
+
+}  // namespace
+
+struct DatasetWriter::Impl {
+    std::string path, tmp;
+    DatasetAttributes attrs;
+    std::vector<int64_t> spatial;
+    int64_t voxels = 0;
+    Handle file;
+    Handle image_mem, mask_mem;  // one sample in memory, reused by every write
+    std::map<std::string, SplitOut> splits;
+    bool created = false;  // the .tmp file exists and is ours to remove
+    bool finished = false;
+    int64_t bytes = 0;
+
+    void open(const std::string& path, const DatasetAttributes& attrs, const std::vector<int64_t>& spatial);
+
+    // Closes every id, the file last; returns the first failure (negative) or 0.
+    herr_t close_all() {
+        herr_t r = 0;
+        auto keep = [&r](herr_t x) {
+            if (x < 0 && r >= 0) r = x;
+        };
+        for (auto& kv : splits) {
+            SplitOut& s = kv.second;
+            keep(s.image_space.close());
+            keep(s.mask_space.close());
+            keep(s.images.close());
+            keep(s.masks.close());
+            keep(s.group.close());
+        }
+        keep(image_mem.close());
+        keep(mask_mem.close());
+        keep(file.close());
+        return r;
+    }
+
+    void write_case_ids(const std::string& name, SplitOut& s) {
+        const std::string object = "/" + name + "/case_ids";
+        Handle type = vlen_string_type(tmp, object);
+        const hsize_t n = hsize_t(s.count);
+        Handle space = checked(H5Screate_simple(1, &n, nullptr), H5Sclose, tmp, object, "H5Screate_simple");
+        Handle ds = checked(
+            H5Dcreate2(s.group.get(), "case_ids", type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+            H5Dclose, tmp, object, "H5Dcreate2");
+        std::vector<const char*> ptrs;
+        ptrs.reserve(s.case_ids.size());
+        for (const std::string& c : s.case_ids) ptrs.push_back(c.c_str());
+        check(H5Dwrite(ds.get(), type.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, ptrs.data()), tmp, object, "H5Dwrite");
+        check(ds.close(), tmp, object, "H5Dclose");
+    }
+};
+
+DatasetWriter::DatasetWriter(const std::string& path, const DatasetAttributes& attrs,
+                             const std::vector<int64_t>& spatial)
+    : impl_(new Impl) {
+    try {
+        impl_->open(path, attrs, spatial);
+    } catch (...) {
+        impl_->close_all();
+        if (impl_->created) std::remove(impl_->tmp.c_str());
+        throw;
+    }
+}
+
+void DatasetWriter::Impl::open(const std::string& path_, const DatasetAttributes& attrs_,
+                               const std::vector<int64_t>& spatial_) {
+    Impl& m = *this;
+    const std::string& path = path_;
+    const DatasetAttributes& attrs = attrs_;
+    const std::vector<int64_t>& spatial = spatial_;
+    m.path = path;
+    m.tmp = path + ".tmp";
+    m.attrs = attrs;
+    m.spatial = spatial;
+    silence_hdf5_errors(m.tmp);
+
+    const size_t want_rank = attrs.mode == "3d" ? 3 : attrs.mode == "2d" ? 2 : 0;
+    if (want_rank == 0) fail_format(path, "mode", "mode '" + attrs.mode + "' is neither '3d' nor '2d'");
+    if (spatial.size() != want_rank)
+        fail_format(path, "spatial", "mode " + attrs.mode + " needs " + std::to_string(want_rank) +
+                                         " spatial sizes, got " + std::to_string(spatial.size()));
+    for (int64_t d : spatial)
+        if (d <= 0) fail_format(path, "spatial", "spatial sizes must be positive");
+    if (attrs.channels <= 0) fail_format(path, "channels", "channels must be positive");
+    m.voxels = product(spatial);
+    // HDF5 chunks must stay under 4 GiB; one chunk is one sample.
+    if (double(attrs.channels) * double(m.voxels) * 4.0 >= 4294967296.0)
+        fail_format(path, "spatial", "one sample exceeds the 4 GiB HDF5 chunk limit");
+
+    Handle fcpl = checked(H5Pcreate(H5P_FILE_CREATE), H5Pclose, m.tmp, "file", "H5Pcreate");
+    Handle fapl = file_access_plist(m.tmp);
+    // Refuse to close the file while an object is still open: a leak would otherwise leave the
+    // file half-flushed behind a successful H5Fclose.
+    check(H5Pset_fclose_degree(fapl.get(), H5F_CLOSE_SEMI), m.tmp, "file access", "H5Pset_fclose_degree");
+    m.file = checked(H5Fcreate(m.tmp.c_str(), H5F_ACC_TRUNC, fcpl.get(), fapl.get()), H5Fclose, m.tmp, "file",
+                     "H5Fcreate");
+    m.created = true;
+
+    const hid_t root = m.file.get();
+    write_int_attr(root, "format_version", kDatasetFormatVersion, H5T_STD_I32LE, m.tmp);
+    write_string_attr(root, "layout", attrs.mode == "3d" ? "NCDHW" : "NCHW", m.tmp);
+    write_string_attr(root, "mode", attrs.mode, m.tmp);
+    write_int_attr(root, "channels", attrs.channels, H5T_STD_I32LE, m.tmp);
+    write_string_attr(root, "normalization", attrs.normalization, m.tmp);
+    write_string_attr(root, "crop", attrs.crop, m.tmp);
+    write_int_attr(root, "split_seed", attrs.split_seed, H5T_STD_I64LE, m.tmp);
+    write_string_attr(root, "source", attrs.source, m.tmp);
+    write_string_attr(root, "labels", attrs.labels, m.tmp);
+
+    std::vector<hsize_t> img{1, hsize_t(attrs.channels)}, msk{1, 1};
+    for (int64_t d : spatial) {
+        img.push_back(hsize_t(d));
+        msk.push_back(hsize_t(d));
+    }
+    m.image_mem =
+        checked(H5Screate_simple(int(img.size()), img.data(), nullptr), H5Sclose, m.tmp, "memory", "H5Screate_simple");
+    m.mask_mem =
+        checked(H5Screate_simple(int(msk.size()), msk.data(), nullptr), H5Sclose, m.tmp, "memory", "H5Screate_simple");
+}
+
+DatasetWriter::~DatasetWriter() {
+    if (!impl_ || impl_->finished) return;
+    impl_->close_all();
+    if (impl_->created) std::remove(impl_->tmp.c_str());
+}
+
+void DatasetWriter::add_split(const std::string& split, int64_t count) {
+    Impl& m = *impl_;
+    silence_hdf5_errors(m.tmp);
+    if (m.finished) fail_format(m.path, "/" + split, "add_split after finish()");
+    if (!is_split_name(split)) fail_format(m.tmp, "/" + split, "split must be train, val or test");
+    if (m.splits.count(split)) fail_format(m.tmp, "/" + split, "split declared twice");
+    if (count < 0) fail_format(m.tmp, "/" + split, "negative sample count");
+    SplitOut& s = m.splits[split];
+    s.count = count;
+    if (count == 0) return;  // an empty split is absent from the file
+    s.written.assign(size_t(count), false);
+    s.case_ids.resize(size_t(count));
+
+    const std::string gname = "/" + split;
+    s.group = checked(H5Gcreate2(m.file.get(), split.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose, m.tmp,
+                      gname, "H5Gcreate2");
+
+    // Chunks are compressed as they are written (no chunk cache) so memory stays at one sample and
+    // a full disk shows up in write_sample, not in finish().
+    Handle dapl = checked(H5Pcreate(H5P_DATASET_ACCESS), H5Pclose, m.tmp, gname, "H5Pcreate");
+    check(H5Pset_chunk_cache(dapl.get(), H5D_CHUNK_CACHE_NSLOTS_DEFAULT, 0, 1.0), m.tmp, gname,
+          "H5Pset_chunk_cache");
+
+    auto create = [&](const char* name, int64_t channels, hid_t file_type, Handle& ds, Handle& space) {
+        const std::string object = gname + "/" + name;
+        std::vector<hsize_t> dims{hsize_t(count), hsize_t(channels)}, chunk{1, hsize_t(channels)};
+        for (int64_t d : m.spatial) {
+            dims.push_back(hsize_t(d));
+            chunk.push_back(hsize_t(d));
+        }
+        const int rank = int(dims.size());
+        space = checked(H5Screate_simple(rank, dims.data(), nullptr), H5Sclose, m.tmp, object, "H5Screate_simple");
+        Handle dcpl = checked(H5Pcreate(H5P_DATASET_CREATE), H5Pclose, m.tmp, object, "H5Pcreate");
+        check(H5Pset_chunk(dcpl.get(), rank, chunk.data()), m.tmp, object, "H5Pset_chunk");
+        check(H5Pset_shuffle(dcpl.get()), m.tmp, object, "H5Pset_shuffle");
+        check(H5Pset_deflate(dcpl.get(), 4), m.tmp, object, "H5Pset_deflate");
+        ds = checked(H5Dcreate2(s.group.get(), name, file_type, space.get(), H5P_DEFAULT, dcpl.get(), dapl.get()),
+                     H5Dclose, m.tmp, object, "H5Dcreate2");
+    };
+    create("images", m.attrs.channels, H5T_IEEE_F32LE, s.images, s.image_space);
+    create("masks", 1, H5T_STD_U8LE, s.masks, s.mask_space);
+}
+
+void DatasetWriter::write_sample(const std::string& split, int64_t index, const float* image, const uint8_t* mask,
+                                 const std::string& case_id) {
+    Impl& m = *impl_;
+    silence_hdf5_errors(m.tmp);
+    if (m.finished) fail_format(m.path, "/" + split, "write_sample after finish()");
+    auto it = m.splits.find(split);
+    if (it == m.splits.end()) fail_format(m.tmp, "/" + split, "write_sample to a split not declared with add_split");
+    SplitOut& s = it->second;
+    if (index < 0 || index >= s.count)
+        fail_format(m.tmp, "/" + split,
+                    "sample index " + std::to_string(index) + " outside [0, " + std::to_string(s.count) + ")");
+    if (!image || !mask) fail_format(m.tmp, "/" + split, "write_sample with a null image or mask");
+    for (int64_t i = 0; i < m.voxels; ++i)
+        if (mask[i] > 1)
+            fail_format(m.tmp, "/" + split + "/masks",
+                        "sample " + std::to_string(index) + " (" + case_id + ") has mask value " +
+                            std::to_string(int(mask[i])) + "; masks must be 0/1");
+
+    const size_t rank = 2 + m.spatial.size();
+    std::vector<hsize_t> start(rank, 0), img(rank), msk(rank);
+    start[0] = hsize_t(index);
+    img[0] = msk[0] = 1;
+    img[1] = hsize_t(m.attrs.channels);
+    msk[1] = 1;
+    for (size_t i = 0; i < m.spatial.size(); ++i) img[2 + i] = msk[2 + i] = hsize_t(m.spatial[i]);
+
+    const std::string gname = "/" + split;
+    check(H5Sselect_hyperslab(s.image_space.get(), H5S_SELECT_SET, start.data(), nullptr, img.data(), nullptr), m.tmp,
+          gname + "/images", "H5Sselect_hyperslab");
+    check(H5Dwrite(s.images.get(), H5T_NATIVE_FLOAT, m.image_mem.get(), s.image_space.get(), H5P_DEFAULT, image),
+          m.tmp, gname + "/images", "H5Dwrite");
+    check(H5Sselect_hyperslab(s.mask_space.get(), H5S_SELECT_SET, start.data(), nullptr, msk.data(), nullptr), m.tmp,
+          gname + "/masks", "H5Sselect_hyperslab");
+    check(H5Dwrite(s.masks.get(), H5T_NATIVE_UINT8, m.mask_mem.get(), s.mask_space.get(), H5P_DEFAULT, mask), m.tmp,
+          gname + "/masks", "H5Dwrite");
+    if (!s.written[size_t(index)]) {
+        s.written[size_t(index)] = true;
+        ++s.n_written;
+    }
+    s.case_ids[size_t(index)] = case_id;
+}
+
+void DatasetWriter::finish() {
+    Impl& m = *impl_;
+    silence_hdf5_errors(m.tmp);
+    if (m.finished) fail_format(m.path, "file", "finish() called twice");
+    for (const char* name : kSplitNames) {
+        auto it = m.splits.find(name);
+        if (it == m.splits.end() || it->second.n_written == it->second.count) continue;
+        const SplitOut& s = it->second;
+        const int64_t first = std::find(s.written.begin(), s.written.end(), false) - s.written.begin();
+        fail_format(m.tmp, std::string("/") + name,
+                    std::to_string(s.count - s.n_written) + " of " + std::to_string(s.count) +
+                        " samples not written (first missing index " + std::to_string(first) + ")");
+    }
+    for (auto& kv : m.splits)
+        if (kv.second.count > 0) m.write_case_ids(kv.first, kv.second);
+    check(H5Fflush(m.file.get(), H5F_SCOPE_LOCAL), m.tmp, "file", "H5Fflush");
+    if (m.close_all() < 0) fail_h5(m.tmp, "file", "closing failed");
+    if (std::rename(m.tmp.c_str(), m.path.c_str()) != 0)
+        fail_format(m.path, "file", "cannot rename " + m.tmp + ": " + std::strerror(errno));
+    m.finished = true;
+    struct stat st;
+    if (::stat(m.path.c_str(), &st) != 0) fail_format(m.path, "file", std::string("stat: ") + std::strerror(errno));
+    m.bytes = int64_t(st.st_size);
+}
+
+int64_t DatasetWriter::bytes_written() const { return impl_->bytes; }
+
+// ------------------------------------------------------------------------------------------------
+// Reader
+
+namespace {
+
+struct SplitIn {
+    int64_t count = 0;
+    Handle images, masks, image_space, mask_space;
+    std::vector<std::string> case_ids;
+};
+
+std::string read_string_attr(hid_t loc, const char* name, const std::string& path) {
+    const std::string object = std::string("attribute ") + name;
+    Handle attr = checked(H5Aopen(loc, name, H5P_DEFAULT), H5Aclose, path, object, "H5Aopen");
+    Handle ftype = checked(H5Aget_type(attr.get()), H5Tclose, path, object, "H5Aget_type");
+    if (check(H5Tget_class(ftype.get()), path, object, "H5Tget_class") != H5T_STRING)
+        fail_format(path, object, "is not a string");
+    Handle space = checked(H5Aget_space(attr.get()), H5Sclose, path, object, "H5Aget_space");
+    if (check(H5Sget_simple_extent_npoints(space.get()), path, object, "H5Sget_simple_extent_npoints") != 1)
+        fail_format(path, object, "is not a single string");
+    if (check(H5Tis_variable_str(ftype.get()), path, object, "H5Tis_variable_str") > 0) {
+        Handle mtype = vlen_string_type(path, object);
+        check(H5Tset_cset(mtype.get(), H5Tget_cset(ftype.get())), path, object, "H5Tset_cset");
+        char* p = nullptr;
+        check(H5Aread(attr.get(), mtype.get(), &p), path, object, "H5Aread");
+        std::string s = p ? p : "";
+        check(H5Dvlen_reclaim(mtype.get(), space.get(), H5P_DEFAULT, &p), path, object, "H5Dvlen_reclaim");
+        return s;
+    }
+    // Fixed length: read with the file's own type (no conversion), then drop the padding.
+    const size_t n = H5Tget_size(ftype.get());
+    if (n == 0) fail_h5(path, object, "H5Tget_size failed");
+    std::string s(n, '\0');
+    check(H5Aread(attr.get(), ftype.get(), &s[0]), path, object, "H5Aread");
+    s.resize(strnlen(s.data(), n));
+    if (H5Tget_strpad(ftype.get()) == H5T_STR_SPACEPAD)
+        while (!s.empty() && s.back() == ' ') s.pop_back();
+    return s;
+}
+
+int64_t read_int_attr(hid_t loc, const char* name, const std::string& path) {
+    const std::string object = std::string("attribute ") + name;
+    Handle attr = checked(H5Aopen(loc, name, H5P_DEFAULT), H5Aclose, path, object, "H5Aopen");
+    Handle ftype = checked(H5Aget_type(attr.get()), H5Tclose, path, object, "H5Aget_type");
+    if (check(H5Tget_class(ftype.get()), path, object, "H5Tget_class") != H5T_INTEGER)
+        fail_format(path, object, "is not an integer");
+    Handle space = checked(H5Aget_space(attr.get()), H5Sclose, path, object, "H5Aget_space");
+    if (check(H5Sget_simple_extent_npoints(space.get()), path, object, "H5Sget_simple_extent_npoints") != 1)
+        fail_format(path, object, "is not a single integer");
+    int64_t v = 0;
+    check(H5Aread(attr.get(), H5T_NATIVE_INT64, &v), path, object, "H5Aread");
+    return v;
+}
+
+bool has_attr(hid_t loc, const char* name, const std::string& path) {
+    return check(H5Aexists(loc, name), path, std::string("attribute ") + name, "H5Aexists") > 0;
+}
+
+// "float64", "int8", "string": for messages about a dataset of the wrong type.
+std::string type_name(hid_t type) {
+    const size_t bits = 8 * H5Tget_size(type);
+    switch (H5Tget_class(type)) {
+        case H5T_FLOAT: return "float" + std::to_string(bits);
+        case H5T_INTEGER: return (H5Tget_sign(type) == H5T_SGN_NONE ? "uint" : "int") + std::to_string(bits);
+        case H5T_STRING: return "string";
+        case H5T_COMPOUND: return "a compound type";
+        default: return "another HDF5 type";
+    }
+}
+
+std::vector<hsize_t> dataset_dims(hid_t space, const std::string& path, const std::string& object) {
+    const int rank = check(H5Sget_simple_extent_ndims(space), path, object, "H5Sget_simple_extent_ndims");
+    std::vector<hsize_t> dims(static_cast<size_t>(rank));
+    check(H5Sget_simple_extent_dims(space, dims.data(), nullptr), path, object, "H5Sget_simple_extent_dims");
+    return dims;
+}
+
+std::vector<std::string> read_strings(hid_t ds, hid_t space, int64_t n, const std::string& path,
+                                      const std::string& object) {
+    Handle ftype = checked(H5Dget_type(ds), H5Tclose, path, object, "H5Dget_type");
+    std::vector<std::string> out(static_cast<size_t>(n));
+    if (n == 0) return out;
+    if (check(H5Tis_variable_str(ftype.get()), path, object, "H5Tis_variable_str") > 0) {
+        Handle mtype = vlen_string_type(path, object);
+        check(H5Tset_cset(mtype.get(), H5Tget_cset(ftype.get())), path, object, "H5Tset_cset");
+        std::vector<char*> p(size_t(n), nullptr);
+        check(H5Dread(ds, mtype.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, p.data()), path, object, "H5Dread");
+        for (int64_t i = 0; i < n; ++i) out[size_t(i)] = p[size_t(i)] ? p[size_t(i)] : "";
+        check(H5Dvlen_reclaim(mtype.get(), space, H5P_DEFAULT, p.data()), path, object, "H5Dvlen_reclaim");
+        return out;
+    }
+    const size_t len = H5Tget_size(ftype.get());
+    if (len == 0) fail_h5(path, object, "H5Tget_size failed");
+    std::vector<char> buf(len * size_t(n));
+    check(H5Dread(ds, ftype.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, buf.data()), path, object, "H5Dread");
+    const bool spacepad = H5Tget_strpad(ftype.get()) == H5T_STR_SPACEPAD;
+    for (int64_t i = 0; i < n; ++i) {
+        const char* p = buf.data() + size_t(i) * len;
+        std::string s(p, strnlen(p, len));
+        if (spacepad)
+            while (!s.empty() && s.back() == ' ') s.pop_back();
+        out[size_t(i)] = std::move(s);
+    }
+    return out;
+}
+
+}  // namespace
+
+struct DatasetReader::Impl {
+    std::string path;
+    DatasetAttributes attrs;
+    std::vector<int64_t> spatial;
+    int64_t voxels = 0;
+    Handle file;  // declared first: destroyed after every dataset
+    Handle image_mem, mask_mem;
+    std::map<std::string, SplitIn> splits;
+    mutable std::mutex mu;
+    mutable std::vector<uint8_t> mask_buf;
+    mutable std::vector<hsize_t> start, image_count, mask_count;
+
+    const SplitIn& split(const std::string& name, int64_t index) const {
+        auto it = splits.find(name);
+        if (it == splits.end()) {
+            std::string have;
+            for (const auto& kv : splits) have += (have.empty() ? "" : ", ") + kv.first;
+            fail_format(path, "/" + name, "no such split (the file has: " + (have.empty() ? "none" : have) + ")");
+        }
+        if (index < 0 || index >= it->second.count)
+            fail_format(path, "/" + name,
+                        "sample index " + std::to_string(index) + " outside [0, " + std::to_string(it->second.count) +
+                            ")");
+        return it->second;
+    }
+
+    // Opens /<name>/{images,masks,case_ids}, checks dtypes and shapes, and sets a chunk cache that
+    // holds one whole sample so a chunk is read and inflated once per read_sample.
+    void open_split(const std::string& name) {
+        const std::string gname = "/" + name;
+        const int channels = attrs.channels;
+        const size_t rank = 2 + spatial_rank();
+        Handle group = checked(H5Gopen2(file.get(), name.c_str(), H5P_DEFAULT), H5Gclose, path, gname, "H5Gopen2");
+
+        auto open = [&](const char* dname, Handle& ds, Handle& space, std::vector<hsize_t>& dims, H5T_class_t cls,
+                        size_t size, const char* what) {
+            const std::string object = gname + "/" + dname;
+            const htri_t exists = check(H5Lexists(group.get(), dname, H5P_DEFAULT), path, object, "H5Lexists");
+            if (!exists) fail_format(path, object, "missing");
+            ds = checked(H5Dopen2(group.get(), dname, H5P_DEFAULT), H5Dclose, path, object, "H5Dopen2");
+            Handle type = checked(H5Dget_type(ds.get()), H5Tclose, path, object, "H5Dget_type");
+            const H5T_class_t c = check(H5Tget_class(type.get()), path, object, "H5Tget_class");
+            bool ok = c == cls && (size == 0 || H5Tget_size(type.get()) == size);
+            if (ok && cls == H5T_INTEGER) ok = H5Tget_sign(type.get()) == H5T_SGN_NONE;
+            if (!ok) fail_format(path, object, "is " + type_name(type.get()) + ", expected " + what);
+            space = checked(H5Dget_space(ds.get()), H5Sclose, path, object, "H5Dget_space");
+            dims = dataset_dims(space.get(), path, object);
+        };
+
+        SplitIn s;
+        std::vector<hsize_t> idims, mdims, cdims;
+        Handle case_ds, case_space;
+        open("images", s.images, s.image_space, idims, H5T_FLOAT, 4, "float32");
+        open("masks", s.masks, s.mask_space, mdims, H5T_INTEGER, 1, "uint8");
+        open("case_ids", case_ds, case_space, cdims, H5T_STRING, 0, "strings");
+
+        const char* layout = rank == 5 ? "[N, C, D, H, W]" : "[N, C, H, W]";
+        if (idims.size() != rank)
+            fail_format(path, gname + "/images",
+                        "shape " + dims_string(idims) + " does not match layout " + attrs_layout() + " " + layout);
+        if (idims[1] != hsize_t(channels))
+            fail_format(path, gname + "/images",
+                        "shape " + dims_string(idims) + " has " + std::to_string(idims[1]) +
+                            " channels, attribute channels is " + std::to_string(channels));
+        std::vector<int64_t> sp(idims.begin() + 2, idims.end());
+        for (int64_t d : sp)
+            if (d <= 0) fail_format(path, gname + "/images", "empty spatial size in shape " + dims_string(idims));
+        if (spatial.empty()) {
+            spatial = sp;
+            voxels = product(sp);
+        } else if (sp != spatial) {
+            fail_format(path, gname + "/images",
+                        "spatial shape " + dims_string(idims) + " differs from the other splits");
+        }
+        std::vector<hsize_t> want_m = idims;
+        want_m[1] = 1;
+        if (mdims != want_m)
+            fail_format(path, gname + "/masks",
+                        "shape " + dims_string(mdims) + " does not match images (expected " + dims_string(want_m) + ")");
+        if (cdims.size() != 1 || cdims[0] != idims[0])
+            fail_format(path, gname + "/case_ids",
+                        "shape " + dims_string(cdims) + " does not match " + std::to_string(idims[0]) + " samples");
+        s.count = int64_t(idims[0]);
+        s.case_ids = read_strings(case_ds.get(), case_space.get(), s.count, path, gname + "/case_ids");
+
+        // The default chunk cache is 1 MiB: a 3D sample's chunk would not fit and be inflated into
+        // a temporary buffer on every read. Reopen with a cache sized for one sample (or one chunk,
+        // if some other tool chunked the file more coarsely).
+        auto reopen = [&](const char* dname, Handle& ds, size_t elem_bytes, int64_t sample_elems) {
+            const std::string object = gname + "/" + dname;
+            Handle dcpl = checked(H5Dget_create_plist(ds.get()), H5Pclose, path, object, "H5Dget_create_plist");
+            size_t bytes = size_t(sample_elems) * elem_bytes;
+            if (check(H5Pget_layout(dcpl.get()), path, object, "H5Pget_layout") == H5D_CHUNKED) {
+                std::vector<hsize_t> chunk(rank);
+                check(H5Pget_chunk(dcpl.get(), int(rank), chunk.data()), path, object, "H5Pget_chunk");
+                size_t cb = elem_bytes;
+                for (hsize_t c : chunk) cb *= size_t(c);
+                bytes = std::max(bytes, cb);
+            }
+            Handle dapl = checked(H5Pcreate(H5P_DATASET_ACCESS), H5Pclose, path, object, "H5Pcreate");
+            // A few slots (prime) and w0 = 1: a fully read chunk is the first to go.
+            check(H5Pset_chunk_cache(dapl.get(), 127, bytes + (bytes >> 4) + 4096, 1.0), path, object,
+                  "H5Pset_chunk_cache");
+            check(ds.close(), path, object, "H5Dclose");
+            ds = checked(H5Dopen2(group.get(), dname, dapl.get()), H5Dclose, path, object, "H5Dopen2");
+        };
+        reopen("images", s.images, 4, int64_t(channels) * voxels);
+        reopen("masks", s.masks, 1, voxels);
+        splits[name] = std::move(s);
+    }
+
+    size_t spatial_rank() const { return attrs.mode == "3d" ? 3 : 2; }
+    std::string attrs_layout() const { return attrs.mode == "3d" ? "NCDHW" : "NCHW"; }
+};
+
+DatasetReader::DatasetReader(const std::string& path) : impl_(new Impl) {
+    Impl& m = *impl_;
+    m.path = path;
+    silence_hdf5_errors(path);
+    const std::string expect = "expected a unet dataset with format_version " + std::to_string(kDatasetFormatVersion);
+
+    struct stat st;
+    if (::stat(path.c_str(), &st) != 0) fail_format(path, "file", std::string("cannot open: ") + std::strerror(errno));
+    const htri_t is_h5 = H5Fis_hdf5(path.c_str());
+    if (is_h5 == 0) fail_format(path, "file", "not an HDF5 file (" + expect + ")");
+    if (is_h5 < 0) fail_h5(path, "file", "cannot open as HDF5 (" + expect + ")");
+    Handle fapl = file_access_plist(path);
+    const hid_t fid = H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl.get());
+    if (fid < 0) {
+        const std::string cause = hdf5_cause();
+        fail_format(path, "file", "cannot open as HDF5" + (cause.empty() ? "" : " (" + cause + ")") + "; " + expect);
+    }
+    m.file = Handle(fid, H5Fclose);
+    const hid_t root = m.file.get();
+
+    if (!has_attr(root, "format_version", path))
+        fail_format(path, "/", "not a unet dataset: no root attribute format_version (" + expect + ")");
+    const int64_t version = read_int_attr(root, "format_version", path);
+    if (version != kDatasetFormatVersion)
+        fail_format(path, "/",
+                    "dataset format_version " + std::to_string(version) + ", this build reads format_version " +
+                        std::to_string(kDatasetFormatVersion) + " (re-create it with this build's unet_prepare)");
+    for (const char* required : {"mode", "layout", "channels"})
+        if (!has_attr(root, required, path))
+            fail_format(path, "/", std::string("missing root attribute ") + required);
+
+    DatasetAttributes& a = m.attrs;
+    a.mode = read_string_attr(root, "mode", path);
+    if (a.mode != "3d" && a.mode != "2d") fail_format(path, "attribute mode", "'" + a.mode + "' is neither 3d nor 2d");
+    const std::string layout = read_string_attr(root, "layout", path);
+    if (layout != m.attrs_layout())
+        fail_format(path, "attribute layout",
+                    "'" + layout + "' does not match mode " + a.mode + " (expected " + m.attrs_layout() + ")");
+    const int64_t channels = read_int_attr(root, "channels", path);
+    if (channels <= 0 || channels > (1 << 20))
+        fail_format(path, "attribute channels", std::to_string(channels) + " is not a valid channel count");
+    a.channels = int(channels);
+    // Descriptive attributes: empty when absent (another tool may have left them out).
+    a.normalization = has_attr(root, "normalization", path) ? read_string_attr(root, "normalization", path) : "";
+    a.crop = has_attr(root, "crop", path) ? read_string_attr(root, "crop", path) : "";
+    a.split_seed = has_attr(root, "split_seed", path) ? read_int_attr(root, "split_seed", path) : 0;
+    a.source = has_attr(root, "source", path) ? read_string_attr(root, "source", path) : "";
+    a.labels = has_attr(root, "labels", path) ? read_string_attr(root, "labels", path) : "";
+
+    for (const char* name : kSplitNames)
+        if (check(H5Lexists(root, name, H5P_DEFAULT), path, std::string("/") + name, "H5Lexists") > 0)
+            m.open_split(name);
+
+    if (!m.spatial.empty()) {
+        const size_t rank = 2 + m.spatial.size();
+        m.start.assign(rank, 0);
+        m.image_count.assign(rank, 1);
+        m.image_count[1] = hsize_t(a.channels);
+        m.mask_count.assign(rank, 1);
+        for (size_t i = 0; i < m.spatial.size(); ++i) m.image_count[2 + i] = m.mask_count[2 + i] = hsize_t(m.spatial[i]);
+        m.image_mem = checked(H5Screate_simple(int(rank), m.image_count.data(), nullptr), H5Sclose, path, "memory",
+                              "H5Screate_simple");
+        m.mask_mem = checked(H5Screate_simple(int(rank), m.mask_count.data(), nullptr), H5Sclose, path, "memory",
+                             "H5Screate_simple");
+        m.mask_buf.resize(size_t(m.voxels));
+    }
+}
+
+DatasetReader::~DatasetReader() = default;
+
+const std::string& DatasetReader::path() const { return impl_->path; }
+const DatasetAttributes& DatasetReader::attributes() const { return impl_->attrs; }
+const std::vector<int64_t>& DatasetReader::spatial() const { return impl_->spatial; }
+int DatasetReader::channels() const { return impl_->attrs.channels; }
+bool DatasetReader::has_split(const std::string& split) const { return impl_->splits.count(split) > 0; }
+
+int64_t DatasetReader::count(const std::string& split) const {
+    auto it = impl_->splits.find(split);
+    return it == impl_->splits.end() ? 0 : it->second.count;
+}
+
+void DatasetReader::read_sample(const std::string& split, int64_t index, float* image, float* mask) const {
+    const Impl& m = *impl_;
+    const SplitIn& s = m.split(split, index);
+    if (!image || !mask) fail_format(m.path, "/" + split, "read_sample with a null image or mask buffer");
+    std::lock_guard<std::mutex> lock(m.mu);
+    silence_hdf5_errors(m.path);
+    const std::string& p = m.path;
+    m.start[0] = hsize_t(index);
+    check(H5Sselect_hyperslab(s.image_space.get(), H5S_SELECT_SET, m.start.data(), nullptr, m.image_count.data(),
+                              nullptr),
+          p, "/" + split + "/images", "H5Sselect_hyperslab");
+    check(H5Dread(s.images.get(), H5T_NATIVE_FLOAT, m.image_mem.get(), s.image_space.get(), H5P_DEFAULT, image), p,
+          "/" + split + "/images", "H5Dread");
+    check(H5Sselect_hyperslab(s.mask_space.get(), H5S_SELECT_SET, m.start.data(), nullptr, m.mask_count.data(),
+                              nullptr),
+          p, "/" + split + "/masks", "H5Sselect_hyperslab");
+    // uint8 -> float here: HDF5's own conversion path is several times slower than this loop.
+    check(H5Dread(s.masks.get(), H5T_NATIVE_UINT8, m.mask_mem.get(), s.mask_space.get(), H5P_DEFAULT,
+                  m.mask_buf.data()),
+          p, "/" + split + "/masks", "H5Dread");
+    const uint8_t* b = m.mask_buf.data();
+    uint8_t bad = 0;
+    for (int64_t i = 0; i < m.voxels; ++i) {
+        bad |= uint8_t(b[i] > 1);
+        mask[i] = float(b[i]);
+    }
+    if (bad)
+        fail_format(p, "/" + split + "/masks",
+                    "sample " + std::to_string(index) + " has values other than 0/1 (masks must be 0/1)");
+}
+
+std::string DatasetReader::case_id(const std::string& split, int64_t index) const {
+    return impl_->split(split, index).case_ids[size_t(index)];
+}
+
+}  // namespace unet

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The data path end to end: a synthetic MSD dataset -> unet_prepare (3d and 2d) -> unet_train
+# --data, plus unet_prepare's and the loader's bad-input messages.
+set -u
+B=${BUILD:-build}/bin
+T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
+fail() { echo "FAIL: $*"; exit 1; }
+export OMP_NUM_THREADS=2
+
+"$B"/unet_prepare --synthetic 6 --output_dir "$T/msd" --synthetic_size 64,64,40 --seed 3 >/dev/null 2>&1 \
+  || fail "synthetic dataset"
+[ -f "$T/msd/dataset.json" ] || fail "no dataset.json"
+out=$("$B"/unet_prepare --source_dir "$T/msd" --output "$T/b3.h5" --mode 3d --split 0.5,0.25,0.25 2>/dev/null) \
+  || fail "prepare 3d: $out"
+echo "$out" | grep -q "3 train, 2 val, 1 test" || fail "prepare 3d summary: $out"
+[ -f "$T/b3.h5" ] && [ ! -e "$T/b3.h5.tmp" ] || fail "3d output missing or temporary file left"
+out=$("$B"/unet_prepare --source_dir "$T/msd" --output "$T/b2.h5" --mode 2d --slice_size 32 2>/dev/null) \
+  || fail "prepare 2d: $out"
+
+out=$("$B"/unet_train --data "$T/b2.h5" --dims 2 --filters 8 --depth 2 --batch_size 16 --epochs 2 --print_every 1000 2>&1) \
+  || fail "train 2d: $out"
+echo "$out" | grep -q "data wait" || fail "no data-wait share reported: $out"
+out=$("$B"/unet_train --data "$T/b3.h5" --dims 3 --patch 32,32,32 --filters 4 --depth 2 --batch_size 2 --epochs 1 \
+      --augment 2>&1) || fail "train 3d: $out"
+
+# unet_visualize: an animated GIF through the slices and one PNG slice.
+"$B"/unet_visualize --dataset "$T/b3.h5" --sample 0 --out "$T/s.gif" >/dev/null || fail "visualize gif"
+[ "$(head -c 6 "$T/s.gif")" = "GIF89a" ] || fail "not a GIF89a file"
+frames=$(/usr/bin/python3 -c "import sys; d=open(sys.argv[1],'rb').read(); print(d.count(b'\x21\xf9\x04'))" "$T/s.gif")
+[ "$frames" -eq 40 ] || fail "GIF has $frames frames, want 40 (one per axial slice)"
+"$B"/unet_visualize --dataset "$T/b3.h5" --split val --sample 1 --slice 20 --out "$T/s.png" >/dev/null || fail "visualize png"
+/usr/bin/python3 - "$T/s.png" <<'PY' || fail "PNG check"
+import struct, sys, zlib
+d = open(sys.argv[1], "rb").read()
+assert d[:8] == b"\x89PNG\r\n\x1a\n"
+w, h = struct.unpack(">II", d[16:24])
+assert (w, h) == (64 * 5, 64), (w, h)   # 4 channels + the overlay panel
+PY
+
+expect_error() {  # expect_error CODE "text" command...
+  local code=$1 want=$2; shift 2
+  local msg rc
+  msg=$("$@" 2>&1); rc=$?
+  [ "$rc" -eq "$code" ] || fail "$* exited $rc (want $code): $msg"
+  [ "$(echo "$msg" | wc -l)" -eq 1 ] || fail "$*: more than one line: $msg"
+  echo "$msg" | grep -q -- "$want" || fail "$*: message lacks '$want': $msg"
+}
+mkdir -p "$T/empty"
+expect_error 1 "dataset.json" "$B"/unet_prepare --source_dir "$T/empty" --output "$T/x.h5"
+expect_error 2 "--split" "$B"/unet_prepare --source_dir "$T/msd" --output "$T/x.h5" --split 0.5,0.5,0.5
+expect_error 2 "--reshape" "$B"/unet_prepare --source_dir "$T/msd" --output "$T/x.h5" --reshape 64,64
+expect_error 2 "--mode" "$B"/unet_prepare --source_dir "$T/msd" --output "$T/x.h5" --mode 4d
+echo "not hdf5" > "$T/bogus.h5"
+expect_error 1 "bogus.h5" "$B"/unet_train --data "$T/bogus.h5" --dims 2
+expect_error 2 "--patch" "$B"/unet_train --data "$T/b3.h5" --dims 3 --patch 128,32,32 --filters 4 --depth 2
+[ ! -e "$T/x.h5" ] || fail "a failed conversion left $T/x.h5"
+expect_error 2 "--sample" "$B"/unet_visualize --dataset "$T/b3.h5" --sample 99 --out "$T/y.gif"
+echo ok
