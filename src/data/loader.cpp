@@ -37,6 +37,7 @@ struct Loader::Impl {
     bool stop = false, done = false;
     std::exception_ptr error;
     double wait = 0;
+    int current_epoch = -1, next_epoch = -1;  // consumer side: epoch being read, epoch read ahead
 
     explicit Impl(const LoaderConfig& c) : cfg(c), reader(c.path) {}
     ~Impl() { halt(); }
@@ -147,18 +148,23 @@ void Loader::Impl::make_batch(const std::vector<int64_t>& order, int epoch, int6
     }
 }
 
-void Loader::Impl::run(int epoch) {
+// Produces the batches of `first` and, with cfg.continuous, of the epochs after it, each epoch
+// followed by an end marker (a batch with n = 0), so the first batches of the next epoch are read
+// while the current one finishes.
+void Loader::Impl::run(int first) {
     try {
-        const std::vector<int64_t> order = permutation(epoch);
         std::vector<float> img, msk;
-        for (int64_t step = 0; step < steps; ++step) {
-            Batch b;
-            make_batch(order, epoch, step, b, img, msk);
-            std::unique_lock<std::mutex> lk(mu);
-            cv.wait(lk, [&] { return stop || int(queue.size()) < cfg.prefetch; });
-            if (stop) return;
-            queue.push_back(std::move(b));
-            cv.notify_all();
+        for (int epoch = first; epoch == first || cfg.continuous; ++epoch) {
+            const std::vector<int64_t> order = permutation(epoch);
+            for (int64_t step = 0; step <= steps; ++step) {
+                Batch b;
+                if (step < steps) make_batch(order, epoch, step, b, img, msk);
+                std::unique_lock<std::mutex> lk(mu);
+                cv.wait(lk, [&] { return stop || int(queue.size()) < cfg.prefetch; });
+                if (stop) return;
+                queue.push_back(std::move(b));
+                cv.notify_all();
+            }
         }
     } catch (...) {
         std::lock_guard<std::mutex> lk(mu);
@@ -205,12 +211,16 @@ double Loader::wait_seconds() const { return impl_->wait; }
 
 void Loader::start_epoch(int epoch) {
     Impl& m = *impl_;
+    m.wait = 0;
+    if (m.worker.joinable() && m.next_epoch == epoch) return;  // already being read ahead
     m.halt();
     m.queue.clear();
     m.stop = m.done = false;
     m.error = nullptr;
     m.wait = 0;
+    m.next_epoch = epoch;  // nothing of it consumed yet: a repeated start_epoch(epoch) keeps it
     m.worker = std::thread([&m, epoch] { m.run(epoch); });
+    m.current_epoch = epoch;
 }
 
 bool Loader::next(Batch& out) {
@@ -224,6 +234,11 @@ bool Loader::next(Batch& out) {
     out = std::move(m.queue.front());
     m.queue.pop_front();
     m.cv.notify_all();
+    if (out.n == 0) {  // end of the epoch
+        m.next_epoch = m.cfg.continuous ? ++m.current_epoch : -1;
+        return false;
+    }
+    m.next_epoch = -1;
     return true;
 }
 

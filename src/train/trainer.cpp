@@ -222,10 +222,12 @@ double run_local_training(const TrainOptions& opts) {
         LoaderConfig vc = lc;
         vc.split = "val";
         vc.shuffle = false;
+        vc.continuous = false;
         vc.augment = false;
         vc.fg_fraction = 0.f;
         vc.seed = o.seed + 1;
         train = std::move(t);
+        train->start_epoch(0);  // the first batches are read while the model is built
         val = std::make_unique<LoaderSource>(vc);
     } else {
         // Generated data: 80% train, 20% validation, different seeds so no sample is in both.

@@ -123,3 +123,29 @@ TEST(Loader, PatchesAndAugmentationAreReproducibleAndForegroundBiased) {
     c.patch = {16, 4, 4};
     EXPECT_THROW(Loader{c}, std::runtime_error);
 }
+
+// Reading ahead into the next epoch must not change what that epoch delivers.
+TEST(Loader, ReadAheadAcrossEpochsKeepsTheOrder) {
+    const std::string path = make_dataset("loader_d.h5", 10, {4, 4});
+    LoaderConfig c;
+    c.path = path;
+    c.global_batch = 3;
+    c.seed = 9;
+    auto epoch_order = [](Loader& l, int epoch) {
+        l.start_epoch(epoch);
+        Batch b;
+        std::vector<int64_t> o;
+        while (l.next(b)) o.insert(o.end(), b.indices.begin(), b.indices.end());
+        return o;
+    };
+    Loader continuous(c);
+    const auto e0 = epoch_order(continuous, 0), e1 = epoch_order(continuous, 1), e2 = epoch_order(continuous, 2);
+    Loader fresh1(c), fresh2(c);
+    EXPECT_EQ(e1, epoch_order(fresh1, 1));
+    EXPECT_EQ(e2, epoch_order(fresh2, 2));
+    EXPECT_EQ(e0.size(), 12u);  // ceil(10 / 3) = 4 batches of 3
+    // Starting an epoch twice before consuming it keeps the read-ahead and the order.
+    Loader twice(c);
+    twice.start_epoch(0);
+    EXPECT_EQ(epoch_order(twice, 0), e0);
+}

@@ -36,6 +36,7 @@ struct LoaderConfig {
     float fg_fraction = 0.33f;
     bool augment = false;
     int prefetch = 2;         // batches read ahead
+    bool continuous = true;   // read ahead into the next epoch (off for one-pass validation)
 };
 
 struct Batch {
@@ -61,7 +62,8 @@ class Loader {
     int channels() const;
     Dims sample_spatial() const;  // spatial size of a batch (the patch, or the full sample)
 
-    // Starts reading `epoch` in the background (stops any epoch in flight).
+    // Starts reading `epoch` in the background; if the previous epoch was consumed to its end and
+    // the reader has gone on into `epoch` (continuous), keeps what it read ahead.
     void start_epoch(int epoch);
     // The next batch of the epoch; false after the last one.
     bool next(Batch& out);
