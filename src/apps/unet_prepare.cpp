@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include "unet/cli/train_options.h"
+#include "unet/cli/program.h"
 #include "unet/core/check.h"
 #include "unet/data/prepare.h"
 #include "unet/data/preprocess.h"
@@ -38,16 +39,7 @@ static int run(int argc, char** argv) {
         ("synthetic_size", po::value(&synthetic_size)->default_value(synthetic_size), "W,H,D of synthetic volumes")
         ("help,h", "show this help");
     po::variables_map vm;
-    try {
-        po::store(po::parse_command_line(argc, argv, flags), vm);
-        po::notify(vm);
-    } catch (const po::error& e) {
-        throw unet::UsageError(e.what());
-    }
-    if (vm.count("help")) {
-        std::cout << flags << "\n";
-        return 0;
-    }
+    if (!unet::parse_command_line(argc, argv, flags, vm)) return 0;
     if (synthetic > 0) {
         if (output_dir.empty()) throw unet::UsageError("--synthetic: needs --output_dir");
         const auto size = unet::parse_size_list("synthetic_size", synthetic_size);
@@ -83,13 +75,5 @@ static int run(int argc, char** argv) {
 }
 
 int main(int argc, char** argv) {
-    try {
-        return run(argc, argv);
-    } catch (const unet::UsageError& e) {
-        std::fprintf(stderr, "unet_prepare: %s (see --help)\n", e.what());
-        return 2;
-    } catch (const std::exception& e) {
-        std::fprintf(stderr, "unet_prepare: error: %s\n", e.what());
-        return 1;
-    }
+    return unet::run_program("unet_prepare", [&] { return run(argc, argv); });
 }

@@ -8,12 +8,13 @@
 #include <exception>
 #include <iostream>
 
+#include "unet/cli/program.h"
 #include "unet/cli/train_options.h"
 #include "unet/core/check.h"
 #include "unet/train/trainer.h"
 
 int main(int argc, char** argv) {
-    try {
+    return unet::run_program("unet_train", [&] {
         unet::TrainOptions opts;
         if (!unet::parse_train_options(argc, argv, opts)) return 0;
         if (opts.num_threads > 0) omp_set_num_threads(opts.num_threads);
@@ -29,11 +30,5 @@ int main(int argc, char** argv) {
         }
         unet::run_local_training(opts);
         return 0;
-    } catch (const unet::UsageError& e) {
-        std::fprintf(stderr, "unet_train: %s (see --help)\n", e.what());
-        return 2;
-    } catch (const std::exception& e) {
-        std::fprintf(stderr, "unet_train: error: %s\n", e.what());
-        return 1;
-    }
+    });
 }

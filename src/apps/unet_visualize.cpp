@@ -7,6 +7,7 @@
 #include <iostream>
 #include <vector>
 
+#include "unet/cli/program.h"
 #include "unet/core/check.h"
 #include "unet/data/hdf5_dataset.h"
 #include "unet/log/image_writers.h"
@@ -67,16 +68,7 @@ int run(int argc, char** argv) {
         ("out", po::value(&out), "output file (.gif, or .png with --slice)")
         ("help,h", "show this help");
     po::variables_map vm;
-    try {
-        po::store(po::parse_command_line(argc, argv, flags), vm);
-        po::notify(vm);
-    } catch (const po::error& e) {
-        throw unet::UsageError(e.what());
-    }
-    if (vm.count("help")) {
-        std::cout << flags << "\n";
-        return 0;
-    }
+    if (!unet::parse_command_line(argc, argv, flags, vm)) return 0;
     if (dataset.empty()) throw unet::UsageError("--dataset: required");
     if (out.empty()) throw unet::UsageError("--out: required");
     if (!checkpoint.empty())
@@ -108,13 +100,5 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    try {
-        return run(argc, argv);
-    } catch (const unet::UsageError& e) {
-        std::fprintf(stderr, "unet_visualize: %s (see --help)\n", e.what());
-        return 2;
-    } catch (const std::exception& e) {
-        std::fprintf(stderr, "unet_visualize: error: %s\n", e.what());
-        return 1;
-    }
+    return unet::run_program("unet_visualize", [&] { return run(argc, argv); });
 }

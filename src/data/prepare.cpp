@@ -79,6 +79,15 @@ double tumour_share(const Volume& mask) {
     return s;
 }
 
+// Completes the file (renaming it into place) and the summary's totals.
+void finish_output(DatasetWriter& writer, double tumour, double voxels, std::chrono::steady_clock::time_point t0,
+                   PrepareSummary& sum) {
+    writer.finish();
+    sum.tumour_fraction = voxels > 0 ? tumour / voxels : 0;
+    sum.output_bytes = writer.bytes_written();
+    sum.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
 }  // namespace
 
 std::string PrepareSummary::describe(const std::string& output) const {
@@ -160,10 +169,7 @@ PrepareSummary prepare_msd(const PrepareOptions& o) {
         bar.update(int64_t(i + 1));
     }
     bar.finish();
-    writer.finish();
-    sum.tumour_fraction = voxels > 0 ? tumour / voxels : 0;
-    sum.output_bytes = writer.bytes_written();
-    sum.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    finish_output(writer, tumour, voxels, t0, sum);
     return sum;
 }
 
@@ -223,10 +229,7 @@ PrepareSummary prepare_npy(const std::string& dir, const PrepareOptions& o) {
     for (int64_t i = 0; i < test_x.shape[0]; ++i)
         convert(test_x, test_y, i, i < n_val ? "val" : "test", i < n_val ? i : i - n_val, "imgs_test:" + std::to_string(i));
     bar.finish();
-    writer.finish();
-    sum.tumour_fraction = voxels > 0 ? tumour / voxels : 0;
-    sum.output_bytes = writer.bytes_written();
-    sum.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    finish_output(writer, tumour, voxels, t0, sum);
     return sum;
 }
 

@@ -1,0 +1,38 @@
+#include "unet/cli/program.h"
+
+#include <cstdio>
+#include <iostream>
+
+#include "unet/core/check.h"
+
+namespace po = boost::program_options;
+
+namespace unet {
+
+bool parse_command_line(int argc, char** argv, const po::options_description& flags, po::variables_map& vm) {
+    try {
+        po::store(po::parse_command_line(argc, argv, flags), vm);
+        if (vm.count("help")) {
+            std::cout << flags << "\n";
+            return false;
+        }
+        po::notify(vm);
+    } catch (const po::error& e) {
+        throw UsageError(e.what());
+    }
+    return true;
+}
+
+int run_program(const char* program, const std::function<int()>& body) {
+    try {
+        return body();
+    } catch (const UsageError& e) {
+        std::fprintf(stderr, "%s: %s (see --help)\n", program, e.what());
+        return 2;
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "%s: error: %s\n", program, e.what());
+        return 1;
+    }
+}
+
+}  // namespace unet
