@@ -32,7 +32,7 @@ Dims parse_size_list(const std::string& flag, const std::string& text) {
 namespace {
 
 struct RawOptions {
-    std::string input_size, upsampling, norm, loss, optimizer, conv_algorithm, patch;
+    std::string input_size, upsampling, norm, loss, optimizer, conv_algorithm, patch, checkpoint_every;
     bool use_upsampling = false;
     int depth = 0;
     int64_t filters = 0;
@@ -66,7 +66,11 @@ po::options_description describe_flags(TrainOptions& o, RawOptions& r) {
         ("fg_fraction", po::value(&o.fg_fraction)->default_value(0.33f), "share of patches centred on a tumour voxel")
         ("augment", po::bool_switch(&o.augment), "random flips and intensity scale/shift")
         ("toy_samples", po::value(&o.toy_samples)->default_value(32), "size of the generated in-memory dataset")
-        ("print_every", po::value(&o.print_every)->default_value(10), "print a progress line every N steps");
+        ("print_every", po::value(&o.print_every)->default_value(10), "print a progress line every N steps")
+        ("logdir", po::value(&o.logdir), "run directory for training.log and checkpoints (default runs/<date-time>)")
+        ("checkpoint_every", po::value(&r.checkpoint_every)->default_value("0"),
+         "checkpoint every N steps, or every N seconds with a suffix s (\"300s\"); 0: at the end and on SIGTERM/SIGINT")
+        ("resume", po::value(&o.resume), "continue from a checkpoint file, or \"auto\": the latest in --logdir");
     po::options_description opt("Optimizer");
     opt.add_options()
         ("optimizer", po::value(&r.optimizer)->default_value("adam"), "adam | sgd")
@@ -137,6 +141,21 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o) {
     o.input_size = parse_size_list("input_size", r.input_size);
     if (vm["input_size"].defaulted() && o.model.dims == 3) o.input_size = {64, 64, 64};
     if (!r.patch.empty()) o.patch = parse_size_list("patch", r.patch);
+    {
+        const std::string& c = r.checkpoint_every;
+        const bool seconds = !c.empty() && c.back() == 's';
+        const std::string number = seconds ? c.substr(0, c.size() - 1) : c;
+        try {
+            size_t pos = 0;
+            const double v = std::stod(number, &pos);
+            if (pos != number.size() || v < 0 || (!seconds && v != double(int64_t(v)))) throw std::invalid_argument(c);
+            if (seconds) o.checkpoint_every_seconds = v;
+            else o.checkpoint_every_steps = int64_t(v);
+        } catch (const std::exception&) {
+            throw UsageError("--checkpoint_every: expected a number of steps or seconds like 300s, got '" + c + "'");
+        }
+    }
+    if (o.resume == "auto" && o.logdir.empty()) throw UsageError("--resume auto: needs --logdir (where to look)");
     if (!(o.fg_fraction >= 0 && o.fg_fraction <= 1)) throw UsageError("--fg_fraction: expected a value in [0, 1]");
     o.model.validate(o.input_size);
     o.optimizer.validate();

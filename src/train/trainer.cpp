@@ -2,6 +2,10 @@
 
 #include <omp.h>
 #include <sys/resource.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <ctime>
 
 #include <chrono>
 #include <cmath>
@@ -14,6 +18,9 @@
 #include "unet/core/check.h"
 #include "unet/core/rng.h"
 #include "unet/data/loader.h"
+#include "unet/dist/checkpoint.h"
+#include "unet/log/training_log.h"
+#include "unet/train/training_state.h"
 #include "unet/train/toy_data.h"
 
 namespace unet {
@@ -201,8 +208,37 @@ MetricSums evaluate_source(UNet& model, LossKind loss, BatchSource& src) {
 
 }  // namespace
 
+namespace {
+
+volatile std::sig_atomic_t g_stop_signal = 0;
+extern "C" void on_stop_signal(int sig) { g_stop_signal = sig; }
+
+void install_stop_handlers() {
+    struct sigaction sa {};
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, nullptr);
+    sigaction(SIGINT, &sa, nullptr);
+}
+
+std::string default_logdir() {
+    char name[64];
+    const std::time_t now = std::time(nullptr);
+    std::tm tm{};
+    localtime_r(&now, &tm);
+    std::strftime(name, sizeof name, "runs/%Y%m%d-%H%M%S", &tm);
+    return name;
+}
+
+bool file_exists(const std::string& path) { return access(path.c_str(), F_OK) == 0; }
+
+}  // namespace
+
 double run_local_training(const TrainOptions& opts) {
     TrainOptions o = opts;
+    if (o.logdir.empty()) o.logdir = default_logdir();
+    TrainingLog log(o.logdir);  // an unwritable logdir stops the job here, before any work
+    const std::string latest = o.logdir + "/checkpoint_latest.h5", best = o.logdir + "/checkpoint_best.h5";
     std::unique_ptr<BatchSource> train, val;
     if (!o.data.empty()) {
         LoaderConfig lc;
@@ -227,7 +263,6 @@ double run_local_training(const TrainOptions& opts) {
         vc.fg_fraction = 0.f;
         vc.seed = o.seed + 1;
         train = std::move(t);
-        train->start_epoch(0);  // the first batches are read while the model is built
         val = std::make_unique<LoaderSource>(vc);
     } else {
         // Generated data: 80% train, 20% validation, different seeds so no sample is in both.
@@ -239,45 +274,92 @@ double run_local_training(const TrainOptions& opts) {
     }
     UNet model(o.model);
     Optimizer opt(o.optimizer, model.store().size());
+    Progress p;
+    std::string resume_from = o.resume == "auto" ? (file_exists(latest) ? latest : "") : o.resume;
+    if (!resume_from.empty()) {
+        p = restore_state(read_checkpoint(resume_from), resume_from, model, opt);
+        log.line("resumed from %s at step %lld (epoch %d, %lld steps into it)", resume_from.c_str(), (long long)p.step,
+                 p.epoch + 1, (long long)p.epoch_step);
+    } else if (o.resume == "auto") {
+        log.line("--resume auto: no checkpoint in %s, starting fresh", o.logdir.c_str());
+    }
+    log.line("run directory %s; command: %s", o.logdir.c_str(), o.command_line.c_str());
     print_model_summary(model, o, opt.state_copies());
-    std::fprintf(stderr, "data: %s, %lld training samples, %lld validation samples, %lld steps per epoch\n",
-                 o.data.empty() ? "generated in memory" : o.data.c_str(), (long long)train->samples(),
-                 (long long)val->samples(), (long long)train->steps_per_epoch());
+    log.line("data: %s, %lld training samples, %lld validation samples, %lld steps per epoch",
+             o.data.empty() ? "generated in memory" : o.data.c_str(), (long long)train->samples(),
+             (long long)val->samples(), (long long)train->steps_per_epoch());
+    install_stop_handlers();
+    auto save = [&](const std::string& path) {
+        write_checkpoint(path, capture_state(model, opt, p, o));
+        log.line("checkpoint %s at step %lld", path.c_str(), (long long)p.step);
+    };
     std::vector<float> scratch;
     Batch batch;
-    int64_t step = 0;
-    double val_dice = 0;
+    double val_dice = p.best_val_dice < 0 ? 0 : p.best_val_dice;
     const auto t_start = Clock::now();
-    for (int epoch = 0; epoch < o.epochs; ++epoch) {
+    auto t_checkpoint = Clock::now();
+    bool limit = o.steps > 0 && p.step >= o.steps;
+    for (int epoch = p.epoch; epoch < o.epochs && !limit; ++epoch) {
         train->start_epoch(epoch);
+        // After a resume, the batches of this epoch already trained on are skipped: the order
+        // is a function of (seed, epoch), so the rest comes out exactly as in the first run.
+        const int64_t skip = epoch == p.epoch ? p.epoch_step : 0;
+        for (int64_t k = 0; k < skip && train->next(batch); ++k) {
+        }
+        p.epoch = epoch;
+        p.epoch_step = skip;
         double loss_sum = 0, dice_sum = 0;
         int64_t done = 0;
+        bool completed = true;
         const auto t_epoch = Clock::now();
         while (train->next(batch)) {
             const StepResult r = train_step(model, opt, o.schedule, o.loss, batch.images.data(), batch.masks.data(),
-                                            batch.n, batch.spatial, step, scratch);
+                                            batch.n, batch.spatial, p.step, scratch);
             loss_sum += r.loss;
             dice_sum += r.dice;
-            ++step, ++done;
-            if (step % o.print_every == 0)
-                std::fprintf(stderr, "step %lld  loss %.4f  dice %.4f  lr %.3g  %.1f samples/s\n", (long long)step,
-                             r.loss, r.dice, o.schedule.at(step - 1),
-                             double(done * o.batch_size) / seconds_since(t_epoch));
-            if (o.steps > 0 && step >= o.steps) break;
+            ++p.step, ++p.epoch_step, ++done;
+            if (p.step % o.print_every == 0)
+                log.line("step %lld  epoch %d  loss %.4f  dice %.4f  lr %.3g  %.1f samples/s", (long long)p.step,
+                         epoch + 1, r.loss, r.dice, o.schedule.at(p.step - 1),
+                         double(done * o.batch_size) / seconds_since(t_epoch));
+            const bool due = (o.checkpoint_every_steps > 0 && p.step % o.checkpoint_every_steps == 0) ||
+                             (o.checkpoint_every_seconds > 0 && seconds_since(t_checkpoint) >= o.checkpoint_every_seconds);
+            if (due || g_stop_signal) {
+                save(latest);
+                t_checkpoint = Clock::now();
+            }
+            if (g_stop_signal) {
+                log.line("stopped by signal %d at step %lld; continue with --resume %s", int(g_stop_signal),
+                         (long long)p.step, latest.c_str());
+                return val_dice;
+            }
+            if (o.steps > 0 && p.step >= o.steps) {
+                limit = true;
+                completed = p.epoch_step >= train->steps_per_epoch();
+                break;
+            }
         }
         const double epoch_s = seconds_since(t_epoch);
         const double wait_share = epoch_s > 0 ? train->wait_seconds() / epoch_s : 0;
         const MetricSums v = evaluate_source(model, o.loss, *val);
         val_dice = v.mean_dice();
-        std::printf("epoch %d/%d  train loss %.4f dice %.4f  val loss %.4f dice %.4f sensitivity %.4f specificity %.4f"
-                    "  %.1fs, data wait %.1f%%\n",
-                    epoch + 1, o.epochs, loss_sum / double(std::max<int64_t>(1, done)),
-                    dice_sum / double(std::max<int64_t>(1, done)), v.mean_loss(), val_dice, v.mean_sensitivity(),
-                    v.mean_specificity(), epoch_s, 100.0 * wait_share);
-        std::fflush(stdout);
-        if (o.steps > 0 && step >= o.steps) break;
+        if (completed) {
+            p.epoch = epoch + 1;
+            p.epoch_step = 0;
+        }
+        log.line("epoch %d/%d  train loss %.4f dice %.4f  val loss %.4f dice %.4f sensitivity %.4f specificity %.4f"
+                 "  %.1fs, data wait %.1f%%",
+                 epoch + 1, o.epochs, loss_sum / double(std::max<int64_t>(1, done)),
+                 dice_sum / double(std::max<int64_t>(1, done)), v.mean_loss(), val_dice, v.mean_sensitivity(),
+                 v.mean_specificity(), epoch_s, 100.0 * wait_share);
+        if (val_dice > p.best_val_dice) {
+            p.best_val_dice = val_dice;
+            save(best);
+        }
     }
-    std::printf("done: %lld steps in %.1fs, validation Dice %.4f\n", (long long)step, seconds_since(t_start), val_dice);
+    save(latest);
+    log.line("done: %lld steps in %.1fs, validation Dice %.4f (best %.4f)", (long long)p.step, seconds_since(t_start),
+             val_dice, p.best_val_dice);
     return val_dice;
 }
 

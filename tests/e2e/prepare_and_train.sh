@@ -17,10 +17,10 @@ echo "$out" | grep -q "3 train, 2 val, 1 test" || fail "prepare 3d summary: $out
 out=$("$B"/unet_prepare --source_dir "$T/msd" --output "$T/b2.h5" --mode 2d --slice_size 32 2>/dev/null) \
   || fail "prepare 2d: $out"
 
-out=$("$B"/unet_train --data "$T/b2.h5" --dims 2 --filters 8 --depth 2 --batch_size 16 --epochs 2 --print_every 1000 2>&1) \
+out=$("$B"/unet_train --logdir "$T/run1" --data "$T/b2.h5" --dims 2 --filters 8 --depth 2 --batch_size 16 --epochs 2 --print_every 1000 2>&1) \
   || fail "train 2d: $out"
 echo "$out" | grep -q "data wait" || fail "no data-wait share reported: $out"
-out=$("$B"/unet_train --data "$T/b3.h5" --dims 3 --patch 32,32,32 --filters 4 --depth 2 --batch_size 2 --epochs 1 \
+out=$("$B"/unet_train --logdir "$T/run2" --data "$T/b3.h5" --dims 3 --patch 32,32,32 --filters 4 --depth 2 --batch_size 2 --epochs 1 \
       --augment 2>&1) || fail "train 3d: $out"
 
 # unet_visualize: an animated GIF through the slices and one PNG slice.
@@ -51,8 +51,8 @@ expect_error 2 "--split" "$B"/unet_prepare --source_dir "$T/msd" --output "$T/x.
 expect_error 2 "--reshape" "$B"/unet_prepare --source_dir "$T/msd" --output "$T/x.h5" --reshape 64,64
 expect_error 2 "--mode" "$B"/unet_prepare --source_dir "$T/msd" --output "$T/x.h5" --mode 4d
 echo "not hdf5" > "$T/bogus.h5"
-expect_error 1 "bogus.h5" "$B"/unet_train --data "$T/bogus.h5" --dims 2
-expect_error 2 "--patch" "$B"/unet_train --data "$T/b3.h5" --dims 3 --patch 128,32,32 --filters 4 --depth 2
+expect_error 1 "bogus.h5" "$B"/unet_train --logdir "$T/run3" --data "$T/bogus.h5" --dims 2
+expect_error 2 "--patch" "$B"/unet_train --logdir "$T/run4" --data "$T/b3.h5" --dims 3 --patch 128,32,32 --filters 4 --depth 2
 [ ! -e "$T/x.h5" ] || fail "a failed conversion left $T/x.h5"
 expect_error 2 "--sample" "$B"/unet_visualize --dataset "$T/b3.h5" --sample 99 --out "$T/y.gif"
 echo ok

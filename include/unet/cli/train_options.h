@@ -35,6 +35,10 @@ struct TrainOptions {
     Dims patch;                 // 3D training patch; empty: full samples
     float fg_fraction = 0.33f;  // share of patches centred on tumour
     bool augment = false;
+    std::string logdir;              // run directory: training.log, checkpoints
+    int64_t checkpoint_every_steps = 0;     // 0: only at the end (and on SIGTERM / SIGINT)
+    double checkpoint_every_seconds = 0;    // alternative: a wall-clock interval
+    std::string resume;              // checkpoint file, "auto" (latest in --logdir), or empty
     int print_every = 10;
     std::string config_file;
     std::string command_line;

@@ -1,0 +1,33 @@
+// Training checkpoints: one HDF5 file holding everything needed to continue a run bit for bit.
+//
+// Contents are generic so the trainer decides what goes in:
+//   arrays    named float32 1-D datasets (flat parameters, batch-norm buffers, optimizer moments)
+//   integers  named int64 attributes (step, epoch, position in the epoch, RNG state words, ...)
+//   strings   named string attributes (resolved configuration, command line, parameter layout)
+// Root attribute "checkpoint_format" = kCheckpointFormatVersion.
+//
+// write_checkpoint is atomic: it writes "<path>.tmp", flushes and fsyncs it, renames it over
+// <path> and fsyncs the directory, so a crash at any moment leaves either the old or the new file,
+// never a torn one. Errors are std::runtime_error with one line naming the file.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace unet {
+
+constexpr int kCheckpointFormatVersion = 1;
+
+struct Checkpoint {
+    std::map<std::string, std::vector<float>> arrays;
+    std::map<std::string, int64_t> integers;
+    std::map<std::string, std::string> strings;
+};
+
+void write_checkpoint(const std::string& path, const Checkpoint& c);
+// Validates the format version; throws naming the file if it is missing, not HDF5, or not ours.
+Checkpoint read_checkpoint(const std::string& path);
+
+}  // namespace unet

@@ -1,0 +1,32 @@
+// training.log in the run directory: the plain-text record of a run, one timestamped line per
+// event (start, every N steps, every epoch, checkpoints, the end), flushed at once so that a crash
+// loses nothing already logged. Lines also go to stderr.
+#pragma once
+
+#include <cstdio>
+#include <string>
+
+namespace unet {
+
+class TrainingLog {
+   public:
+    TrainingLog() = default;
+    // Opens <dir>/training.log for appending (creating dir); throws naming the path if it cannot.
+    explicit TrainingLog(const std::string& dir);
+    ~TrainingLog();
+    TrainingLog(const TrainingLog&) = delete;
+    TrainingLog& operator=(const TrainingLog&) = delete;
+
+    void line(const char* fmt, ...) __attribute__((format(printf, 2, 3)));
+    const std::string& path() const { return path_; }
+
+   private:
+    std::FILE* file_ = nullptr;
+    std::string path_;
+};
+
+// Creates a directory and its parents; throws std::runtime_error naming it when that fails or it
+// is not writable.
+void make_writable_dir(const std::string& dir);
+
+}  // namespace unet

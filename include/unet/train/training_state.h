@@ -1,0 +1,32 @@
+// Everything a run needs to continue bit for bit, to and from a Checkpoint: flat parameters,
+// batch-norm buffers, optimizer moments and step count, and where training stood (step, epoch,
+// steps done in that epoch, best validation Dice). Data order, augmentation and dropout masks are
+// functions of (seed, epoch, position, step), so they need no state of their own.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "unet/cli/train_options.h"
+#include "unet/dist/checkpoint.h"
+#include "unet/nn/optimizer.h"
+#include "unet/nn/unet.h"
+
+namespace unet {
+
+struct Progress {
+    int64_t step = 0;        // optimizer steps taken
+    int epoch = 0;           // epoch in progress
+    int64_t epoch_step = 0;  // steps of `epoch` already taken
+    double best_val_dice = -1;
+};
+
+// "name offset count" per parameter, one per line: a resumed model must match it exactly.
+std::string param_layout(const ParamStore& store);
+
+Checkpoint capture_state(UNet& model, Optimizer& opt, const Progress& p, const TrainOptions& o);
+// Throws std::runtime_error naming `source` when the checkpoint belongs to another model or
+// optimizer.
+Progress restore_state(const Checkpoint& c, const std::string& source, UNet& model, Optimizer& opt);
+
+}  // namespace unet

@@ -1,0 +1,54 @@
+#include "unet/log/training_log.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdarg>
+#include <cstring>
+#include <ctime>
+#include <stdexcept>
+
+namespace unet {
+
+void make_writable_dir(const std::string& dir) {
+    std::string partial;
+    for (size_t i = 0; i <= dir.size(); ++i) {
+        if (i == dir.size() || dir[i] == '/') {
+            if (!partial.empty() && mkdir(partial.c_str(), 0755) != 0 && errno != EEXIST)
+                throw std::runtime_error(dir + ": cannot create directory (" + std::strerror(errno) + ")");
+        }
+        if (i < dir.size()) partial += dir[i];
+    }
+    if (access(dir.c_str(), W_OK) != 0)
+        throw std::runtime_error(dir + ": directory is not writable (" + std::strerror(errno) + ")");
+}
+
+TrainingLog::TrainingLog(const std::string& dir) : path_(dir + "/training.log") {
+    make_writable_dir(dir);
+    file_ = std::fopen(path_.c_str(), "a");
+    if (!file_) throw std::runtime_error(path_ + ": cannot open for writing (" + std::strerror(errno) + ")");
+}
+
+TrainingLog::~TrainingLog() {
+    if (file_) std::fclose(file_);
+}
+
+void TrainingLog::line(const char* fmt, ...) {
+    char text[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    std::vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    std::fprintf(stderr, "%s\n", text);
+    if (!file_) return;
+    char stamp[32];
+    const std::time_t now = std::time(nullptr);
+    std::tm tm{};
+    localtime_r(&now, &tm);
+    std::strftime(stamp, sizeof stamp, "%Y-%m-%d %H:%M:%S", &tm);
+    // A full disk must not stop training: the line is lost, the run goes on.
+    if (std::fprintf(file_, "%s %s\n", stamp, text) < 0 || std::fflush(file_) != 0) std::clearerr(file_);
+}
+
+}  // namespace unet

@@ -1,0 +1,80 @@
+#include "unet/train/training_state.h"
+
+#include <cstring>
+#include <sstream>
+#include <stdexcept>
+
+namespace unet {
+
+std::string param_layout(const ParamStore& store) {
+    std::ostringstream os;
+    for (const auto& v : store.views()) os << v.name << " " << v.offset << " " << v.count << "\n";
+    for (const auto& v : store.buffer_views()) os << "buffer " << v.name << " " << v.offset << " " << v.count << "\n";
+    return os.str();
+}
+
+Checkpoint capture_state(UNet& model, Optimizer& opt, const Progress& p, const TrainOptions& o) {
+    Checkpoint c;
+    ParamStore& s = model.store();
+    c.arrays["params"].assign(s.params(), s.params() + s.size());
+    c.arrays["buffers"].assign(s.buffers(), s.buffers() + s.buffers_size());
+    for (auto& [name, buf] : opt.state()) c.arrays["optimizer/" + name].assign(buf->begin(), buf->end());
+    c.integers["step"] = p.step;
+    c.integers["epoch"] = p.epoch;
+    c.integers["epoch_step"] = p.epoch_step;
+    c.integers["optimizer_step"] = opt.step_count();
+    c.integers["seed"] = int64_t(o.seed);
+    c.strings["best_val_dice"] = std::to_string(p.best_val_dice);
+    c.strings["param_layout"] = param_layout(s);
+    c.strings["optimizer"] = opt.config().kind + (opt.config().amsgrad ? "+amsgrad" : "");
+    c.strings["config"] = o.describe();
+    c.strings["command_line"] = o.command_line;
+    return c;
+}
+
+static const std::vector<float>& array_of(const Checkpoint& c, const std::string& name, const std::string& source,
+                                          size_t expect) {
+    auto it = c.arrays.find(name);
+    if (it == c.arrays.end()) throw std::runtime_error(source + ": checkpoint has no '" + name + "'");
+    if (it->second.size() != expect)
+        throw std::runtime_error(source + ": '" + name + "' has " + std::to_string(it->second.size()) +
+                                 " values, this model needs " + std::to_string(expect));
+    return it->second;
+}
+
+Progress restore_state(const Checkpoint& c, const std::string& source, UNet& model, Optimizer& opt) {
+    ParamStore& s = model.store();
+    auto layout = c.strings.find("param_layout");
+    if (layout == c.strings.end() || layout->second != param_layout(s))
+        throw std::runtime_error(source + ": checkpoint is of another model (parameter layout differs: check --dims, "
+                                          "--filters, --depth, --norm, --upsampling, --in_channels)");
+    auto kind = c.strings.find("optimizer");
+    const std::string want = opt.config().kind + (opt.config().amsgrad ? "+amsgrad" : "");
+    if (kind == c.strings.end() || kind->second != want)
+        throw std::runtime_error(source + ": checkpoint was trained with optimizer '" +
+                                 (kind == c.strings.end() ? std::string("?") : kind->second) + "', this run uses '" +
+                                 want + "'");
+    const auto& params = array_of(c, "params", source, size_t(s.size()));
+    std::memcpy(s.params(), params.data(), params.size() * sizeof(float));
+    const auto& buffers = array_of(c, "buffers", source, size_t(s.buffers_size()));
+    if (!buffers.empty()) std::memcpy(s.buffers(), buffers.data(), buffers.size() * sizeof(float));
+    for (auto& [name, buf] : opt.state()) {
+        const auto& src = array_of(c, "optimizer/" + name, source, buf->size());
+        std::copy(src.begin(), src.end(), buf->begin());
+    }
+    auto integer = [&](const char* name) {
+        auto it = c.integers.find(name);
+        if (it == c.integers.end()) throw std::runtime_error(source + ": checkpoint has no '" + name + "'");
+        return it->second;
+    };
+    opt.set_step_count(integer("optimizer_step"));
+    Progress p;
+    p.step = integer("step");
+    p.epoch = int(integer("epoch"));
+    p.epoch_step = integer("epoch_step");
+    auto best = c.strings.find("best_val_dice");
+    if (best != c.strings.end()) p.best_val_dice = std::stod(best->second);
+    return p;
+}
+
+}  // namespace unet
