@@ -10,7 +10,9 @@
 #include "unet/cli/program.h"
 #include "unet/core/check.h"
 #include "unet/data/hdf5_dataset.h"
+#include "unet/dist/checkpoint.h"
 #include "unet/log/image_writers.h"
+#include "unet/train/training_state.h"
 
 namespace po = boost::program_options;
 
@@ -31,15 +33,18 @@ Window window_of(const float* x, int64_t n) {
     return w;
 }
 
-unet::RgbImage render_slice(const std::vector<float>& img, const std::vector<float>& mask, int channels, int64_t z,
-                            int64_t H, int64_t W, const std::vector<Window>& win) {
+// Panels: each channel in grey, then the first channel with the truth in red, then (with a
+// prediction) the first channel with the prediction in green.
+unet::RgbImage render_slice(const std::vector<float>& img, const std::vector<float>& mask, const std::vector<float>& pred,
+                            int channels, int64_t z, int64_t H, int64_t W, const std::vector<Window>& win) {
     const int64_t plane = H * W, V = plane * int64_t(img.size() / size_t(channels) / size_t(plane));
+    const int panels = channels + 1 + (pred.empty() ? 0 : 1);
     unet::RgbImage out;
-    out.resize(int(W * (channels + 1)), int(H));
+    out.resize(int(W * panels), int(H));
     for (int64_t y = 0; y < H; ++y)
         for (int64_t x = 0; x < W; ++x) {
             const int64_t i = z * plane + y * W + x;
-            for (int c = 0; c <= channels; ++c) {
+            for (int c = 0; c < panels; ++c) {
                 const int src = c < channels ? c : 0;
                 const float v = img[size_t(src * V + i)];
                 const float t = std::clamp((v - win[size_t(src)].lo) / (win[size_t(src)].hi - win[size_t(src)].lo), 0.f, 1.f);
@@ -47,9 +52,28 @@ unet::RgbImage render_slice(const std::vector<float>& img, const std::vector<flo
                 uint8_t* p = out.at(int(c * W + x), int(y));
                 p[0] = p[1] = p[2] = g;
                 if (c == channels && mask[size_t(i)] > 0.5f) p[0] = uint8_t(std::min(255, 128 + g / 2)), p[1] = p[2] = uint8_t(g / 4);
+                if (c == channels + 1 && pred[size_t(i)] >= 0.5f) p[1] = uint8_t(std::min(255, 128 + g / 2)), p[0] = p[2] = uint8_t(g / 4);
             }
         }
     return out;
+}
+
+// The model of a checkpoint, run in eval mode on one sample: probabilities, spatial size of the sample.
+std::vector<float> predict(const std::string& checkpoint, const std::vector<float>& img, int channels,
+                           const std::vector<int64_t>& spatial) {
+    const unet::Checkpoint c = unet::read_checkpoint(checkpoint);
+    const unet::TrainOptions o = unet::options_of(c, checkpoint);
+    if (o.model.in_channels != channels || o.model.dims != int(spatial.size()))
+        throw unet::UsageError("--checkpoint: " + checkpoint + " is a " + std::to_string(o.model.dims) + "D model for " +
+                               std::to_string(o.model.in_channels) + " channels; this dataset has " +
+                               std::to_string(spatial.size()) + "D samples with " + std::to_string(channels));
+    unet::UNet model(o.model);
+    unet::Optimizer opt(o.optimizer, model.store().size());
+    unet::restore_state(c, checkpoint, model, opt);
+    const unet::Dims sp(spatial.begin(), spatial.end());
+    model.config().validate(sp);
+    const float* y = model.forward(img.data(), 1, sp, false);
+    return std::vector<float>(y, y + unet::product(sp));
 }
 
 int run(int argc, char** argv) {
@@ -64,15 +88,13 @@ int run(int argc, char** argv) {
         ("sample", po::value(&sample)->default_value(0), "sample index in the split")
         ("split", po::value(&split)->default_value("train"), "train | val | test")
         ("slice", po::value(&slice)->default_value(-1), "write this axial slice as PNG instead of a GIF")
-        ("checkpoint", po::value(&checkpoint), "model checkpoint for a prediction panel (needs the checkpoints of the distributed trainer)")
+        ("checkpoint", po::value(&checkpoint), "a unet_train checkpoint: adds a panel with its prediction (green)")
         ("out", po::value(&out), "output file (.gif, or .png with --slice)")
         ("help,h", "show this help");
     po::variables_map vm;
     if (!unet::parse_command_line(argc, argv, flags, vm)) return 0;
     if (dataset.empty()) throw unet::UsageError("--dataset: required");
     if (out.empty()) throw unet::UsageError("--out: required");
-    if (!checkpoint.empty())
-        throw unet::UsageError("--checkpoint: not available yet (checkpoints arrive with the distributed trainer)");
     unet::DatasetReader reader(dataset);
     if (!reader.has_split(split)) throw unet::UsageError("--split: " + dataset + " has no '" + split + "' split");
     if (sample < 0 || sample >= reader.count(split))
@@ -82,14 +104,15 @@ int run(int argc, char** argv) {
     const int C = reader.channels();
     std::vector<float> img(size_t(C * D * H * W)), mask(size_t(D * H * W));
     reader.read_sample(split, sample, img.data(), mask.data());
+    const std::vector<float> pred = checkpoint.empty() ? std::vector<float>() : predict(checkpoint, img, C, sp);
     std::vector<Window> win;
     for (int c = 0; c < C; ++c) win.push_back(window_of(img.data() + c * D * H * W, D * H * W));
     if (slice >= 0) {
         if (slice >= D) throw unet::UsageError("--slice: expected 0.." + std::to_string(D - 1));
-        unet::write_png(out, render_slice(img, mask, C, slice, H, W, win));
+        unet::write_png(out, render_slice(img, mask, pred, C, slice, H, W, win));
     } else {
         std::vector<unet::RgbImage> frames;
-        for (int64_t z = 0; z < D; ++z) frames.push_back(render_slice(img, mask, C, z, H, W, win));
+        for (int64_t z = 0; z < D; ++z) frames.push_back(render_slice(img, mask, pred, C, z, H, W, win));
         unet::write_gif(out, frames);
     }
     std::printf("wrote %s (%s sample %lld: %s)\n", out.c_str(), split.c_str(), (long long)sample,

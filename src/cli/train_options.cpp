@@ -106,6 +106,10 @@ po::options_description describe_flags(TrainOptions& o, RawOptions& r) {
 
 }  // namespace
 
+namespace {
+void resolve(TrainOptions& o, const RawOptions& r, const po::variables_map& vm);
+}
+
 bool parse_train_options(int argc, char** argv, TrainOptions& o) {
     RawOptions r;
     po::options_description flags = describe_flags(o, r);
@@ -127,6 +131,30 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o) {
     } catch (const po::error& e) {
         throw UsageError(e.what());
     }
+    resolve(o, r, vm);
+    return true;
+}
+
+TrainOptions parse_settings_text(const std::string& text) {
+    TrainOptions o;
+    RawOptions r;
+    po::options_description flags = describe_flags(o, r);
+    po::variables_map vm;
+    try {
+        std::istringstream in(text);
+        po::store(po::parse_config_file(in, flags), vm);
+        po::notify(vm);
+    } catch (const po::error& e) {
+        throw UsageError(std::string("settings: ") + e.what());
+    }
+    resolve(o, r, vm);
+    return o;
+}
+
+namespace {
+
+// Turns the raw strings into typed options and validates everything (UsageError naming the flag).
+void resolve(TrainOptions& o, const RawOptions& r, const po::variables_map& vm) {
     o.model.base_filters = r.filters;
     o.model.depth = r.depth;
     o.model.seed = o.seed;
@@ -167,8 +195,9 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o) {
     if (o.num_threads < 0) throw UsageError("--num_threads: expected 0 or more");
     if (o.toy_samples < 1) throw UsageError("--toy_samples: expected at least 1");
     if (o.print_every < 1) throw UsageError("--print_every: expected at least 1");
-    return true;
 }
+
+}  // namespace
 
 std::string TrainOptions::describe() const {
     std::ostringstream os;
@@ -176,7 +205,8 @@ std::string TrainOptions::describe() const {
     for (size_t i = 0; i < input_size.size(); ++i) os << (i ? "," : "") << input_size[i];
     os << "\nin_channels = " << model.in_channels << "\nfilters = " << model.base_filters << "\ndepth = " << model.depth
        << "\nupsampling = " << upsampling_name(model.upsampling) << "\nnorm = " << norm_name(model.norm)
-       << "\nconv_algorithm = " << (model.winograd ? "winograd" : "direct") << "\nnorm_groups = " << model.norm_groups << "\ndropout = " << model.dropout << "\nbatch_size = " << batch_size
+       << "\nconv_algorithm = " << (model.winograd ? "winograd" : "direct") << "\nnorm_groups = " << model.norm_groups
+       << "\ndropout = " << model.dropout << "\nbatch_size = " << batch_size
        << "\nepochs = " << epochs << "\nsteps = " << steps << "\nloss = " << loss_name(loss)
        << "\noptimizer = " << optimizer.kind << "\nbeta1 = " << optimizer.beta1 << "\nbeta2 = " << optimizer.beta2
        << "\nepsilon = " << optimizer.epsilon << "\namsgrad = " << optimizer.amsgrad << "\nmomentum = " << optimizer.momentum

@@ -42,6 +42,16 @@ static const std::vector<float>& array_of(const Checkpoint& c, const std::string
     return it->second;
 }
 
+TrainOptions options_of(const Checkpoint& c, const std::string& source) {
+    auto it = c.strings.find("config");
+    if (it == c.strings.end()) throw std::runtime_error(source + ": checkpoint has no configuration");
+    try {
+        return parse_settings_text(it->second);
+    } catch (const std::exception& e) {
+        throw std::runtime_error(source + ": unreadable configuration (" + e.what() + ")");
+    }
+}
+
 Progress restore_state(const Checkpoint& c, const std::string& source, UNet& model, Optimizer& opt) {
     ParamStore& s = model.store();
     auto layout = c.strings.find("param_layout");

@@ -36,6 +36,11 @@ assert d[:8] == b"\x89PNG\r\n\x1a\n"
 w, h = struct.unpack(">II", d[16:24])
 assert (w, h) == (64 * 5, 64), (w, h)   # 4 channels + the overlay panel
 PY
+# With a checkpoint: a sixth panel with the model's prediction.
+"$B"/unet_visualize --dataset "$T/b3.h5" --sample 0 --slice 20 --checkpoint "$T/run2/checkpoint_latest.h5" \
+  --out "$T/p.png" >/dev/null || fail "visualize with checkpoint"
+/usr/bin/python3 -c "import struct,sys; d=open(sys.argv[1],'rb').read(); assert struct.unpack('>II', d[16:24]) == (64 * 6, 64)" \
+  "$T/p.png" || fail "prediction panel missing"
 
 expect_error() {  # expect_error CODE "text" command...
   local code=$1 want=$2; shift 2
@@ -54,5 +59,6 @@ echo "not hdf5" > "$T/bogus.h5"
 expect_error 1 "bogus.h5" "$B"/unet_train --logdir "$T/run3" --data "$T/bogus.h5" --dims 2
 expect_error 2 "--patch" "$B"/unet_train --logdir "$T/run4" --data "$T/b3.h5" --dims 3 --patch 128,32,32 --filters 4 --depth 2
 [ ! -e "$T/x.h5" ] || fail "a failed conversion left $T/x.h5"
+expect_error 2 "--checkpoint" "$B"/unet_visualize --dataset "$T/b3.h5" --checkpoint "$T/run1/checkpoint_latest.h5" --out "$T/z.gif"
 expect_error 2 "--sample" "$B"/unet_visualize --dataset "$T/b3.h5" --sample 99 --out "$T/y.gif"
 echo ok

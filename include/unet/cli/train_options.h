@@ -50,6 +50,10 @@ struct TrainOptions {
 // Throws UsageError (one line naming the flag) for anything invalid.
 bool parse_train_options(int argc, char** argv, TrainOptions& out);
 
+// Options from settings text ("key = value" lines, as TrainOptions::describe() writes and
+// checkpoints store); flags not given keep their defaults. Throws UsageError.
+TrainOptions parse_settings_text(const std::string& text);
+
 Dims parse_size_list(const std::string& flag, const std::string& text);  // "128,128" -> {128,128}
 
 }  // namespace unet

@@ -25,6 +25,9 @@ struct Progress {
 std::string param_layout(const ParamStore& store);
 
 Checkpoint capture_state(UNet& model, Optimizer& opt, const Progress& p, const TrainOptions& o);
+// The options a checkpoint's run resolved (its "config" string); throws naming `source`.
+TrainOptions options_of(const Checkpoint& c, const std::string& source);
+
 // Throws std::runtime_error naming `source` when the checkpoint belongs to another model or
 // optimizer.
 Progress restore_state(const Checkpoint& c, const std::string& source, UNet& model, Optimizer& opt);

@@ -1,0 +1,53 @@
+// Flags and settings: the resolved configuration a checkpoint stores reads back to the same
+// options, and the command line wins over a settings file.
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "unet/cli/train_options.h"
+#include "unet/core/check.h"
+
+using namespace unet;
+
+namespace {
+TrainOptions parse(std::vector<std::string> args) {
+    args.insert(args.begin(), "unet_train");
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    TrainOptions o;
+    EXPECT_TRUE(parse_train_options(int(argv.size()), argv.data(), o));
+    return o;
+}
+}  // namespace
+
+TEST(TrainOptions, DescribedConfigurationReadsBackTheSame) {
+    const TrainOptions o = parse({"--dims", "3", "--input_size", "32,48,64", "--filters", "12", "--depth", "2", "--norm",
+                                  "group", "--norm_groups", "4", "--upsampling", "linear", "--optimizer", "adam",
+                                  "--amsgrad", "--beta2", "0.99", "--learningrate", "0.001", "--dropout", "0.25",
+                                  "--conv_algorithm", "direct", "--loss", "dice_bce", "--seed", "7"});
+    const TrainOptions back = parse_settings_text(o.describe());
+    EXPECT_EQ(back.describe(), o.describe());
+    EXPECT_EQ(back.model.dims, 3);
+    EXPECT_EQ(back.input_size, (Dims{32, 48, 64}));
+    EXPECT_EQ(back.model.norm, NormKind::group);
+    EXPECT_EQ(back.model.upsampling, Upsampling::linear);
+    EXPECT_TRUE(back.optimizer.amsgrad);
+    EXPECT_FALSE(back.model.winograd);
+    EXPECT_EQ(back.seed, 7u);
+}
+
+TEST(TrainOptions, CommandLineWinsOverTheSettingsFile) {
+    const std::string path = ::testing::TempDir() + "settings.ini";
+    std::ofstream(path) << "filters = 16\ndepth = 3\nbatch_size = 4\n";
+    const TrainOptions o = parse({"--config", path, "--depth", "2", "--input_size", "32,32"});
+    EXPECT_EQ(o.model.base_filters, 16);
+    EXPECT_EQ(o.model.depth, 2);
+    EXPECT_EQ(o.batch_size, 4);
+}
+
+TEST(TrainOptions, CheckpointIntervalInStepsOrSeconds) {
+    EXPECT_EQ(parse({"--checkpoint_every", "50"}).checkpoint_every_steps, 50);
+    EXPECT_DOUBLE_EQ(parse({"--checkpoint_every", "90s"}).checkpoint_every_seconds, 90.0);
+    EXPECT_THROW(parse_settings_text("checkpoint_every = 5m\n"), UsageError);
+    EXPECT_THROW(parse_settings_text("depth = 0\n"), UsageError);
+}
