@@ -2,7 +2,9 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
+#include <functional>
 #include <vector>
 
 #include "unet/core/check.h"
@@ -188,31 +190,106 @@ void NormRelu::backward(const memory& src, const memory& dst, const memory& diff
     }
 }
 
-// Group norm. y = relu(gamma_c * (x - mean_g) * rstd_g + beta_c), statistics per (sample, group)
-// over the group's channels and all spatial points. Work is split over (sample, channel) pairs;
-// per-channel partial sums are combined per group, so the result does not depend on threads.
+// Group norm, y = relu(gamma_c * (x - mean_g) * rstd_g + beta_c), statistics per (sample, group)
+// over the group's channels and all spatial points.
+//
+// Memory is walked in its own order as "rows": runs of consecutive channels at one spatial point
+// (all C channels in channels-last; one 16-channel block in blocked layouts; a single channel in
+// plain ones), so the inner loops are contiguous and vectorize. Per-channel partial sums are
+// kept per fixed chunk of rows and added in chunk order: results do not depend on the thread count.
+namespace {
+
+struct Rows {
+    int64_t per_sample = 0;  // rows per sample
+    int64_t width = 0;       // channels per row (the last row of a block may hold fewer)
+    std::function<void(int64_t n, int64_t r, int64_t& offset, int64_t& c0, int64_t& count)> at;
+};
+
+Rows rows_of(const ChannelLayout& L) {
+    Rows R;
+    if (L.block == 1 && L.stride_cblock == 1 && L.stride_s == L.c) {  // channels-last
+        R.per_sample = L.spatial;
+        R.width = L.c;
+        R.at = [L](int64_t n, int64_t r, int64_t& o, int64_t& c0, int64_t& k) {
+            o = n * L.stride_n + r * L.stride_s, c0 = 0, k = L.c;
+        };
+    } else {  // blocked (block > 1, spatial inside a block) or plain (block 1, one channel per row)
+        const int64_t blocks = (L.c + L.block - 1) / L.block;
+        R.per_sample = blocks * L.spatial;
+        R.width = L.block;
+        R.at = [L](int64_t n, int64_t r, int64_t& o, int64_t& c0, int64_t& k) {
+            const int64_t cb = r / L.spatial, s = r % L.spatial;
+            c0 = cb * L.block;
+            k = std::min(L.block, L.c - c0);
+            o = n * L.stride_n + cb * L.stride_cblock + s * L.stride_s;
+        };
+    }
+    return R;
+}
+
+constexpr int64_t kRowsPerChunk = 512;
+
+// sum_a[n][c] += a(x, y, dy) and sum_b[n][c] += b(...) over every element, chunked.
+template <class FA, class FB>
+void channel_sums(const ChannelLayout& L, const Rows& R, FA fa, FB fb, std::vector<double>& sa, std::vector<double>& sb) {
+    const int64_t chunks = (R.per_sample + kRowsPerChunk - 1) / kRowsPerChunk;
+    std::vector<double> pa(size_t(L.n * chunks * L.c), 0.0), pb(pa.size(), 0.0);
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t n = 0; n < L.n; ++n)
+        for (int64_t k = 0; k < chunks; ++k) {
+            double* a = pa.data() + (n * chunks + k) * L.c;
+            double* b = pb.data() + (n * chunks + k) * L.c;
+            const int64_t r1 = std::min(R.per_sample, (k + 1) * kRowsPerChunk);
+            for (int64_t r = k * kRowsPerChunk; r < r1; ++r) {
+                int64_t o, c0, cnt;
+                R.at(n, r, o, c0, cnt);
+#pragma omp simd
+                for (int64_t j = 0; j < cnt; ++j) {
+                    a[c0 + j] += fa(o + j, c0 + j);
+                    b[c0 + j] += fb(o + j, c0 + j);
+                }
+            }
+        }
+    sa.assign(size_t(L.n * L.c), 0.0);
+    sb.assign(size_t(L.n * L.c), 0.0);
+    for (int64_t n = 0; n < L.n; ++n)
+        for (int64_t k = 0; k < chunks; ++k)
+            for (int64_t c = 0; c < L.c; ++c) {
+                sa[size_t(n * L.c + c)] += pa[size_t((n * chunks + k) * L.c + c)];
+                sb[size_t(n * L.c + c)] += pb[size_t((n * chunks + k) * L.c + c)];
+            }
+}
+
+// out[o] = f(o, index of (n, c)) over every element.
+template <class F>
+void for_each_element(const ChannelLayout& L, const Rows& R, F f) {
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t n = 0; n < L.n; ++n)
+        for (int64_t r = 0; r < R.per_sample; ++r) {
+            int64_t o, c0, cnt;
+            R.at(n, r, o, c0, cnt);
+            const int64_t nc = n * L.c + c0;
+#pragma omp simd
+            for (int64_t j = 0; j < cnt; ++j) f(o + j, nc + j);
+        }
+}
+
+}  // namespace
+
 void NormRelu::Impl::group_forward(const memory& src_mem, const memory& dst_mem) {
     const ChannelLayout L(md);
+    const Rows R = rows_of(L);
     const float* x = static_cast<const float*>(src_mem.get_data_handle());
     float* y = static_cast<float*>(dst_mem.get_data_handle());
-    const int64_t N = L.n, C = L.c, S = L.spatial, cpg = C / groups;
-    std::vector<double> sum(size_t(N * C)), sumsq(size_t(N * C));
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int64_t n = 0; n < N; ++n)
-        for (int64_t c = 0; c < C; ++c) {
-            const float* p = x + L.offset(n, c, 0);
-            double s1 = 0, s2 = 0;
-            for (int64_t i = 0; i < S; ++i) {
-                const double v = p[i * L.stride_s];
-                s1 += v;
-                s2 += v * v;
-            }
-            sum[size_t(n * C + c)] = s1;
-            sumsq[size_t(n * C + c)] = s2;
-        }
+    const int64_t N = L.n, C = L.c, cpg = C / groups;
+    std::vector<double> sum, sumsq;
+    channel_sums(
+        L, R, [&](int64_t o, int64_t) { return double(x[o]); }, [&](int64_t o, int64_t) { return double(x[o]) * x[o]; },
+        sum, sumsq);
     g_mean.assign(size_t(N * groups), 0);
     g_rstd.assign(size_t(N * groups), 0);
-    const double count = double(cpg * S);
+    const double count = double(cpg * L.spatial);
+    std::vector<float> a(size_t(N * C)), b(size_t(N * C));
     for (int64_t n = 0; n < N; ++n)
         for (int64_t g = 0; g < groups; ++g) {
             double s1 = 0, s2 = 0;
@@ -220,55 +297,47 @@ void NormRelu::Impl::group_forward(const memory& src_mem, const memory& dst_mem)
                 s1 += sum[size_t(n * C + c)];
                 s2 += sumsq[size_t(n * C + c)];
             }
-            const double mean = s1 / count;
-            const double var = std::max(0.0, s2 / count - mean * mean);
+            const double mean = s1 / count, var = std::max(0.0, s2 / count - mean * mean);
+            const double rstd = 1.0 / std::sqrt(var + double(kEpsilon));
             g_mean[size_t(n * groups + g)] = mean;
-            g_rstd[size_t(n * groups + g)] = 1.0 / std::sqrt(var + double(kEpsilon));
-        }
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int64_t n = 0; n < N; ++n)
-        for (int64_t c = 0; c < C; ++c) {
-            const size_t gi = size_t(n * groups + c / cpg);
-            const float a = float(gamma[c] * g_rstd[gi]);
-            const float b = float(beta[c] - gamma[c] * g_mean[gi] * g_rstd[gi]);
-            const int64_t off = L.offset(n, c, 0);
-            for (int64_t i = 0; i < S; ++i) {
-                const float v = a * x[off + i * L.stride_s] + b;
-                y[off + i * L.stride_s] = v > 0.f ? v : 0.f;
+            g_rstd[size_t(n * groups + g)] = rstd;
+            for (int64_t c = g * cpg; c < (g + 1) * cpg; ++c) {
+                a[size_t(n * C + c)] = float(gamma[c] * rstd);
+                b[size_t(n * C + c)] = float(beta[c] - gamma[c] * mean * rstd);
             }
         }
+    for_each_element(L, R, [&](int64_t o, int64_t nc) {
+        const float v = a[size_t(nc)] * x[o] + b[size_t(nc)];
+        y[o] = v > 0.f ? v : 0.f;
+    });
 }
 
 // Backward of relu(gamma * xhat + beta): with g = dy * [y > 0],
 //   dgamma_c = sum g * xhat, dbeta_c = sum g,
-//   dx = rstd * (gamma_c * g - mean_group(gamma * g) - xhat * mean_group(gamma * g * xhat)).
+//   dx = rstd * (gamma_c * g - mean_group(gamma * g) - xhat * mean_group(gamma * g * xhat)),
+// which per (n, c) is dx = A g + B x + D with constants from two channel sums (of g and g x).
 void NormRelu::Impl::group_backward(const memory& src_mem, const memory& dst_mem, const memory& diff_dst_mem,
                                     const memory& diff_src_mem) {
     const ChannelLayout L(md);
+    const Rows R = rows_of(L);
     const float* x = static_cast<const float*>(src_mem.get_data_handle());
     const float* y = static_cast<const float*>(dst_mem.get_data_handle());
     const float* dy = static_cast<const float*>(diff_dst_mem.get_data_handle());
     float* dx = static_cast<float*>(diff_src_mem.get_data_handle());
-    const int64_t N = L.n, C = L.c, S = L.spatial, cpg = C / groups;
-    std::vector<double> sg(size_t(N * C)), sgx(size_t(N * C));
-#pragma omp parallel for collapse(2) schedule(static)
+    const int64_t N = L.n, C = L.c, cpg = C / groups;
+    std::vector<double> sg, sgx_raw;
+    channel_sums(
+        L, R, [&](int64_t o, int64_t) { return y[o] > 0.f ? double(dy[o]) : 0.0; },
+        [&](int64_t o, int64_t) { return y[o] > 0.f ? double(dy[o]) * x[o] : 0.0; }, sg, sgx_raw);
+    // sum g * xhat = rstd * (sum g x - mean * sum g)
+    std::vector<double> sgx(size_t(N * C));
     for (int64_t n = 0; n < N; ++n)
         for (int64_t c = 0; c < C; ++c) {
-            const size_t gi = size_t(n * groups + c / cpg);
-            const double mean = g_mean[gi], rstd = g_rstd[gi];
-            const int64_t off = L.offset(n, c, 0);
-            double a = 0, b = 0;
-            for (int64_t i = 0; i < S; ++i) {
-                const int64_t o = off + i * L.stride_s;
-                const double g = y[o] > 0.f ? dy[o] : 0.0;
-                a += g;
-                b += g * (x[o] - mean) * rstd;
-            }
-            sg[size_t(n * C + c)] = a;
-            sgx[size_t(n * C + c)] = b;
+            const size_t gi = size_t(n * groups + c / cpg), i = size_t(n * C + c);
+            sgx[i] = g_rstd[gi] * (sgx_raw[i] - g_mean[gi] * sg[i]);
         }
     std::vector<double> m1(size_t(N * groups), 0), m2(size_t(N * groups), 0);
-    const double count = double(cpg * S);
+    const double count = double(cpg * L.spatial);
     for (int64_t n = 0; n < N; ++n)
         for (int64_t c = 0; c < C; ++c) {
             const size_t gi = size_t(n * groups + c / cpg);
@@ -284,19 +353,19 @@ void NormRelu::Impl::group_backward(const memory& src_mem, const memory& dst_mem
         dgamma[c] = float(a);
         dbeta[c] = float(b);
     }
-#pragma omp parallel for collapse(2) schedule(static)
+    std::vector<float> A(size_t(N * C)), B(size_t(N * C)), D(size_t(N * C));
     for (int64_t n = 0; n < N; ++n)
         for (int64_t c = 0; c < C; ++c) {
-            const size_t gi = size_t(n * groups + c / cpg);
-            const double mean = g_mean[gi], rstd = g_rstd[gi];
-            const int64_t off = L.offset(n, c, 0);
-            for (int64_t i = 0; i < S; ++i) {
-                const int64_t o = off + i * L.stride_s;
-                const double g = y[o] > 0.f ? dy[o] : 0.0;
-                const double xhat = (x[o] - mean) * rstd;
-                dx[o] = float(rstd * (gamma[c] * g - m1[gi] - xhat * m2[gi]));
-            }
+            const size_t gi = size_t(n * groups + c / cpg), i = size_t(n * C + c);
+            const double r = g_rstd[gi];
+            A[i] = float(r * gamma[c]);
+            B[i] = float(-r * r * m2[gi]);
+            D[i] = float(-r * m1[gi] + r * r * m2[gi] * g_mean[gi]);
         }
+    for_each_element(L, R, [&](int64_t o, int64_t nc) {
+        const float g = y[o] > 0.f ? dy[o] : 0.f;
+        dx[o] = A[size_t(nc)] * g + B[size_t(nc)] * x[o] + D[size_t(nc)];
+    });
 }
 
 }  // namespace unet
