@@ -5,10 +5,12 @@
 CXX        ?= g++
 ARCH       ?= -march=native
 OPT        ?= -O3
+MPI_CFLAGS  := $(shell pkg-config --cflags ompi-c 2>/dev/null || echo -I/usr/lib/x86_64-linux-gnu/openmpi/include)
+MPI_LIBS    := $(shell pkg-config --libs ompi-c 2>/dev/null || echo -L/usr/lib/x86_64-linux-gnu/openmpi/lib -lmpi)
 HDF5_CFLAGS := $(shell pkg-config --cflags hdf5-serial 2>/dev/null || echo -I/usr/include/hdf5/serial)
 HDF5_LIBS   := $(shell pkg-config --libs hdf5-serial 2>/dev/null || echo -L/usr/lib/x86_64-linux-gnu/hdf5/serial -lhdf5)
-CXXFLAGS   += -std=c++17 $(OPT) $(ARCH) -g -Wall -Wextra -fopenmp -MMD -MP -Iinclude -I/usr/include/nifti $(HDF5_CFLAGS)
-LDLIBS     += -ldnnl -lboost_program_options $(HDF5_LIBS) -lniftiio -lznz -lz -lpng -lgif -fopenmp -lpthread
+CXXFLAGS   += -std=c++17 $(OPT) $(ARCH) -g -Wall -Wextra -fopenmp -MMD -MP -Iinclude -I/usr/include/nifti $(HDF5_CFLAGS) $(MPI_CFLAGS)
+LDLIBS     += -ldnnl -lboost_program_options $(HDF5_LIBS) -lniftiio -lznz -lz -lpng -lgif $(MPI_LIBS) -fopenmp -lpthread
 BUILD      ?= build
 
 LIB_SRCS   := $(wildcard src/core/*.cpp src/nn/*.cpp src/cli/*.cpp src/train/*.cpp src/data/*.cpp src/log/*.cpp src/dist/*.cpp)

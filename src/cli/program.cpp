@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "unet/core/check.h"
+#include "unet/dist/comm.h"
 
 namespace po = boost::program_options;
 
@@ -24,15 +25,24 @@ bool parse_command_line(int argc, char** argv, const po::options_description& fl
 }
 
 int run_program(const char* program, const std::function<int()>& body) {
+    int code = 0;
     try {
-        return body();
+        code = body();
     } catch (const UsageError& e) {
         std::fprintf(stderr, "%s: %s (see --help)\n", program, e.what());
-        return 2;
+        code = 2;
     } catch (const std::exception& e) {
         std::fprintf(stderr, "%s: error: %s\n", program, e.what());
-        return 1;
+        code = 1;
     }
+    // Under mpirun a rank that fails alone would leave the others waiting in a collective forever.
+    Comm& comm = Comm::world();
+    if (code != 0 && comm.size() > 1) {
+        std::fflush(stderr);
+        comm.abort(code);
+    }
+    comm.finalize();
+    return code;
 }
 
 }  // namespace unet

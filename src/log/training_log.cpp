@@ -40,8 +40,8 @@ void TrainingLog::line(const char* fmt, ...) {
     va_start(ap, fmt);
     std::vsnprintf(text, sizeof text, fmt, ap);
     va_end(ap);
-    std::fprintf(stderr, "%s\n", text);
     if (!file_) return;
+    std::fprintf(stderr, "%s\n", text);
     char stamp[32];
     const std::time_t now = std::time(nullptr);
     std::tm tm{};

@@ -58,24 +58,34 @@ bool uses_bce(LossKind k) { return k == LossKind::bce || k == LossKind::dice_bce
 
 }  // namespace
 
-double loss_sum(LossKind kind, const float* pred, const float* truth, int64_t n, int64_t voxels) {
+LossSums loss_partial_sums(LossKind kind, const float* pred, const float* truth, int64_t n, int64_t voxels) {
     const int64_t total = n * voxels;
-    double loss = 0;
+    LossSums s;
     if (uses_dice(kind)) {
         const DiceSums d = dice_sums(pred, truth, total);
-        loss += kind == LossKind::log_dice ? -std::log(d.dice()) : 1.0 - d.dice();
+        s.inter = d.inter, s.pred = d.pred, s.truth = d.truth;
     }
-    if (uses_bce(kind)) loss += bce_mean(pred, truth, total);
-    return double(n) * loss;
+    if (uses_bce(kind)) s.bce = bce_mean(pred, truth, total) * double(total);
+    s.samples = double(n);
+    s.voxels = double(total);
+    return s;
 }
 
-double loss_sum_and_grad(LossKind kind, const float* pred, const float* truth, int64_t n, int64_t voxels,
-                         double grad_scale, float* grad) {
-    const int64_t total = n * voxels;
-    double loss = 0, a = 0, b = 0;
+double loss_from_sums(LossKind kind, const LossSums& t) {
+    double loss = 0;
     if (uses_dice(kind)) {
-        const DiceSums d = dice_sums(pred, truth, total);
+        const DiceSums d{t.inter, t.pred, t.truth};
         loss += kind == LossKind::log_dice ? -std::log(d.dice()) : 1.0 - d.dice();
+    }
+    if (uses_bce(kind)) loss += t.bce / t.voxels;
+    return loss;
+}
+
+void loss_grad(LossKind kind, const float* pred, const float* truth, int64_t n, int64_t voxels, const LossSums& t,
+               float* grad) {
+    double a = 0, b = 0;
+    if (uses_dice(kind)) {
+        const DiceSums d{t.inter, t.pred, t.truth};
         // d Dice / d p_k = (2 t_k (P + T + s) - (2 I + s)) / (P + T + s)^2
         const double denom = d.pred + d.truth + kDiceSmooth;
         const double outer = kind == LossKind::log_dice ? -1.0 / d.dice() : -1.0;
@@ -83,16 +93,28 @@ double loss_sum_and_grad(LossKind kind, const float* pred, const float* truth, i
         b = -outer * (2 * d.inter + kDiceSmooth) / (denom * denom);  // constant term
     }
     const bool bce = uses_bce(kind);
-    if (bce) loss += bce_mean(pred, truth, total);
-    // d(n * loss)/dp = n * (dice term) + n * (bce term / total) = n * dice term + bce term / voxels
-    const double dice_scale = double(n) * grad_scale, bce_scale = grad_scale / double(voxels);
+    const double inv_voxels = 1.0 / t.voxels;
+    const int64_t total = n * voxels;
 #pragma omp parallel for schedule(static)
     for (int64_t k = 0; k < total; ++k) {
-        double v = dice_scale * (a * truth[k] + b);
-        if (bce) v += bce_scale * (double(pred[k]) - truth[k]) / std::max(double(pred[k]) * (1.0 - pred[k]), 1e-12);
+        double v = a * truth[k] + b;
+        if (bce) v += inv_voxels * (double(pred[k]) - truth[k]) / std::max(double(pred[k]) * (1.0 - pred[k]), 1e-12);
         grad[k] = float(v);
     }
-    return double(n) * loss;
+}
+
+double loss_sum(LossKind kind, const float* pred, const float* truth, int64_t n, int64_t voxels) {
+    return double(n) * loss_from_sums(kind, loss_partial_sums(kind, pred, truth, n, voxels));
+}
+
+double loss_sum_and_grad(LossKind kind, const float* pred, const float* truth, int64_t n, int64_t voxels,
+                         double grad_scale, float* grad) {
+    const LossSums s = loss_partial_sums(kind, pred, truth, n, voxels);
+    loss_grad(kind, pred, truth, n, voxels, s, grad);
+    const float scale = float(double(n) * grad_scale);
+    if (scale != 1.f)
+        for (int64_t k = 0; k < n * voxels; ++k) grad[k] *= scale;
+    return double(n) * loss_from_sums(kind, s);
 }
 
 }  // namespace unet

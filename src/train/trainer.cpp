@@ -37,19 +37,29 @@ double peak_rss_mib() {
 
 StepResult train_step(UNet& model, Optimizer& opt, const LrSchedule& schedule, LossKind loss,
                       const float* images, const float* masks, int64_t n, const Dims& spatial, int64_t step,
-                      std::vector<float>& grad_scratch) {
+                      std::vector<float>& grad_scratch, Comm* comm) {
     const int64_t voxels = product(spatial) * model.config().out_channels;
     const float* pred = model.forward(images, n, spatial, true, uint64_t(step));
-    grad_scratch.resize(size_t(n * voxels));
-    const double loss_total = loss_sum_and_grad(loss, pred, masks, n, voxels, 1.0 / double(n), grad_scratch.data());
-    if (!std::isfinite(loss_total))
-        throw DivergenceError("loss is " + std::string(std::isnan(loss_total) ? "NaN" : "Inf") + " at step " +
-                              std::to_string(step) + "; lower --learningrate or check the data");
+    LossSums sums = loss_partial_sums(loss, pred, masks, n, voxels);
     MetricSums m;
     for (int64_t i = 0; i < n; ++i) m.add(confusion(pred + i * voxels, masks + i * voxels, voxels));
+    double dice[2] = {m.dice, double(m.samples)};
+    if (comm) {
+        comm->sum(sums.data(), LossSums::kCount);
+        comm->sum(dice, 2);
+    }
+    const double batch_loss = loss_from_sums(loss, sums);
+    if (!std::isfinite(batch_loss))
+        throw DivergenceError("loss is " + std::string(std::isnan(batch_loss) ? "NaN" : "Inf") + " at step " +
+                              std::to_string(step) + "; lower --learningrate or check the data");
+    grad_scratch.resize(size_t(n * voxels));
+    loss_grad(loss, pred, masks, n, voxels, sums, grad_scratch.data());
     model.backward(grad_scratch.data());
+    // Each rank holds the derivative of the global batch loss through its own samples; their sum
+    // is the full gradient.
+    if (comm) comm->sum(model.store().grads(), model.store().size());
     opt.step(model.store().params(), model.store().grads(), schedule.at(step));
-    return {loss_total / double(n), m.mean_dice()};
+    return {batch_loss, dice[1] > 0 ? dice[0] / dice[1] : 0};
 }
 
 MetricSums evaluate(UNet& model, LossKind loss, const float* images, const float* masks, int64_t n,
@@ -152,8 +162,8 @@ class LoaderSource : public BatchSource {
 // Generated samples in memory, in the same global order and batch rules as the Loader.
 class ToySource : public BatchSource {
    public:
-    ToySource(ToyBatch data, int64_t batch, uint64_t seed, bool shuffle)
-        : data_(std::move(data)), batch_(batch), seed_(seed), shuffle_(shuffle) {}
+    ToySource(ToyBatch data, int64_t batch, uint64_t seed, bool shuffle, int rank = 0, int world = 1)
+        : data_(std::move(data)), batch_(batch), seed_(seed), shuffle_(shuffle), rank_(rank), world_(world) {}
     int64_t samples() const override { return data_.n; }
     int64_t steps_per_epoch() const override { return (data_.n + batch_ - 1) / batch_; }
     void start_epoch(int epoch) override {
@@ -168,7 +178,7 @@ class ToySource : public BatchSource {
     bool next(Batch& b) override {
         if (step_ >= steps_per_epoch()) return false;
         std::vector<int64_t> idx;
-        for (int64_t k = 0; k < batch_; ++k) idx.push_back(order_[size_t((step_ * batch_ + k) % data_.n)]);
+        for (int64_t pos : Loader::share(data_.n, batch_, rank_, world_, step_)) idx.push_back(order_[size_t(pos % data_.n)]);
         ToyBatch t;
         take_samples(data_, idx, t);
         b.n = t.n;
@@ -187,6 +197,7 @@ class ToySource : public BatchSource {
     int64_t batch_;
     uint64_t seed_;
     bool shuffle_;
+    int rank_, world_;
     std::vector<int64_t> order_;
     int64_t step_ = 0;
 };
@@ -236,8 +247,15 @@ bool file_exists(const std::string& path) { return access(path.c_str(), F_OK) ==
 
 double run_local_training(const TrainOptions& opts) {
     TrainOptions o = opts;
+    Comm& comm = Comm::world();
     if (o.logdir.empty()) o.logdir = default_logdir();
-    TrainingLog log(o.logdir);  // an unwritable logdir stops the job here, before any work
+    if (comm.size() > 1 && opts.logdir.empty())
+        throw UsageError("--logdir: required under mpirun (every rank must agree on the run directory)");
+    if (comm.size() > 1 && o.batch_size < comm.size())
+        throw UsageError("--batch_size: the global batch (" + std::to_string(o.batch_size) +
+                         ") must be at least the number of ranks (" + std::to_string(comm.size()) + ")");
+    // Only rank 0 writes the run directory; an unwritable logdir stops the job here, before any work.
+    TrainingLog log = comm.is_root() ? TrainingLog(o.logdir) : TrainingLog();
     const std::string latest = o.logdir + "/checkpoint_latest.h5", best = o.logdir + "/checkpoint_best.h5";
     std::unique_ptr<BatchSource> train, val;
     if (!o.data.empty()) {
@@ -248,6 +266,8 @@ double run_local_training(const TrainOptions& opts) {
         lc.patch = o.patch;
         lc.fg_fraction = o.fg_fraction;
         lc.augment = o.augment;
+        lc.rank = comm.rank();
+        lc.world = comm.size();
         auto t = std::make_unique<LoaderSource>(lc);
         // The dataset decides channels and sample size; the model must fit them.
         o.model.in_channels = t->loader().channels();
@@ -262,13 +282,15 @@ double run_local_training(const TrainOptions& opts) {
         vc.augment = false;
         vc.fg_fraction = 0.f;
         vc.seed = o.seed + 1;
+        vc.rank = 0;
+        vc.world = 1;
         train = std::move(t);
         val = std::make_unique<LoaderSource>(vc);
     } else {
         // Generated data: 80% train, 20% validation, different seeds so no sample is in both.
         const int64_t n_val = std::max<int64_t>(1, o.toy_samples / 5);
         train = std::make_unique<ToySource>(make_toy_batch(o.toy_samples, o.model.in_channels, o.input_size, o.seed),
-                                            o.batch_size, o.seed, true);
+                                            o.batch_size, o.seed, true, comm.rank(), comm.size());
         val = std::make_unique<ToySource>(make_toy_batch(n_val, o.model.in_channels, o.input_size, o.seed + 1),
                                           o.batch_size, o.seed, false);
     }
@@ -283,13 +305,15 @@ double run_local_training(const TrainOptions& opts) {
     } else if (o.resume == "auto") {
         log.line("--resume auto: no checkpoint in %s, starting fresh", o.logdir.c_str());
     }
-    log.line("run directory %s; command: %s", o.logdir.c_str(), o.command_line.c_str());
-    print_model_summary(model, o, opt.state_copies());
+    log.line("run directory %s; %d rank%s; command: %s", o.logdir.c_str(), comm.size(), comm.size() > 1 ? "s" : "",
+             o.command_line.c_str());
+    if (comm.is_root()) print_model_summary(model, o, opt.state_copies());
     log.line("data: %s, %lld training samples, %lld validation samples, %lld steps per epoch",
              o.data.empty() ? "generated in memory" : o.data.c_str(), (long long)train->samples(),
              (long long)val->samples(), (long long)train->steps_per_epoch());
     install_stop_handlers();
     auto save = [&](const std::string& path) {
+        if (!comm.is_root()) return;
         write_checkpoint(path, capture_state(model, opt, p, o));
         log.line("checkpoint %s at step %lld", path.c_str(), (long long)p.step);
     };
@@ -314,7 +338,7 @@ double run_local_training(const TrainOptions& opts) {
         const auto t_epoch = Clock::now();
         while (train->next(batch)) {
             const StepResult r = train_step(model, opt, o.schedule, o.loss, batch.images.data(), batch.masks.data(),
-                                            batch.n, batch.spatial, p.step, scratch);
+                                            batch.n, batch.spatial, p.step, scratch, &comm);
             loss_sum += r.loss;
             dice_sum += r.dice;
             ++p.step, ++p.epoch_step, ++done;
@@ -324,13 +348,15 @@ double run_local_training(const TrainOptions& opts) {
                          double(done * o.batch_size) / seconds_since(t_epoch));
             const bool due = (o.checkpoint_every_steps > 0 && p.step % o.checkpoint_every_steps == 0) ||
                              (o.checkpoint_every_seconds > 0 && seconds_since(t_checkpoint) >= o.checkpoint_every_seconds);
-            if (due || g_stop_signal) {
+            // Ranks may see a signal at different steps; they agree on it here, so all stop together.
+            const int stop = comm.max(int(g_stop_signal));
+            if (due || stop) {
                 save(latest);
                 t_checkpoint = Clock::now();
             }
-            if (g_stop_signal) {
-                log.line("stopped by signal %d at step %lld; continue with --resume %s", int(g_stop_signal),
-                         (long long)p.step, latest.c_str());
+            if (stop) {
+                log.line("stopped by signal %d at step %lld; continue with --resume %s", stop, (long long)p.step,
+                         latest.c_str());
                 return val_dice;
             }
             if (o.steps > 0 && p.step >= o.steps) {
@@ -341,7 +367,8 @@ double run_local_training(const TrainOptions& opts) {
         }
         const double epoch_s = seconds_since(t_epoch);
         const double wait_share = epoch_s > 0 ? train->wait_seconds() / epoch_s : 0;
-        const MetricSums v = evaluate_source(model, o.loss, *val);
+        // Validation runs on rank 0 (its batch-norm statistics are the ones checkpointed).
+        const MetricSums v = comm.is_root() ? evaluate_source(model, o.loss, *val) : MetricSums();
         val_dice = v.mean_dice();
         if (completed) {
             p.epoch = epoch + 1;

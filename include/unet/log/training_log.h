@@ -10,10 +10,11 @@ namespace unet {
 
 class TrainingLog {
    public:
-    TrainingLog() = default;
+    TrainingLog() = default;  // writes nothing at all (ranks other than 0)
     // Opens <dir>/training.log for appending (creating dir); throws naming the path if it cannot.
     explicit TrainingLog(const std::string& dir);
     ~TrainingLog();
+    TrainingLog(TrainingLog&& o) noexcept : file_(o.file_), path_(std::move(o.path_)) { o.file_ = nullptr; }
     TrainingLog(const TrainingLog&) = delete;
     TrainingLog& operator=(const TrainingLog&) = delete;
 

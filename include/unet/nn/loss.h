@@ -24,6 +24,22 @@ const char* loss_name(LossKind kind);
 
 constexpr double kDiceSmooth = 1.0;
 
+// The sums a batch loss is made of. Workers holding parts of one global batch add their partial
+// sums (element-wise) and all compute the same loss and consistent gradients from the total.
+struct LossSums {
+    double inter = 0, pred = 0, truth = 0;  // sum p t, sum p, sum t
+    double bce = 0;                         // sum of per-voxel BCE terms
+    double samples = 0, voxels = 0;         // counts
+    static constexpr int kCount = 6;
+    double* data() { return &inter; }
+};
+
+LossSums loss_partial_sums(LossKind kind, const float* pred, const float* truth, int64_t n, int64_t voxels);
+double loss_from_sums(LossKind kind, const LossSums& total);  // the batch loss
+// d(batch loss) / d pred for these n samples, given the whole batch's sums.
+void loss_grad(LossKind kind, const float* pred, const float* truth, int64_t n, int64_t voxels, const LossSums& total,
+               float* grad);
+
 // pred, truth: n samples of `voxels` floats each (truth in {0, 1}). Returns n times the batch
 // loss (so sums over batches divided by their sample counts give mean losses) and writes
 // grad[i] = grad_scale * d(n * loss)/d pred[i]; grad_scale = 1 / n gives d loss / d pred.

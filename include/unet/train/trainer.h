@@ -7,6 +7,7 @@
 #include <string>
 
 #include "unet/cli/train_options.h"
+#include "unet/dist/comm.h"
 #include "unet/nn/metrics.h"
 
 namespace unet {
@@ -18,9 +19,11 @@ struct StepResult {
 
 // One training step on `n` samples: forward, loss, backward (into model.store().grads()),
 // optimizer update. Throws DivergenceError naming `step` if the loss is NaN or Inf.
+// With a communicator of several ranks, the n samples are this rank's share of the global batch:
+// the loss sums and the gradients are summed over the ranks, so every rank takes the same step.
 StepResult train_step(UNet& model, Optimizer& opt, const LrSchedule& schedule, LossKind loss,
                       const float* images, const float* masks, int64_t n, const Dims& spatial,
-                      int64_t step, std::vector<float>& grad_scratch);
+                      int64_t step, std::vector<float>& grad_scratch, Comm* comm = nullptr);
 
 // Mean loss and metrics over samples, in eval mode.
 MetricSums evaluate(UNet& model, LossKind loss, const float* images, const float* masks, int64_t n,

@@ -1,0 +1,35 @@
+// The communicator the trainer sees. One process (no mpirun, or -np 1) is a world of one and
+// every collective is a no-op; under mpirun with --sync allreduce every rank is a worker and the
+// collectives are MPI's, over MPI_COMM_WORLD. Results of sums depend only on the rank count, not
+// on timing (Open MPI picks a fixed algorithm per size), so runs are repeatable.
+//
+// MPI is initialised on first use of Comm::world() only when launched by mpirun with more than
+// one rank (OMPI_COMM_WORLD_SIZE), so single-process runs never touch MPI.
+#pragma once
+
+#include <cstdint>
+
+namespace unet {
+
+class Comm {
+   public:
+    static Comm& world();
+    int rank() const { return rank_; }
+    int size() const { return size_; }
+    bool is_root() const { return rank_ == 0; }
+
+    void sum(double* data, int64_t n);  // in place, over all ranks
+    void sum(float* data, int64_t n);
+    int max(int value);
+    void barrier();
+    // Ends every rank of the job (one clear line from the caller first).
+    [[noreturn]] void abort(int code);
+    void finalize();
+
+   private:
+    Comm();
+    int rank_ = 0, size_ = 1;
+    bool mpi_ = false;
+};
+
+}  // namespace unet

@@ -1,0 +1,72 @@
+#include "unet/dist/comm.h"
+
+#define OMPI_SKIP_MPICXX 1  // the C API only
+#include <mpi.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <stdexcept>
+#include <string>
+
+namespace unet {
+
+static void check(int rc, const char* what) {
+    if (rc != MPI_SUCCESS) {
+        char text[MPI_MAX_ERROR_STRING];
+        int len = 0;
+        MPI_Error_string(rc, text, &len);
+        throw std::runtime_error(std::string(what) + " failed: " + std::string(text, size_t(len)));
+    }
+}
+
+Comm::Comm() {
+    const char* size = std::getenv("OMPI_COMM_WORLD_SIZE");
+    if (!size || std::atoi(size) <= 1) return;
+    int provided = 0;
+    check(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided), "MPI_Init_thread");
+    // Errors come back as codes (and become exceptions) instead of killing the job silently.
+    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    check(MPI_Comm_rank(MPI_COMM_WORLD, &rank_), "MPI_Comm_rank");
+    check(MPI_Comm_size(MPI_COMM_WORLD, &size_), "MPI_Comm_size");
+    mpi_ = true;
+}
+
+Comm& Comm::world() {
+    static Comm c;
+    return c;
+}
+
+// Large buffers go in pieces: MPI counts are int.
+template <class T>
+static void allreduce_sum(T* data, int64_t n, MPI_Datatype type) {
+    const int64_t piece = int64_t(1) << 28;
+    for (int64_t off = 0; off < n; off += piece)
+        check(MPI_Allreduce(MPI_IN_PLACE, data + off, int(std::min(piece, n - off)), type, MPI_SUM, MPI_COMM_WORLD),
+              "MPI_Allreduce");
+}
+
+void Comm::sum(double* data, int64_t n) {
+    if (mpi_) allreduce_sum(data, n, MPI_DOUBLE);
+}
+void Comm::sum(float* data, int64_t n) {
+    if (mpi_) allreduce_sum(data, n, MPI_FLOAT);
+}
+int Comm::max(int value) {
+    if (mpi_) check(MPI_Allreduce(MPI_IN_PLACE, &value, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD), "MPI_Allreduce");
+    return value;
+}
+void Comm::barrier() {
+    if (mpi_) check(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier");
+}
+void Comm::abort(int code) {
+    if (mpi_) MPI_Abort(MPI_COMM_WORLD, code);
+    std::exit(code);
+}
+void Comm::finalize() {
+    if (mpi_) {
+        MPI_Finalize();
+        mpi_ = false;
+    }
+}
+
+}  // namespace unet
