@@ -91,6 +91,8 @@ po::options_description describe_flags(TrainOptions& o, RawOptions& r) {
         ("scale_lr", po::bool_switch(&o.schedule.scale_by_workers), "multiply the rate by the number of workers");
     po::options_description rt("Runtime");
     rt.add_options()
+        ("sync", po::value(&o.sync)->default_value("ps"),
+         "under mpirun: ps (rank 0 parameter server, ranks 1..N-1 workers) or allreduce (every rank a worker)")
         ("num_threads", po::value(&o.num_threads)->default_value(0), "OpenMP threads (0: OMP_NUM_THREADS or all cores)")
         ("num_inter_threads", po::value(&o.num_inter_threads)->default_value(1), "threads outside the compute pool (data prefetch)")
         ("config", po::value(&o.config_file), "INI settings file; the command line wins")
@@ -183,6 +185,7 @@ void resolve(TrainOptions& o, const RawOptions& r, const po::variables_map& vm) 
             throw UsageError("--checkpoint_every: expected a number of steps or seconds like 300s, got '" + c + "'");
         }
     }
+    if (o.sync != "ps" && o.sync != "allreduce") throw UsageError("--sync: expected ps or allreduce, got '" + o.sync + "'");
     if (o.resume == "auto" && o.logdir.empty()) throw UsageError("--resume auto: needs --logdir (where to look)");
     if (!(o.fg_fraction >= 0 && o.fg_fraction <= 1)) throw UsageError("--fg_fraction: expected a value in [0, 1]");
     o.model.validate(o.input_size);

@@ -51,6 +51,24 @@ void Comm::sum(double* data, int64_t n) {
 void Comm::sum(float* data, int64_t n) {
     if (mpi_) allreduce_sum(data, n, MPI_FLOAT);
 }
+void Comm::reduce_to(int root, float* data, int64_t n) {
+    if (!mpi_) return;
+    const int64_t piece = int64_t(1) << 28;
+    for (int64_t off = 0; off < n; off += piece) {
+        const int count = int(std::min(piece, n - off));
+        check(MPI_Reduce(rank_ == root ? MPI_IN_PLACE : data + off, data + off, count, MPI_FLOAT, MPI_SUM, root,
+                         MPI_COMM_WORLD),
+              "MPI_Reduce");
+    }
+}
+
+void Comm::broadcast(int root, float* data, int64_t n) {
+    if (!mpi_) return;
+    const int64_t piece = int64_t(1) << 28;
+    for (int64_t off = 0; off < n; off += piece)
+        check(MPI_Bcast(data + off, int(std::min(piece, n - off)), MPI_FLOAT, root, MPI_COMM_WORLD), "MPI_Bcast");
+}
+
 int Comm::max(int value) {
     if (mpi_) check(MPI_Allreduce(MPI_IN_PLACE, &value, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD), "MPI_Allreduce");
     return value;

@@ -37,12 +37,13 @@ double peak_rss_mib() {
 
 StepResult train_step(UNet& model, Optimizer& opt, const LrSchedule& schedule, LossKind loss,
                       const float* images, const float* masks, int64_t n, const Dims& spatial, int64_t step,
-                      std::vector<float>& grad_scratch, Comm* comm) {
+                      std::vector<float>& grad_scratch, Comm* comm, bool parameter_server) {
     const int64_t voxels = product(spatial) * model.config().out_channels;
-    const float* pred = model.forward(images, n, spatial, true, uint64_t(step));
-    LossSums sums = loss_partial_sums(loss, pred, masks, n, voxels);
+    const bool server = parameter_server && comm && comm->is_root();
+    const float* pred = server ? nullptr : model.forward(images, n, spatial, true, uint64_t(step));
+    LossSums sums = server ? LossSums() : loss_partial_sums(loss, pred, masks, n, voxels);
     MetricSums m;
-    for (int64_t i = 0; i < n; ++i) m.add(confusion(pred + i * voxels, masks + i * voxels, voxels));
+    for (int64_t i = 0; i < n && !server; ++i) m.add(confusion(pred + i * voxels, masks + i * voxels, voxels));
     double dice[2] = {m.dice, double(m.samples)};
     if (comm) {
         comm->sum(sums.data(), LossSums::kCount);
@@ -52,13 +53,24 @@ StepResult train_step(UNet& model, Optimizer& opt, const LrSchedule& schedule, L
     if (!std::isfinite(batch_loss))
         throw DivergenceError("loss is " + std::string(std::isnan(batch_loss) ? "NaN" : "Inf") + " at step " +
                               std::to_string(step) + "; lower --learningrate or check the data");
-    grad_scratch.resize(size_t(n * voxels));
-    loss_grad(loss, pred, masks, n, voxels, sums, grad_scratch.data());
-    model.backward(grad_scratch.data());
+    ParamStore& store = model.store();
+    if (server) {
+        store.zero_grads();
+    } else {
+        grad_scratch.resize(size_t(n * voxels));
+        loss_grad(loss, pred, masks, n, voxels, sums, grad_scratch.data());
+        model.backward(grad_scratch.data());
+    }
     // Each rank holds the derivative of the global batch loss through its own samples; their sum
     // is the full gradient.
-    if (comm) comm->sum(model.store().grads(), model.store().size());
-    opt.step(model.store().params(), model.store().grads(), schedule.at(step));
+    if (parameter_server && comm) {
+        comm->reduce_to(0, store.grads(), store.size());
+        if (server) opt.step(store.params(), store.grads(), schedule.at(step));
+        comm->broadcast(0, store.params(), store.size());
+    } else {
+        if (comm) comm->sum(store.grads(), store.size());
+        opt.step(store.params(), store.grads(), schedule.at(step));
+    }
     return {batch_loss, dice[1] > 0 ? dice[0] / dice[1] : 0};
 }
 
@@ -202,6 +214,27 @@ class ToySource : public BatchSource {
     int64_t step_ = 0;
 };
 
+// What the parameter server iterates: the workers' number of steps, with no data.
+class EmptySource : public BatchSource {
+   public:
+    EmptySource(int64_t samples, int64_t steps, Dims spatial) : samples_(samples), steps_(steps), spatial_(std::move(spatial)) {}
+    int64_t samples() const override { return samples_; }
+    int64_t steps_per_epoch() const override { return steps_; }
+    void start_epoch(int) override { step_ = 0; }
+    bool next(Batch& b) override {
+        if (step_ >= steps_) return false;
+        ++step_;
+        b = Batch();
+        b.spatial = spatial_;
+        return true;
+    }
+    double wait_seconds() const override { return 0; }
+
+   private:
+    int64_t samples_, steps_, step_ = 0;
+    Dims spatial_;
+};
+
 // Mean metrics over the first samples() samples of one pass (the wrapped tail is not counted).
 MetricSums evaluate_source(UNet& model, LossKind loss, BatchSource& src) {
     MetricSums sums;
@@ -251,9 +284,11 @@ double run_local_training(const TrainOptions& opts) {
     if (o.logdir.empty()) o.logdir = default_logdir();
     if (comm.size() > 1 && opts.logdir.empty())
         throw UsageError("--logdir: required under mpirun (every rank must agree on the run directory)");
-    if (comm.size() > 1 && o.batch_size < comm.size())
+    const bool ps = comm.size() > 1 && o.sync == "ps";
+    const int workers = ps ? comm.size() - 1 : comm.size(), worker = ps ? comm.rank() - 1 : comm.rank();
+    if (o.batch_size < workers)
         throw UsageError("--batch_size: the global batch (" + std::to_string(o.batch_size) +
-                         ") must be at least the number of ranks (" + std::to_string(comm.size()) + ")");
+                         ") must be at least the number of workers (" + std::to_string(workers) + ")");
     // Only rank 0 writes the run directory; an unwritable logdir stops the job here, before any work.
     TrainingLog log = comm.is_root() ? TrainingLog(o.logdir) : TrainingLog();
     const std::string latest = o.logdir + "/checkpoint_latest.h5", best = o.logdir + "/checkpoint_best.h5";
@@ -266,8 +301,8 @@ double run_local_training(const TrainOptions& opts) {
         lc.patch = o.patch;
         lc.fg_fraction = o.fg_fraction;
         lc.augment = o.augment;
-        lc.rank = comm.rank();
-        lc.world = comm.size();
+        lc.rank = std::max(0, worker);
+        lc.world = workers;
         auto t = std::make_unique<LoaderSource>(lc);
         // The dataset decides channels and sample size; the model must fit them.
         o.model.in_channels = t->loader().channels();
@@ -290,12 +325,19 @@ double run_local_training(const TrainOptions& opts) {
         // Generated data: 80% train, 20% validation, different seeds so no sample is in both.
         const int64_t n_val = std::max<int64_t>(1, o.toy_samples / 5);
         train = std::make_unique<ToySource>(make_toy_batch(o.toy_samples, o.model.in_channels, o.input_size, o.seed),
-                                            o.batch_size, o.seed, true, comm.rank(), comm.size());
+                                            o.batch_size, o.seed, true, std::max(0, worker), workers);
         val = std::make_unique<ToySource>(make_toy_batch(n_val, o.model.in_channels, o.input_size, o.seed + 1),
                                           o.batch_size, o.seed, false);
     }
+    if (ps && comm.is_root())  // the server reads no data, it only keeps step with the workers
+        train = std::make_unique<EmptySource>(train->samples(), train->steps_per_epoch(), o.input_size);
     UNet model(o.model);
     Optimizer opt(o.optimizer, model.store().size());
+    // With a parameter server, batch-norm statistics live on the workers; rank 0 takes worker 1's
+    // before it validates or checkpoints.
+    auto sync_buffers = [&] {
+        if (ps) comm.broadcast(1, model.store().buffers(), model.store().buffers_size());
+    };
     Progress p;
     std::string resume_from = o.resume == "auto" ? (file_exists(latest) ? latest : "") : o.resume;
     if (!resume_from.empty()) {
@@ -305,14 +347,15 @@ double run_local_training(const TrainOptions& opts) {
     } else if (o.resume == "auto") {
         log.line("--resume auto: no checkpoint in %s, starting fresh", o.logdir.c_str());
     }
-    log.line("run directory %s; %d rank%s; command: %s", o.logdir.c_str(), comm.size(), comm.size() > 1 ? "s" : "",
-             o.command_line.c_str());
+    log.line("run directory %s; %d rank%s%s; command: %s", o.logdir.c_str(), comm.size(), comm.size() > 1 ? "s" : "",
+             comm.size() == 1 ? "" : ps ? " (rank 0 parameter server)" : " (all-reduce)", o.command_line.c_str());
     if (comm.is_root()) print_model_summary(model, o, opt.state_copies());
     log.line("data: %s, %lld training samples, %lld validation samples, %lld steps per epoch",
              o.data.empty() ? "generated in memory" : o.data.c_str(), (long long)train->samples(),
              (long long)val->samples(), (long long)train->steps_per_epoch());
     install_stop_handlers();
     auto save = [&](const std::string& path) {
+        sync_buffers();
         if (!comm.is_root()) return;
         write_checkpoint(path, capture_state(model, opt, p, o));
         log.line("checkpoint %s at step %lld", path.c_str(), (long long)p.step);
@@ -338,7 +381,7 @@ double run_local_training(const TrainOptions& opts) {
         const auto t_epoch = Clock::now();
         while (train->next(batch)) {
             const StepResult r = train_step(model, opt, o.schedule, o.loss, batch.images.data(), batch.masks.data(),
-                                            batch.n, batch.spatial, p.step, scratch, &comm);
+                                            batch.n, batch.spatial, p.step, scratch, &comm, ps);
             loss_sum += r.loss;
             dice_sum += r.dice;
             ++p.step, ++p.epoch_step, ++done;
@@ -346,9 +389,11 @@ double run_local_training(const TrainOptions& opts) {
                 log.line("step %lld  epoch %d  loss %.4f  dice %.4f  lr %.3g  %.1f samples/s", (long long)p.step,
                          epoch + 1, r.loss, r.dice, o.schedule.at(p.step - 1),
                          double(done * o.batch_size) / seconds_since(t_epoch));
-            const bool due = (o.checkpoint_every_steps > 0 && p.step % o.checkpoint_every_steps == 0) ||
-                             (o.checkpoint_every_seconds > 0 && seconds_since(t_checkpoint) >= o.checkpoint_every_seconds);
-            // Ranks may see a signal at different steps; they agree on it here, so all stop together.
+            // Ranks may see a signal, or a checkpoint come due by the clock, at different steps; they
+            // agree here, so all checkpoint and stop together.
+            const bool due = comm.max((o.checkpoint_every_steps > 0 && p.step % o.checkpoint_every_steps == 0) ||
+                                      (o.checkpoint_every_seconds > 0 &&
+                                       seconds_since(t_checkpoint) >= o.checkpoint_every_seconds)) != 0;
             const int stop = comm.max(int(g_stop_signal));
             if (due || stop) {
                 save(latest);
@@ -368,8 +413,11 @@ double run_local_training(const TrainOptions& opts) {
         const double epoch_s = seconds_since(t_epoch);
         const double wait_share = epoch_s > 0 ? train->wait_seconds() / epoch_s : 0;
         // Validation runs on rank 0 (its batch-norm statistics are the ones checkpointed).
+        sync_buffers();
         const MetricSums v = comm.is_root() ? evaluate_source(model, o.loss, *val) : MetricSums();
-        val_dice = v.mean_dice();
+        double shared_dice = v.mean_dice();  // every rank takes rank 0's value for the best-checkpoint decision
+        comm.sum(&shared_dice, 1);
+        val_dice = shared_dice;
         if (completed) {
             p.epoch = epoch + 1;
             p.epoch_step = 0;

@@ -21,6 +21,9 @@ class Comm {
     void sum(double* data, int64_t n);  // in place, over all ranks
     void sum(float* data, int64_t n);
     int max(int value);
+    // Sums `data` over all ranks into rank `root`'s buffer (others' buffers are left as they were).
+    void reduce_to(int root, float* data, int64_t n);
+    void broadcast(int root, float* data, int64_t n);
     void barrier();
     // Ends every rank of the job (one clear line from the caller first).
     [[noreturn]] void abort(int code);

@@ -21,9 +21,12 @@ struct StepResult {
 // optimizer update. Throws DivergenceError naming `step` if the loss is NaN or Inf.
 // With a communicator of several ranks, the n samples are this rank's share of the global batch:
 // the loss sums and the gradients are summed over the ranks, so every rank takes the same step.
+// With parameter_server, rank 0 holds no data (n = 0): the workers' gradients are summed into it
+// in a fixed reduction order, it alone applies the optimizer, and it broadcasts the parameters.
 StepResult train_step(UNet& model, Optimizer& opt, const LrSchedule& schedule, LossKind loss,
                       const float* images, const float* masks, int64_t n, const Dims& spatial,
-                      int64_t step, std::vector<float>& grad_scratch, Comm* comm = nullptr);
+                      int64_t step, std::vector<float>& grad_scratch, Comm* comm = nullptr,
+                      bool parameter_server = false);
 
 // Mean loss and metrics over samples, in eval mode.
 MetricSums evaluate(UNet& model, LossKind loss, const float* images, const float* masks, int64_t n,

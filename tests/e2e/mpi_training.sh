@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Data-parallel training under real MPI ranks (mpirun -np 2 / 3, every rank a worker,
-# gradients and loss sums all-reduced): 2 workers with global batch B end where 1 worker with
+# Training under real MPI ranks, --sync ps (rank 0 parameter server, ranks 1..N-1 workers) and
+# --sync allreduce (every rank a worker): N workers with global batch B end where one process with
 # batch B ends (up to float rounding), runs repeat bit for bit, SIGTERM stops every rank with a
 # checkpoint and exit 0, and a rank that fails ends the whole job with one line.
 set -u
@@ -13,9 +13,13 @@ ARGS=(--dims 2 --input_size 32,32 --filters 8 --depth 2 --batch_size 6 --epochs 
       --learningrate 0.002 --loss dice_bce --print_every 1000)
 
 OMP_NUM_THREADS=1 "$BIN" "${ARGS[@]}" --steps 8 --logdir "$T/one" >/dev/null 2>&1 || fail "1 rank"
-"${MPI[@]}" -np 2 "$BIN" "${ARGS[@]}" --steps 8 --logdir "$T/two" >/dev/null 2>&1 || fail "2 ranks"
-"${MPI[@]}" -np 3 "$BIN" "${ARGS[@]}" --steps 8 --logdir "$T/three" >/dev/null 2>&1 || fail "3 ranks"
-"${MPI[@]}" -np 3 "$BIN" "${ARGS[@]}" --steps 8 --logdir "$T/three_again" >/dev/null 2>&1 || fail "3 ranks again"
+"${MPI[@]}" -np 2 "$BIN" "${ARGS[@]}" --sync allreduce --steps 8 --logdir "$T/ar2" >/dev/null 2>&1 || fail "allreduce 2"
+"${MPI[@]}" -np 3 "$BIN" "${ARGS[@]}" --sync allreduce --steps 8 --logdir "$T/ar3" >/dev/null 2>&1 || fail "allreduce 3"
+"${MPI[@]}" -np 3 "$BIN" "${ARGS[@]}" --sync allreduce --steps 8 --logdir "$T/ar3b" >/dev/null 2>&1 || fail "allreduce 3 again"
+"${MPI[@]}" -np 2 "$BIN" "${ARGS[@]}" --steps 8 --logdir "$T/ps2" >/dev/null 2>&1 || fail "ps + 1 worker"
+"${MPI[@]}" -np 3 "$BIN" "${ARGS[@]}" --steps 8 --logdir "$T/ps3" >/dev/null 2>&1 || fail "ps + 2 workers"
+"${MPI[@]}" -np 3 "$BIN" "${ARGS[@]}" --steps 8 --logdir "$T/ps3b" >/dev/null 2>&1 || fail "ps + 2 workers again"
+grep -q "rank 0 parameter server" "$T/ps3/training.log" || fail "ps mode not logged"
 /usr/bin/python3 - "$T" <<'PY' || fail "parameters"
 import sys, h5py, numpy as np
 t = sys.argv[1]
@@ -23,10 +27,12 @@ def params(run):
     f = h5py.File(f"{t}/{run}/checkpoint_latest.h5", "r")
     assert f["integers"].attrs["step"] == 8
     return f["arrays"]["params"][:]
-one, two, three, again = params("one"), params("two"), params("three"), params("three_again")
-assert three.tobytes() == again.tobytes(), "3-rank runs differ"
+one = params("one")
+for a, b in (("ar3", "ar3b"), ("ps3", "ps3b")):
+    assert params(a).tobytes() == params(b).tobytes(), f"{a} and {b} differ"
 scale = np.abs(one).max()
-for name, p in (("2 ranks", two), ("3 ranks", three)):
+for name in ("ar2", "ar3", "ps2", "ps3"):
+    p = params(name)
     err = np.abs(p - one).max()
     assert err < 1e-4 * scale, f"{name} vs 1 rank: max |diff| {err} (scale {scale})"
     print(f"{name} vs 1 rank: max |diff| {err:.2e}, scale {scale:.2f}")
@@ -35,7 +41,7 @@ PY
 # SIGTERM to every rank (as Slurm's scancel sends it): they agree on the step, rank 0 checkpoints,
 # all exit 0. (A SIGTERM to mpirun itself is forwarded the same way, but Open MPI 4.1.4's mpirun
 # then reports exit 1 whatever its ranks return.)
-"${MPI[@]}" -np 2 "$BIN" "${ARGS[@]}" --steps 1000000 --logdir "$T/sig" >/dev/null 2>&1 &
+"${MPI[@]}" -np 3 "$BIN" "${ARGS[@]}" --steps 1000000 --logdir "$T/sig" >/dev/null 2>&1 &
 pid=$!
 sleep 4
 pkill -TERM -f "^[^ ]*unet_train .*--logdir $T/sig"; wait "$pid"; rc=$?
