@@ -36,13 +36,18 @@ Comm& Comm::world() {
     return c;
 }
 
-// Large buffers go in pieces: MPI counts are int.
+// Large buffers go in pieces: MPI counts are int. f(offset, count) per piece.
+template <class F>
+static void in_pieces(int64_t n, F f) {
+    const int64_t piece = int64_t(1) << 28;
+    for (int64_t off = 0; off < n; off += piece) f(off, int(std::min(piece, n - off)));
+}
+
 template <class T>
 static void allreduce_sum(T* data, int64_t n, MPI_Datatype type) {
-    const int64_t piece = int64_t(1) << 28;
-    for (int64_t off = 0; off < n; off += piece)
-        check(MPI_Allreduce(MPI_IN_PLACE, data + off, int(std::min(piece, n - off)), type, MPI_SUM, MPI_COMM_WORLD),
-              "MPI_Allreduce");
+    in_pieces(n, [&](int64_t off, int count) {
+        check(MPI_Allreduce(MPI_IN_PLACE, data + off, count, type, MPI_SUM, MPI_COMM_WORLD), "MPI_Allreduce");
+    });
 }
 
 void Comm::sum(double* data, int64_t n) {
@@ -53,20 +58,18 @@ void Comm::sum(float* data, int64_t n) {
 }
 void Comm::reduce_to(int root, float* data, int64_t n) {
     if (!mpi_) return;
-    const int64_t piece = int64_t(1) << 28;
-    for (int64_t off = 0; off < n; off += piece) {
-        const int count = int(std::min(piece, n - off));
+    in_pieces(n, [&](int64_t off, int count) {
         check(MPI_Reduce(rank_ == root ? MPI_IN_PLACE : data + off, data + off, count, MPI_FLOAT, MPI_SUM, root,
                          MPI_COMM_WORLD),
               "MPI_Reduce");
-    }
+    });
 }
 
 void Comm::broadcast(int root, float* data, int64_t n) {
     if (!mpi_) return;
-    const int64_t piece = int64_t(1) << 28;
-    for (int64_t off = 0; off < n; off += piece)
-        check(MPI_Bcast(data + off, int(std::min(piece, n - off)), MPI_FLOAT, root, MPI_COMM_WORLD), "MPI_Bcast");
+    in_pieces(n, [&](int64_t off, int count) {
+        check(MPI_Bcast(data + off, count, MPI_FLOAT, root, MPI_COMM_WORLD), "MPI_Bcast");
+    });
 }
 
 int Comm::max(int value) {
