@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <iostream>
+#include <string>
 
 #include "unet/core/check.h"
 #include "unet/dist/comm.h"
@@ -26,17 +27,20 @@ bool parse_command_line(int argc, char** argv, const po::options_description& fl
 
 int run_program(const char* program, const std::function<int()>& body) {
     int code = 0;
+    Comm& comm = Comm::world();
+    // Under mpirun, usage errors are the same on every rank: rank 0 alone reports them. Other errors
+    // can be one rank's own (a file only it cannot read), so that rank reports, naming itself.
+    const std::string who = comm.size() > 1 ? " (rank " + std::to_string(comm.rank()) + ")" : "";
     try {
         code = body();
     } catch (const UsageError& e) {
-        std::fprintf(stderr, "%s: %s (see --help)\n", program, e.what());
+        if (comm.is_root()) std::fprintf(stderr, "%s: %s (see --help)\n", program, e.what());
         code = 2;
     } catch (const std::exception& e) {
-        std::fprintf(stderr, "%s: error: %s\n", program, e.what());
+        std::fprintf(stderr, "%s%s: error: %s\n", program, who.c_str(), e.what());
         code = 1;
     }
     // Under mpirun a rank that fails alone would leave the others waiting in a collective forever.
-    Comm& comm = Comm::world();
     if (code != 0 && comm.size() > 1) {
         std::fflush(stderr);
         comm.abort(code);

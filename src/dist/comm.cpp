@@ -72,6 +72,14 @@ void Comm::broadcast(int root, float* data, int64_t n) {
     });
 }
 
+bool Comm::all_equal(uint64_t value) {
+    if (!mpi_) return true;
+    uint64_t lo = value, hi = value;
+    check(MPI_Allreduce(MPI_IN_PLACE, &lo, 1, MPI_UINT64_T, MPI_MIN, MPI_COMM_WORLD), "MPI_Allreduce");
+    check(MPI_Allreduce(MPI_IN_PLACE, &hi, 1, MPI_UINT64_T, MPI_MAX, MPI_COMM_WORLD), "MPI_Allreduce");
+    return lo == hi;
+}
+
 int Comm::max(int value) {
     if (mpi_) check(MPI_Allreduce(MPI_IN_PLACE, &value, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD), "MPI_Allreduce");
     return value;

@@ -289,6 +289,10 @@ double run_local_training(const TrainOptions& opts) {
     if (o.batch_size < workers)
         throw UsageError("--batch_size: the global batch (" + std::to_string(o.batch_size) +
                          ") must be at least the number of workers (" + std::to_string(workers) + ")");
+    // Every rank must train the same thing: compare a hash of the resolved configuration.
+    if (!comm.all_equal(std::hash<std::string>{}(o.describe() + o.logdir + o.data + o.sync)))
+        throw UsageError("the ranks were started with different settings (compare their command lines; every rank "
+                         "needs the same flags, --logdir and --data)");
     // Only rank 0 writes the run directory; an unwritable logdir stops the job here, before any work.
     TrainingLog log = comm.is_root() ? TrainingLog(o.logdir) : TrainingLog();
     const std::string latest = o.logdir + "/checkpoint_latest.h5", best = o.logdir + "/checkpoint_best.h5";

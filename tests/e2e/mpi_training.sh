@@ -52,4 +52,21 @@ grep -q "stopped by signal" "$T/sig/training.log" && [ -f "$T/sig/checkpoint_lat
 msg=$(timeout 60 "${MPI[@]}" -np 2 "$BIN" --dims 2 --input_size 32,32 --filters 8 --depth 2 2>&1); rc=$?
 [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] || fail "bad run: exit $rc"
 echo "$msg" | grep -q "unet_train: --logdir" || fail "no clear message: $msg"
+# Ranks started with different settings: one line from rank 0, non-zero exit, no hang.
+msg=$(timeout 60 "${MPI[@]}" -np 1 "$BIN" --dims 2 --input_size 32,32 --filters 8 --depth 2 --logdir "$T/mm" : \
+      -np 1 "$BIN" --dims 2 --input_size 32,32 --filters 16 --depth 2 --logdir "$T/mm" 2>&1); rc=$?
+[ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] || fail "mismatched ranks: exit $rc"
+[ "$(echo "$msg" | grep -c 'unet_train: the ranks were started with different settings')" -eq 1 ] || fail "mismatch message: $msg"
+
+# Resume under MPI: 2 workers interrupted after 4 steps and resumed end where 8 straight steps end.
+"${MPI[@]}" -np 3 "$BIN" "${ARGS[@]}" --steps 4 --logdir "$T/psr" >/dev/null 2>&1 || fail "ps first half"
+"${MPI[@]}" -np 3 "$BIN" "${ARGS[@]}" --steps 8 --resume auto --logdir "$T/psr" >/dev/null 2>&1 || fail "ps resumed"
+/usr/bin/python3 - "$T/ps3/checkpoint_latest.h5" "$T/psr/checkpoint_latest.h5" <<'PY' || fail "ps resume differs"
+import sys, h5py
+a, b = (h5py.File(p, "r")["arrays"] for p in sys.argv[1:])
+names = []
+a.visit(lambda n: names.append(n) if isinstance(a[n], h5py.Dataset) else None)
+for n in names:
+    assert a[n][:].tobytes() == b[n][:].tobytes(), n
+PY
 echo ok

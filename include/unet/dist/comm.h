@@ -21,6 +21,8 @@ class Comm {
     void sum(double* data, int64_t n);  // in place, over all ranks
     void sum(float* data, int64_t n);
     int max(int value);
+    // True when every rank passed the same value (e.g. a hash of its resolved configuration).
+    bool all_equal(uint64_t value);
     // Sums `data` over all ranks into rank `root`'s buffer (others' buffers are left as they were).
     void reduce_to(int root, float* data, int64_t n);
     void broadcast(int root, float* data, int64_t n);
