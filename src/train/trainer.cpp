@@ -40,15 +40,24 @@ StepResult train_step(UNet& model, Optimizer& opt, const LrSchedule& schedule, L
                       std::vector<float>& grad_scratch, Comm* comm, bool parameter_server) {
     const int64_t voxels = product(spatial) * model.config().out_channels;
     const bool server = parameter_server && comm && comm->is_root();
+    StepResult result;
+    auto t = Clock::now();
+    auto lap = [&t](double& into) {
+        const auto now = Clock::now();
+        into += std::chrono::duration<double>(now - t).count();
+        t = now;
+    };
     const float* pred = server ? nullptr : model.forward(images, n, spatial, true, uint64_t(step));
     LossSums sums = server ? LossSums() : loss_partial_sums(loss, pred, masks, n, voxels);
     MetricSums m;
     for (int64_t i = 0; i < n && !server; ++i) m.add(confusion(pred + i * voxels, masks + i * voxels, voxels));
     double dice[2] = {m.dice, double(m.samples)};
+    lap(result.compute_s);
     if (comm) {
         comm->sum(sums.data(), LossSums::kCount);
         comm->sum(dice, 2);
     }
+    lap(result.comm_s);
     const double batch_loss = loss_from_sums(loss, sums);
     if (!std::isfinite(batch_loss))
         throw DivergenceError("loss is " + std::string(std::isnan(batch_loss) ? "NaN" : "Inf") + " at step " +
@@ -61,17 +70,25 @@ StepResult train_step(UNet& model, Optimizer& opt, const LrSchedule& schedule, L
         loss_grad(loss, pred, masks, n, voxels, sums, grad_scratch.data());
         model.backward(grad_scratch.data());
     }
+    lap(result.compute_s);
     // Each rank holds the derivative of the global batch loss through its own samples; their sum
     // is the full gradient.
     if (parameter_server && comm) {
         comm->reduce_to(0, store.grads(), store.size());
+        lap(result.comm_s);
         if (server) opt.step(store.params(), store.grads(), schedule.at(step));
+        lap(result.update_s);
         comm->broadcast(0, store.params(), store.size());
+        lap(result.comm_s);
     } else {
         if (comm) comm->sum(store.grads(), store.size());
+        lap(result.comm_s);
         opt.step(store.params(), store.grads(), schedule.at(step));
+        lap(result.update_s);
     }
-    return {batch_loss, dice[1] > 0 ? dice[0] / dice[1] : 0};
+    result.loss = batch_loss;
+    result.dice = dice[1] > 0 ? dice[0] / dice[1] : 0;
+    return result;
 }
 
 MetricSums evaluate(UNet& model, LossKind loss, const float* images, const float* masks, int64_t n,
@@ -278,6 +295,21 @@ bool file_exists(const std::string& path) { return access(path.c_str(), F_OK) ==
 
 }  // namespace
 
+// Seconds spent per activity, averaged over the workers (a parameter server's own waiting is not
+// a worker's). Collective: every rank calls it at the same step.
+struct Shares {
+    double compute = 0, comm = 0, update = 0, data = 0;
+};
+Shares worker_shares(Comm& comm, bool ps, double compute, double comm_s, double update, double data) {
+    const bool worker = !(ps && comm.is_root());
+    double v[5] = {worker ? compute : 0, worker ? comm_s : 0, ps ? (comm.is_root() ? update : 0) : update,
+                   worker ? data : 0, worker ? 1.0 : 0.0};
+    comm.sum(v, 5);
+    const double workers = std::max(1.0, v[4]);
+    // The optimizer runs once on a server, on every rank otherwise.
+    return {v[0] / workers, v[1] / workers, ps ? v[2] : v[2] / workers, v[3] / workers};
+}
+
 double run_local_training(const TrainOptions& opts) {
     TrainOptions o = opts;
     Comm& comm = Comm::world();
@@ -379,7 +411,7 @@ double run_local_training(const TrainOptions& opts) {
         }
         p.epoch = epoch;
         p.epoch_step = skip;
-        double loss_sum = 0, dice_sum = 0;
+        double loss_sum = 0, dice_sum = 0, compute = 0, comm_wait = 0, update = 0;
         int64_t done = 0;
         bool completed = true;
         const auto t_epoch = Clock::now();
@@ -388,11 +420,17 @@ double run_local_training(const TrainOptions& opts) {
                                             batch.n, batch.spatial, p.step, scratch, &comm, ps);
             loss_sum += r.loss;
             dice_sum += r.dice;
+            compute += r.compute_s, comm_wait += r.comm_s, update += r.update_s;
             ++p.step, ++p.epoch_step, ++done;
-            if (p.step % o.print_every == 0)
-                log.line("step %lld  epoch %d  loss %.4f  dice %.4f  lr %.3g  %.1f samples/s", (long long)p.step,
-                         epoch + 1, r.loss, r.dice, o.schedule.at(p.step - 1),
-                         double(done * o.batch_size) / seconds_since(t_epoch));
+            if (p.step % o.print_every == 0) {
+                const double elapsed = seconds_since(t_epoch);
+                const Shares sh = worker_shares(comm, ps, compute, comm_wait, update, train->wait_seconds());
+                log.line("step %lld  epoch %d  loss %.4f  dice %.4f  lr %.3g  %.1f samples/s  compute %.0f%% comm %.0f%% "
+                         "update %.0f%% data %.0f%%",
+                         (long long)p.step, epoch + 1, r.loss, r.dice, o.schedule.at(p.step - 1),
+                         double(done * o.batch_size) / elapsed, 100 * sh.compute / elapsed, 100 * sh.comm / elapsed,
+                         100 * sh.update / elapsed, 100 * sh.data / elapsed);
+            }
             // Ranks may see a signal, or a checkpoint come due by the clock, at different steps; they
             // agree here, so all checkpoint and stop together.
             const bool due = comm.max((o.checkpoint_every_steps > 0 && p.step % o.checkpoint_every_steps == 0) ||
@@ -415,7 +453,8 @@ double run_local_training(const TrainOptions& opts) {
             }
         }
         const double epoch_s = seconds_since(t_epoch);
-        const double wait_share = epoch_s > 0 ? train->wait_seconds() / epoch_s : 0;
+        const Shares sh = worker_shares(comm, ps, compute, comm_wait, update, train->wait_seconds());
+        const double wait_share = epoch_s > 0 ? sh.data / epoch_s : 0;
         // Validation runs on rank 0 (its batch-norm statistics are the ones checkpointed).
         sync_buffers();
         const MetricSums v = comm.is_root() ? evaluate_source(model, o.loss, *val) : MetricSums();
@@ -427,10 +466,11 @@ double run_local_training(const TrainOptions& opts) {
             p.epoch_step = 0;
         }
         log.line("epoch %d/%d  train loss %.4f dice %.4f  val loss %.4f dice %.4f sensitivity %.4f specificity %.4f"
-                 "  %.1fs, data wait %.1f%%",
+                 "  %.1fs, data wait %.1f%%, communication %.1f%%, update %.1f%%",
                  epoch + 1, o.epochs, loss_sum / double(std::max<int64_t>(1, done)),
                  dice_sum / double(std::max<int64_t>(1, done)), v.mean_loss(), val_dice, v.mean_sensitivity(),
-                 v.mean_specificity(), epoch_s, 100.0 * wait_share);
+                 v.mean_specificity(), epoch_s, 100.0 * wait_share, epoch_s > 0 ? 100.0 * sh.comm / epoch_s : 0.0,
+                 epoch_s > 0 ? 100.0 * sh.update / epoch_s : 0.0);
         if (val_dice > p.best_val_dice) {
             p.best_val_dice = val_dice;
             save(best);

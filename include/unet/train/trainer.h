@@ -15,6 +15,7 @@ namespace unet {
 struct StepResult {
     double loss = 0;  // batch mean
     double dice = 0;  // batch mean of hard Dice
+    double compute_s = 0, comm_s = 0, update_s = 0;  // forward + loss + backward, MPI, optimizer
 };
 
 // One training step on `n` samples: forward, loss, backward (into model.store().grads()),
