@@ -91,6 +91,8 @@ po::options_description describe_flags(TrainOptions& o, RawOptions& r) {
         ("scale_lr", po::bool_switch(&o.schedule.scale_by_workers), "multiply the rate by the number of workers");
     po::options_description rt("Runtime");
     rt.add_options()
+        ("step_timeout", po::value(&o.step_timeout)->default_value(600),
+         "seconds the parameter server waits for a worker's step before stopping the job (0: forever)")
         ("sync", po::value(&o.sync)->default_value("ps"),
          "under mpirun: ps (rank 0 parameter server, ranks 1..N-1 workers) or allreduce (every rank a worker)")
         ("num_threads", po::value(&o.num_threads)->default_value(0), "OpenMP threads (0: OMP_NUM_THREADS or all cores)")

@@ -4,7 +4,10 @@
 #include <mpi.h>
 
 #include <algorithm>
+#include <unistd.h>
+
 #include <cstdlib>
+#include <vector>
 #include <stdexcept>
 #include <string>
 
@@ -70,6 +73,43 @@ void Comm::broadcast(int root, float* data, int64_t n) {
     in_pieces(n, [&](int64_t off, int count) {
         check(MPI_Bcast(data + off, count, MPI_FLOAT, root, MPI_COMM_WORLD), "MPI_Bcast");
     });
+}
+
+constexpr int kStepTag = 17;
+
+void Comm::report_step(int64_t step) {
+    if (mpi_) check(MPI_Send(&step, 1, MPI_INT64_T, 0, kStepTag, MPI_COMM_WORLD), "MPI_Send");
+}
+
+void Comm::await_workers(int64_t step, double timeout_s) {
+    if (!mpi_) return;
+    const int workers = size_ - 1;
+    std::vector<int64_t> got(static_cast<size_t>(workers), -1);
+    std::vector<MPI_Request> req(static_cast<size_t>(workers));
+    for (int w = 0; w < workers; ++w)
+        check(MPI_Irecv(&got[size_t(w)], 1, MPI_INT64_T, w + 1, kStepTag, MPI_COMM_WORLD, &req[size_t(w)]), "MPI_Irecv");
+    const double start = MPI_Wtime();
+    for (;;) {
+        int all = 0;
+        check(MPI_Testall(workers, req.data(), &all, MPI_STATUSES_IGNORE), "MPI_Testall");
+        if (all) break;
+        if (timeout_s > 0 && MPI_Wtime() - start > timeout_s) {
+            std::string missing;
+            for (int w = 0; w < workers; ++w) {
+                int done = 0;
+                if (req[size_t(w)] != MPI_REQUEST_NULL) MPI_Test(&req[size_t(w)], &done, MPI_STATUS_IGNORE);
+                if (req[size_t(w)] != MPI_REQUEST_NULL && !done) missing += (missing.empty() ? "" : ", ") + std::to_string(w + 1);
+            }
+            throw std::runtime_error("worker rank " + missing + " sent nothing for step " + std::to_string(step) +
+                                     " within --step_timeout " + std::to_string(int(timeout_s)) +
+                                     " s; stopping the job (the last checkpoint is intact)");
+        }
+        usleep(200);  // a core is precious on small machines; 0.2 ms is far below a step
+    }
+    for (int w = 0; w < workers; ++w)
+        if (got[size_t(w)] != step)
+            throw std::runtime_error("worker rank " + std::to_string(w + 1) + " is at step " +
+                                     std::to_string(got[size_t(w)]) + ", the server at " + std::to_string(step));
 }
 
 bool Comm::all_equal(uint64_t value) {

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <memory>
 #include <numeric>
@@ -35,9 +36,25 @@ double peak_rss_mib() {
     return double(ru.ru_maxrss) / 1024.0;
 }
 
+// UNET_TEST_STALL=RANK:STEP makes that rank hang at that step (tests of --step_timeout).
+static bool test_stall(int rank, int64_t step) {
+    static const char* spec = std::getenv("UNET_TEST_STALL");
+    if (!spec) return false;
+    int r = -1;
+    long long s = -1;
+    return std::sscanf(spec, "%d:%lld", &r, &s) == 2 && r == rank && s == step;
+}
+
+// Before each collective of a step, the workers check in with the server, which gives up after
+// --step_timeout naming the silent ranks: a stalled worker stops the job instead of hanging it.
+static void heartbeat(Comm* comm, bool server, int64_t step, double timeout_s) {
+    if (server) comm->await_workers(step, timeout_s);
+    else comm->report_step(step);
+}
+
 StepResult train_step(UNet& model, Optimizer& opt, const LrSchedule& schedule, LossKind loss,
                       const float* images, const float* masks, int64_t n, const Dims& spatial, int64_t step,
-                      std::vector<float>& grad_scratch, Comm* comm, bool parameter_server) {
+                      std::vector<float>& grad_scratch, Comm* comm, bool parameter_server, double step_timeout_s) {
     const int64_t voxels = product(spatial) * model.config().out_channels;
     const bool server = parameter_server && comm && comm->is_root();
     StepResult result;
@@ -47,12 +64,14 @@ StepResult train_step(UNet& model, Optimizer& opt, const LrSchedule& schedule, L
         into += std::chrono::duration<double>(now - t).count();
         t = now;
     };
+    if (!server && comm && test_stall(comm->rank(), step)) pause();  // test-only: a worker that hangs
     const float* pred = server ? nullptr : model.forward(images, n, spatial, true, uint64_t(step));
     LossSums sums = server ? LossSums() : loss_partial_sums(loss, pred, masks, n, voxels);
     MetricSums m;
     for (int64_t i = 0; i < n && !server; ++i) m.add(confusion(pred + i * voxels, masks + i * voxels, voxels));
     double dice[2] = {m.dice, double(m.samples)};
     lap(result.compute_s);
+    if (parameter_server && comm) heartbeat(comm, server, step, step_timeout_s);
     if (comm) {
         comm->sum(sums.data(), LossSums::kCount);
         comm->sum(dice, 2);
@@ -74,6 +93,7 @@ StepResult train_step(UNet& model, Optimizer& opt, const LrSchedule& schedule, L
     // Each rank holds the derivative of the global batch loss through its own samples; their sum
     // is the full gradient.
     if (parameter_server && comm) {
+        heartbeat(comm, server, step, step_timeout_s);
         comm->reduce_to(0, store.grads(), store.size());
         lap(result.comm_s);
         if (server) opt.step(store.params(), store.grads(), schedule.at(step));
@@ -417,7 +437,7 @@ double run_local_training(const TrainOptions& opts) {
         const auto t_epoch = Clock::now();
         while (train->next(batch)) {
             const StepResult r = train_step(model, opt, o.schedule, o.loss, batch.images.data(), batch.masks.data(),
-                                            batch.n, batch.spatial, p.step, scratch, &comm, ps);
+                                            batch.n, batch.spatial, p.step, scratch, &comm, ps, o.step_timeout);
             loss_sum += r.loss;
             dice_sum += r.dice;
             compute += r.compute_s, comm_wait += r.comm_s, update += r.update_s;

@@ -69,4 +69,33 @@ a.visit(lambda n: names.append(n) if isinstance(a[n], h5py.Dataset) else None)
 for n in names:
     assert a[n][:].tobytes() == b[n][:].tobytes(), n
 PY
+# A stalled worker (test hook UNET_TEST_STALL=rank:step) stops the job within --step_timeout with
+# one line naming the rank and the step; the last checkpoint stays intact and resumes exactly.
+start=$(date +%s)
+msg=$(timeout 120 "${MPI[@]}" -np 3 -x UNET_TEST_STALL=2:5 "$BIN" "${ARGS[@]}" --steps 50 --checkpoint_every 2 \
+      --step_timeout 3 --logdir "$T/stall" 2>&1); rc=$?
+[ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && [ $(( $(date +%s) - start )) -lt 60 ] || fail "stall: exit $rc"
+echo "$msg" | grep -q "worker rank 2 sent nothing for step 5 within --step_timeout 3" || fail "stall message: $msg"
+"${MPI[@]}" -np 3 "$BIN" "${ARGS[@]}" --steps 8 --resume "$T/stall/checkpoint_latest.h5" --logdir "$T/stall" \
+  >/dev/null 2>&1 || fail "resume after stall"
+grep -q "resumed from .* at step 4" "$T/stall/training.log" || fail "stall checkpoint not at step 4"
+/usr/bin/python3 - "$T/ps3/checkpoint_latest.h5" "$T/stall/checkpoint_latest.h5" <<'PY' || fail "resume after stall differs"
+import sys, h5py
+a, b = (h5py.File(p, "r")["arrays"]["params"][:] for p in sys.argv[1:])
+assert a.tobytes() == b.tobytes()
+PY
+
+# A worker killed with SIGKILL: Open MPI ends the whole job; the checkpoint is intact and resumes.
+"${MPI[@]}" -np 3 "$BIN" "${ARGS[@]}" --steps 1000000 --checkpoint_every 50 --logdir "$T/kill" >/dev/null 2>&1 &
+pid=$!
+sleep 4
+victim=$(pgrep -f "^[^ ]*unet_train .*--logdir $T/kill" | tail -1)
+kill -KILL "$victim"
+for _ in $(seq 60); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
+kill -0 "$pid" 2>/dev/null && fail "job still running 60 s after a worker was killed"
+wait "$pid"; [ $? -ne 0 ] || fail "killed job exited 0"
+step=$(/usr/bin/python3 -c "import h5py,sys; print(int(h5py.File(sys.argv[1],'r')['integers'].attrs['step']))" \
+       "$T/kill/checkpoint_latest.h5") || fail "checkpoint unreadable after SIGKILL"
+"${MPI[@]}" -np 3 "$BIN" "${ARGS[@]}" --steps $((step + 2)) --resume auto --logdir "$T/kill" >/dev/null 2>&1 \
+  || fail "resume after SIGKILL"
 echo ok

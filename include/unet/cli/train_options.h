@@ -38,6 +38,7 @@ struct TrainOptions {
     std::string logdir;              // run directory: training.log, checkpoints
     int64_t checkpoint_every_steps = 0;     // 0: only at the end (and on SIGTERM / SIGINT)
     double checkpoint_every_seconds = 0;    // alternative: a wall-clock interval
+    double step_timeout = 600;       // seconds the server waits for a worker's step (0: forever)
     std::string sync = "ps";         // under mpirun: ps (rank 0 serves, others work) | allreduce
     std::string resume;              // checkpoint file, "auto" (latest in --logdir), or empty
     int print_every = 10;

@@ -21,6 +21,11 @@ class Comm {
     void sum(double* data, int64_t n);  // in place, over all ranks
     void sum(float* data, int64_t n);
     int max(int value);
+    // Parameter-server heartbeat: each worker tells rank 0 it reached `step` (a small eager send);
+    // rank 0 waits for all of them for at most `timeout_s` seconds (0: forever) and throws
+    // std::runtime_error naming the ranks that did not report and the step.
+    void report_step(int64_t step);
+    void await_workers(int64_t step, double timeout_s);
     // True when every rank passed the same value (e.g. a hash of its resolved configuration).
     bool all_equal(uint64_t value);
     // Sums `data` over all ranks into rank `root`'s buffer (others' buffers are left as they were).

@@ -27,7 +27,7 @@ struct StepResult {
 StepResult train_step(UNet& model, Optimizer& opt, const LrSchedule& schedule, LossKind loss,
                       const float* images, const float* masks, int64_t n, const Dims& spatial,
                       int64_t step, std::vector<float>& grad_scratch, Comm* comm = nullptr,
-                      bool parameter_server = false);
+                      bool parameter_server = false, double step_timeout_s = 0);
 
 // Mean loss and metrics over samples, in eval mode.
 MetricSums evaluate(UNet& model, LossKind loss, const float* images, const float* masks, int64_t n,
