@@ -1,11 +1,14 @@
-// unet_train: trains a 2D or 3D UNet (single process for now; rank 0 as parameter server and
-// ranks 1..N-1 as workers arrive with the distributed trainer). Errors end in one line:
-// usage errors exit 2, everything else 1.
+// unet_train: trains a 2D or 3D UNet, in one process or under mpirun (rank 0 parameter server,
+// ranks 1..N-1 workers; or all-reduce). Errors end in one line: usage errors exit 2, others 1.
 #include <omp.h>
 #include <xmmintrin.h>
 
+#include <unistd.h>
+
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
+#include <string>
 #include <iostream>
 
 #include "unet/cli/program.h"
@@ -13,7 +16,29 @@
 #include "unet/core/check.h"
 #include "unet/train/trainer.h"
 
+// Intel's --blocktime (KMP_BLOCKTIME: ms an idle OpenMP thread spins before it sleeps) for GNU
+// OpenMP, which reads its wait policy once at start-up: 0 -> OMP_WAIT_POLICY=passive, 1000 or more
+// ("infinite") -> active, otherwise GOMP_SPINCOUNT of about a million spins per millisecond. The
+// program re-executes itself once with that environment (before MPI starts). Only the command line
+// is read for this flag.
+static void apply_blocktime(int argc, char** argv) {
+    if (std::getenv("UNET_BLOCKTIME_APPLIED")) return;
+    long ms = -1;
+    for (int i = 1; i < argc; ++i) {
+        const std::string a = argv[i];
+        if (a == "--blocktime" && i + 1 < argc) ms = std::strtol(argv[i + 1], nullptr, 10);
+        else if (a.rfind("--blocktime=", 0) == 0) ms = std::strtol(a.c_str() + 12, nullptr, 10);
+    }
+    if (ms < 0) return;
+    if (ms == 0) setenv("OMP_WAIT_POLICY", "passive", 1);
+    else if (ms >= 1000) setenv("OMP_WAIT_POLICY", "active", 1);
+    else setenv("GOMP_SPINCOUNT", std::to_string(ms * 1000000L).c_str(), 1);
+    setenv("UNET_BLOCKTIME_APPLIED", "1", 1);
+    execv("/proc/self/exe", argv);  // returns only on failure: then go on with the old policy
+}
+
 int main(int argc, char** argv) {
+    apply_blocktime(argc, argv);
     return unet::run_program("unet_train", [&] {
         unet::TrainOptions opts;
         if (!unet::parse_train_options(argc, argv, opts)) return 0;

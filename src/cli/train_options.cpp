@@ -97,6 +97,9 @@ po::options_description describe_flags(TrainOptions& o, RawOptions& r) {
          "under mpirun: ps (rank 0 parameter server, ranks 1..N-1 workers) or allreduce (every rank a worker)")
         ("num_threads", po::value(&o.num_threads)->default_value(0), "OpenMP threads (0: OMP_NUM_THREADS or all cores)")
         ("num_inter_threads", po::value(&o.num_inter_threads)->default_value(1), "threads outside the compute pool (data prefetch)")
+        ("blocktime", po::value(&o.blocktime)->default_value(-1),
+         "Intel's KMP_BLOCKTIME in ms, mapped onto GNU OpenMP: 0 passive wait, >= 1000 active, else GOMP_SPINCOUNT "
+         "(command line only; -1 leaves the environment alone)")
         ("config", po::value(&o.config_file), "INI settings file; the command line wins")
         ("help,h", "show this help");
     po::options_description bench("Benchmark");

@@ -28,4 +28,17 @@ expect_usage_error "unrecognised option" --no_such_flag 1
 
 "$BIN" --help | grep -q -- "--learningrate" || fail "--help does not list --learningrate"
 "$BIN" --help | grep -q "Model" || fail "--help is not grouped"
+# --blocktime maps Intel's KMP_BLOCKTIME onto GNU OpenMP's wait policy (the program re-executes
+# itself with the environment set before OpenMP starts).
+T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
+for case in "0 OMP_WAIT_POLICY=passive" "5 GOMP_SPINCOUNT=5000000" "2000 OMP_WAIT_POLICY=active"; do
+  set -- $case
+  "$BIN" --blocktime "$1" --dims 2 --input_size 32,32 --filters 8 --depth 2 --epochs 100000 --logdir "$T/run$1" \
+    --print_every 100000 >/dev/null 2>&1 &
+  pid=$!
+  sleep 1
+  env_of=$(tr '\0' '\n' < /proc/$pid/environ 2>/dev/null)
+  kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+  echo "$env_of" | grep -qx "$2" || fail "--blocktime $1 did not set $2"
+done
 echo ok

@@ -28,6 +28,7 @@ struct TrainOptions {
     uint64_t seed = 42;
     int num_threads = 0;        // 0: OMP_NUM_THREADS or all cores
     int num_inter_threads = 1;
+    int blocktime = -1;         // applied before start-up by unet_train's main (apply_blocktime)
     bool benchmark = false;
     int64_t warmup_steps_bench = 1;
     int64_t toy_samples = 32;   // in-memory generated dataset size (when no --data is given)
