@@ -273,18 +273,27 @@ class EmptySource : public BatchSource {
 };
 
 // Mean metrics over the first samples() samples of one pass (the wrapped tail is not counted).
-MetricSums evaluate_source(UNet& model, LossKind loss, BatchSource& src) {
+// This rank's part of one validation pass: batch k is evaluated by part k % parts (part -1: none).
+MetricSums evaluate_source(UNet& model, LossKind loss, BatchSource& src, int part, int parts) {
     MetricSums sums;
+    if (part < 0) return sums;
     src.start_epoch(0);
     Batch b;
     int64_t seen = 0;
-    while (src.next(b) && seen < src.samples()) {
+    for (int64_t k = 0; src.next(b) && seen < src.samples(); ++k) {
         const int64_t take = std::min(b.n, src.samples() - seen);
-        const MetricSums part = evaluate(model, loss, b.images.data(), b.masks.data(), take, b.spatial, take);
-        sums.merge(part);
         seen += take;
+        if (k % parts != part) continue;
+        sums.merge(evaluate(model, loss, b.images.data(), b.masks.data(), take, b.spatial, take));
     }
     return sums;
+}
+
+// Adds every rank's MetricSums (the means are then over the whole validation set).
+void sum_over_ranks(Comm& comm, MetricSums& m) {
+    double v[5] = {m.dice, m.sensitivity, m.specificity, m.loss, double(m.samples)};
+    comm.sum(v, 5);
+    m.dice = v[0], m.sensitivity = v[1], m.specificity = v[2], m.loss = v[3], m.samples = int64_t(v[4]);
 }
 
 }  // namespace
@@ -475,12 +484,11 @@ double run_local_training(const TrainOptions& opts) {
         const double epoch_s = seconds_since(t_epoch);
         const Shares sh = worker_shares(comm, ps, compute, comm_wait, update, train->wait_seconds());
         const double wait_share = epoch_s > 0 ? sh.data / epoch_s : 0;
-        // Validation runs on rank 0 (its batch-norm statistics are the ones checkpointed).
-        sync_buffers();
-        const MetricSums v = comm.is_root() ? evaluate_source(model, o.loss, *val) : MetricSums();
-        double shared_dice = v.mean_dice();  // every rank takes rank 0's value for the best-checkpoint decision
-        comm.sum(&shared_dice, 1);
-        val_dice = shared_dice;
+        // The workers split the validation batches (each with its own batch-norm statistics) and
+        // every rank gets the totals, so all take the same best-checkpoint decision.
+        MetricSums v = evaluate_source(model, o.loss, *val, ps && comm.is_root() ? -1 : worker, workers);
+        sum_over_ranks(comm, v);
+        val_dice = v.mean_dice();
         if (completed) {
             p.epoch = epoch + 1;
             p.epoch_step = 0;
