@@ -1,5 +1,5 @@
-// Single-process training: one UNet, one optimizer, a learning-rate schedule and a data source.
-// The distributed trainer (parameter server and workers) reuses the same step.
+// Training: one UNet, one optimizer, a learning-rate schedule and a data source, in one process or
+// as one rank of an MPI job (parameter server or all-reduce; see train_step and Comm).
 #pragma once
 
 #include <cstdint>
