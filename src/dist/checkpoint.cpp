@@ -1,3 +1,4 @@
+#include "unet/core/hdf5_util.h"
 #include "unet/dist/checkpoint.h"
 
 #include <fcntl.h>
@@ -45,99 +46,10 @@ const char* const kIntegers = "integers";
 const char* const kStrings = "strings";
 
 // ------------------------------------------------------------------------------------------------
-// HDF5 error handling (same conventions as src/data/hdf5_dataset.cpp)
-
-// The library prints its whole error stack to stderr on every failed call unless told not to; the
-// setting is per thread in the thread-safe build, so every thread that calls in silences it once.
-void silence_hdf5_errors(const std::string& path) {
-    thread_local bool silenced = false;
-    if (silenced) return;
-    if (H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr) < 0)
-        throw std::runtime_error(path + ": cannot silence the HDF5 error printer");
-    silenced = true;
-}
-
-herr_t innermost_error(unsigned n, const H5E_error2_t* e, void* data) {
-    if (n == 0 && e && e->desc) *static_cast<std::string*>(data) = e->desc;
-    return 0;
-}
-
-// The most specific message on this thread's HDF5 error stack, or "" when it is empty.
-std::string hdf5_cause() {
-    std::string s;
-    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, innermost_error, &s);
-    std::replace(s.begin(), s.end(), '\n', ' ');
-    return s;
-}
-
-// A failed HDF5 call: "<file>: <object>: <what> (<HDF5's innermost message>)".
-[[noreturn]] void fail_h5(const std::string& path, const std::string& object, const std::string& what) {
-    std::string msg = path + ": " + object + ": " + what;
-    const std::string cause = hdf5_cause();
-    if (!cause.empty()) msg += " (" + cause + ")";
-    throw std::runtime_error(msg);
-}
-
-// Anything else: a file HDF5 reads fine but that is not a checkpoint, bad input, a failed syscall.
-[[noreturn]] void fail_format(const std::string& path, const std::string& object, const std::string& what) {
-    throw std::runtime_error(path + ": " + object + ": " + what);
-}
+// Errors from the file system around HDF5 (see unet/core/hdf5_util.h for the HDF5 ones)
 
 [[noreturn]] void fail_errno(const std::string& path, const std::string& object, const std::string& what) {
     fail_format(path, object, what + ": " + std::strerror(errno));
-}
-
-template <typename T>
-T check(T r, const std::string& path, const std::string& object, const char* what) {
-    if (r < 0) fail_h5(path, object, std::string(what) + " failed");
-    return r;
-}
-
-// Owns one HDF5 id so that no error path leaks one (a leaked id keeps the file open; with
-// H5F_CLOSE_SEMI it makes H5Fclose fail instead).
-class Handle {
-   public:
-    using Closer = herr_t (*)(hid_t);
-    Handle() = default;
-    Handle(hid_t id, Closer closer) : id_(id), closer_(closer) {}
-    Handle(Handle&& o) noexcept : id_(o.id_), closer_(o.closer_) { o.id_ = -1; }
-    Handle& operator=(Handle&& o) noexcept {
-        if (this != &o) {
-            close();
-            id_ = o.id_;
-            closer_ = o.closer_;
-            o.id_ = -1;
-        }
-        return *this;
-    }
-    Handle(const Handle&) = delete;
-    Handle& operator=(const Handle&) = delete;
-    ~Handle() { close(); }
-
-    hid_t get() const { return id_; }
-    herr_t close() {
-        herr_t r = 0;
-        if (id_ >= 0 && closer_) r = closer_(id_);
-        id_ = -1;
-        return r;
-    }
-
-   private:
-    hid_t id_ = -1;
-    Closer closer_ = nullptr;
-};
-
-Handle checked(hid_t id, Handle::Closer closer, const std::string& path, const std::string& object,
-               const char* what) {
-    if (id < 0) fail_h5(path, object, std::string(what) + " failed");
-    return Handle(id, closer);
-}
-
-Handle vlen_string_type(const std::string& path, const std::string& object) {
-    Handle t = checked(H5Tcopy(H5T_C_S1), H5Tclose, path, object, "H5Tcopy");
-    check(H5Tset_size(t.get(), H5T_VARIABLE), path, object, "H5Tset_size");
-    check(H5Tset_cset(t.get(), H5T_CSET_UTF8), path, object, "H5Tset_cset");
-    return t;
 }
 
 // ------------------------------------------------------------------------------------------------

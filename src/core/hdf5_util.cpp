@@ -1,0 +1,52 @@
+#include "unet/core/hdf5_util.h"
+
+#include <algorithm>
+#include <stdexcept>
+
+namespace unet {
+
+void silence_hdf5_errors(const std::string& path) {
+    thread_local bool silenced = false;
+    if (silenced) return;
+    if (H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr) < 0)
+        throw std::runtime_error(path + ": cannot silence the HDF5 error printer");
+    silenced = true;
+}
+
+static herr_t innermost_error(unsigned n, const H5E_error2_t* e, void* data) {
+    if (n == 0 && e && e->desc) *static_cast<std::string*>(data) = e->desc;
+    return 0;
+}
+
+std::string hdf5_cause() {
+    std::string s;
+    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, innermost_error, &s);
+    std::replace(s.begin(), s.end(), '\n', ' ');
+    return s;
+}
+
+void fail_h5(const std::string& path, const std::string& object, const std::string& what) {
+    std::string msg = path + ": " + object + ": " + what;
+    const std::string cause = hdf5_cause();
+    if (!cause.empty()) msg += " (" + cause + ")";
+    throw std::runtime_error(msg);
+}
+
+void fail_format(const std::string& path, const std::string& object, const std::string& what) {
+    throw std::runtime_error(path + ": " + object + ": " + what);
+}
+
+Handle checked(hid_t id, Handle::Closer closer, const std::string& path, const std::string& object,
+               const char* what) {
+    if (id < 0) fail_h5(path, object, std::string(what) + " failed");
+    return Handle(id, closer);
+}
+
+Handle vlen_string_type(const std::string& path, const std::string& object) {
+    Handle t = checked(H5Tcopy(H5T_C_S1), H5Tclose, path, object, "H5Tcopy");
+    check(H5Tset_size(t.get(), H5T_VARIABLE), path, object, "H5Tset_size");
+    check(H5Tset_cset(t.get(), H5T_CSET_UTF8), path, object, "H5Tset_cset");
+    return t;
+}
+
+}  // namespace unet
