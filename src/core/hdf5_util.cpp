@@ -49,4 +49,25 @@ Handle vlen_string_type(const std::string& path, const std::string& object) {
     return t;
 }
 
+int64_t read_int_attr(hid_t loc, const std::string& name, const std::string& path, const std::string& object) {
+    Handle attr = checked(H5Aopen(loc, name.c_str(), H5P_DEFAULT), H5Aclose, path, object, "H5Aopen");
+    Handle ftype = checked(H5Aget_type(attr.get()), H5Tclose, path, object, "H5Aget_type");
+    if (check(H5Tget_class(ftype.get()), path, object, "H5Tget_class") != H5T_INTEGER)
+        fail_format(path, object, "is not an integer");
+    // HDF5 would clip a larger or unsigned 64-bit value silently.
+    const size_t size = H5Tget_size(ftype.get());
+    if (size > 8 || (size == 8 && H5Tget_sign(ftype.get()) == H5T_SGN_NONE))
+        fail_format(path, object, "is not a signed integer of at most 64 bits");
+    Handle space = checked(H5Aget_space(attr.get()), H5Sclose, path, object, "H5Aget_space");
+    if (check(H5Sget_simple_extent_npoints(space.get()), path, object, "H5Sget_simple_extent_npoints") != 1)
+        fail_format(path, object, "is not a single integer");
+    int64_t v = 0;
+    check(H5Aread(attr.get(), H5T_NATIVE_INT64, &v), path, object, "H5Aread");
+    return v;
+}
+
+bool has_attr(hid_t loc, const char* name, const std::string& path) {
+    return check(H5Aexists(loc, name), path, std::string("attribute ") + name, "H5Aexists") > 0;
+}
+
 }  // namespace unet

@@ -360,23 +360,6 @@ std::string read_string_attr(hid_t loc, const char* name, const std::string& pat
     return s;
 }
 
-int64_t read_int_attr(hid_t loc, const char* name, const std::string& path) {
-    const std::string object = std::string("attribute ") + name;
-    Handle attr = checked(H5Aopen(loc, name, H5P_DEFAULT), H5Aclose, path, object, "H5Aopen");
-    Handle ftype = checked(H5Aget_type(attr.get()), H5Tclose, path, object, "H5Aget_type");
-    if (check(H5Tget_class(ftype.get()), path, object, "H5Tget_class") != H5T_INTEGER)
-        fail_format(path, object, "is not an integer");
-    Handle space = checked(H5Aget_space(attr.get()), H5Sclose, path, object, "H5Aget_space");
-    if (check(H5Sget_simple_extent_npoints(space.get()), path, object, "H5Sget_simple_extent_npoints") != 1)
-        fail_format(path, object, "is not a single integer");
-    int64_t v = 0;
-    check(H5Aread(attr.get(), H5T_NATIVE_INT64, &v), path, object, "H5Aread");
-    return v;
-}
-
-bool has_attr(hid_t loc, const char* name, const std::string& path) {
-    return check(H5Aexists(loc, name), path, std::string("attribute ") + name, "H5Aexists") > 0;
-}
 
 // "float64", "int8", "string": for messages about a dataset of the wrong type.
 std::string type_name(hid_t type) {
@@ -565,7 +548,7 @@ DatasetReader::DatasetReader(const std::string& path) : impl_(new Impl) {
 
     if (!has_attr(root, "format_version", path))
         fail_format(path, "/", "not a unet dataset: no root attribute format_version (" + expect + ")");
-    const int64_t version = read_int_attr(root, "format_version", path);
+    const int64_t version = read_int_attr(root, "format_version", path, "attribute format_version");
     if (version != kDatasetFormatVersion)
         fail_format(path, "/",
                     "dataset format_version " + std::to_string(version) + ", this build reads format_version " +
@@ -581,14 +564,14 @@ DatasetReader::DatasetReader(const std::string& path) : impl_(new Impl) {
     if (layout != m.attrs_layout())
         fail_format(path, "attribute layout",
                     "'" + layout + "' does not match mode " + a.mode + " (expected " + m.attrs_layout() + ")");
-    const int64_t channels = read_int_attr(root, "channels", path);
+    const int64_t channels = read_int_attr(root, "channels", path, "attribute channels");
     if (channels <= 0 || channels > (1 << 20))
         fail_format(path, "attribute channels", std::to_string(channels) + " is not a valid channel count");
     a.channels = int(channels);
     // Descriptive attributes: empty when absent (another tool may have left them out).
     a.normalization = has_attr(root, "normalization", path) ? read_string_attr(root, "normalization", path) : "";
     a.crop = has_attr(root, "crop", path) ? read_string_attr(root, "crop", path) : "";
-    a.split_seed = has_attr(root, "split_seed", path) ? read_int_attr(root, "split_seed", path) : 0;
+    a.split_seed = has_attr(root, "split_seed", path) ? read_int_attr(root, "split_seed", path, "attribute split_seed") : 0;
     a.source = has_attr(root, "source", path) ? read_string_attr(root, "source", path) : "";
     a.labels = has_attr(root, "labels", path) ? read_string_attr(root, "labels", path) : "";
 

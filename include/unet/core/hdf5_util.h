@@ -66,4 +66,8 @@ Handle checked(hid_t id, Handle::Closer closer, const std::string& path, const s
 // A variable-length UTF-8 string type.
 Handle vlen_string_type(const std::string& path, const std::string& object);
 
+// A scalar signed integer attribute of at most 64 bits (anything else fails naming `object`).
+int64_t read_int_attr(hid_t loc, const std::string& name, const std::string& path, const std::string& object);
+bool has_attr(hid_t loc, const char* name, const std::string& path);
+
 }  // namespace unet
