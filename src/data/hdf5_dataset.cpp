@@ -334,30 +334,7 @@ struct SplitIn {
 std::string read_string_attr(hid_t loc, const char* name, const std::string& path) {
     const std::string object = std::string("attribute ") + name;
     Handle attr = checked(H5Aopen(loc, name, H5P_DEFAULT), H5Aclose, path, object, "H5Aopen");
-    Handle ftype = checked(H5Aget_type(attr.get()), H5Tclose, path, object, "H5Aget_type");
-    if (check(H5Tget_class(ftype.get()), path, object, "H5Tget_class") != H5T_STRING)
-        fail_format(path, object, "is not a string");
-    Handle space = checked(H5Aget_space(attr.get()), H5Sclose, path, object, "H5Aget_space");
-    if (check(H5Sget_simple_extent_npoints(space.get()), path, object, "H5Sget_simple_extent_npoints") != 1)
-        fail_format(path, object, "is not a single string");
-    if (check(H5Tis_variable_str(ftype.get()), path, object, "H5Tis_variable_str") > 0) {
-        Handle mtype = vlen_string_type(path, object);
-        check(H5Tset_cset(mtype.get(), H5Tget_cset(ftype.get())), path, object, "H5Tset_cset");
-        char* p = nullptr;
-        check(H5Aread(attr.get(), mtype.get(), &p), path, object, "H5Aread");
-        std::string s = p ? p : "";
-        check(H5Dvlen_reclaim(mtype.get(), space.get(), H5P_DEFAULT, &p), path, object, "H5Dvlen_reclaim");
-        return s;
-    }
-    // Fixed length: read with the file's own type (no conversion), then drop the padding.
-    const size_t n = H5Tget_size(ftype.get());
-    if (n == 0) fail_h5(path, object, "H5Tget_size failed");
-    std::string s(n, '\0');
-    check(H5Aread(attr.get(), ftype.get(), &s[0]), path, object, "H5Aread");
-    s.resize(strnlen(s.data(), n));
-    if (H5Tget_strpad(ftype.get()) == H5T_STR_SPACEPAD)
-        while (!s.empty() && s.back() == ' ') s.pop_back();
-    return s;
+    return read_string(attr.get(), true, path, object);
 }
 
 

@@ -367,43 +367,6 @@ std::vector<hsize_t> extent(hid_t space, const std::string& path, const std::str
     return dims;
 }
 
-// One string from a scalar attribute (is_attr) or dataset, variable or fixed length.
-std::string read_string(hid_t obj, bool is_attr, const std::string& path, const std::string& object) {
-    Handle ftype = checked(is_attr ? H5Aget_type(obj) : H5Dget_type(obj), H5Tclose, path, object, "get type");
-    if (check(H5Tget_class(ftype.get()), path, object, "H5Tget_class") != H5T_STRING)
-        fail_format(path, object, "is not a string");
-    Handle space = checked(is_attr ? H5Aget_space(obj) : H5Dget_space(obj), H5Sclose, path, object, "get space");
-    if (check(H5Sget_simple_extent_npoints(space.get()), path, object, "H5Sget_simple_extent_npoints") != 1)
-        fail_format(path, object, "is not a single string");
-    if (check(H5Tis_variable_str(ftype.get()), path, object, "H5Tis_variable_str") > 0) {
-        Handle mtype = vlen_string_type(path, object);
-        check(H5Tset_cset(mtype.get(), H5Tget_cset(ftype.get())), path, object, "H5Tset_cset");
-        char* p = nullptr;
-        check(is_attr ? H5Aread(obj, mtype.get(), &p)
-                      : H5Dread(obj, mtype.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, &p),
-              path, object, "read");
-        std::string s;
-        try {
-            s = p ? p : "";
-        } catch (...) {
-            H5Dvlen_reclaim(mtype.get(), space.get(), H5P_DEFAULT, &p);
-            throw;
-        }
-        check(H5Dvlen_reclaim(mtype.get(), space.get(), H5P_DEFAULT, &p), path, object, "H5Dvlen_reclaim");
-        return s;
-    }
-    // Fixed length (another writer): read with the file's own type, then drop the padding.
-    const size_t n = H5Tget_size(ftype.get());
-    if (n == 0) fail_h5(path, object, "H5Tget_size failed");
-    std::string s(n, '\0');
-    check(is_attr ? H5Aread(obj, ftype.get(), &s[0])
-                  : H5Dread(obj, ftype.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, &s[0]),
-          path, object, "read");
-    s.resize(strnlen(s.data(), n));
-    if (H5Tget_strpad(ftype.get()) == H5T_STR_SPACEPAD)
-        while (!s.empty() && s.back() == ' ') s.pop_back();
-    return s;
-}
 
 
 Handle open_group(hid_t file, const char* name, const std::string& path) {

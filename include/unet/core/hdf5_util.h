@@ -69,5 +69,7 @@ Handle vlen_string_type(const std::string& path, const std::string& object);
 // A scalar signed integer attribute of at most 64 bits (anything else fails naming `object`).
 int64_t read_int_attr(hid_t loc, const std::string& name, const std::string& path, const std::string& object);
 bool has_attr(hid_t loc, const char* name, const std::string& path);
+// One string from a scalar attribute (is_attr) or dataset, variable or fixed length.
+std::string read_string(hid_t obj, bool is_attr, const std::string& path, const std::string& object);
 
 }  // namespace unet
