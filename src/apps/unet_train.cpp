@@ -53,7 +53,7 @@ int main(int argc, char** argv) {
             std::cout << r.json(opts) << std::endl;
             return 0;
         }
-        unet::run_local_training(opts);
+        unet::run_training(opts, unet::Comm::world());
         return 0;
     });
 }

@@ -67,6 +67,8 @@ po::options_description describe_flags(TrainOptions& o, RawOptions& r) {
         ("augment", po::bool_switch(&o.augment), "random flips and intensity scale/shift")
         ("toy_samples", po::value(&o.toy_samples)->default_value(32), "size of the generated in-memory dataset")
         ("print_every", po::value(&o.print_every)->default_value(10), "print a progress line every N steps")
+        ("image_every", po::value(&o.image_every)->default_value(50),
+         "TensorBoard pictures of a fixed validation sample every N steps (0: once per epoch)")
         ("logdir", po::value(&o.logdir), "run directory for training.log and checkpoints (default runs/<date-time>)")
         ("checkpoint_every", po::value(&r.checkpoint_every)->default_value("0"),
          "checkpoint every N steps, or every N seconds with a suffix s (\"300s\"); 0: at the end and on SIGTERM/SIGINT")
@@ -203,6 +205,7 @@ void resolve(TrainOptions& o, const RawOptions& r, const po::variables_map& vm) 
     if (o.num_threads < 0) throw UsageError("--num_threads: expected 0 or more");
     if (o.toy_samples < 1) throw UsageError("--toy_samples: expected at least 1");
     if (o.print_every < 1) throw UsageError("--print_every: expected at least 1");
+    if (o.image_every < 0) throw UsageError("--image_every: expected 0 or more");
 }
 
 }  // namespace

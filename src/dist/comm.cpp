@@ -22,6 +22,8 @@ static void check(int rc, const char* what) {
     }
 }
 
+static MPI_Comm handle(void* c) { return *static_cast<MPI_Comm*>(c); }
+
 Comm::Comm() {
     const char* size = std::getenv("OMPI_COMM_WORLD_SIZE");
     if (!size || std::atoi(size) <= 1) return;
@@ -31,7 +33,30 @@ Comm::Comm() {
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
     check(MPI_Comm_rank(MPI_COMM_WORLD, &rank_), "MPI_Comm_rank");
     check(MPI_Comm_size(MPI_COMM_WORLD, &size_), "MPI_Comm_size");
+    comm_ = new MPI_Comm(MPI_COMM_WORLD);
     mpi_ = true;
+}
+
+Comm::~Comm() {
+    if (!comm_) return;
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    MPI_Comm c = handle(comm_);
+    if (!finalized && c != MPI_COMM_WORLD) MPI_Comm_free(&c);
+    delete static_cast<MPI_Comm*>(comm_);
+}
+
+std::unique_ptr<Comm> Comm::split(int color) {
+    std::unique_ptr<Comm> out(new Comm(Private{}));
+    if (!mpi_) return out;
+    MPI_Comm* c = new MPI_Comm;
+    check(MPI_Comm_split(handle(comm_), color, rank_, c), "MPI_Comm_split");
+    MPI_Comm_set_errhandler(*c, MPI_ERRORS_RETURN);
+    out->comm_ = c;
+    out->mpi_ = true;
+    check(MPI_Comm_rank(*c, &out->rank_), "MPI_Comm_rank");
+    check(MPI_Comm_size(*c, &out->size_), "MPI_Comm_size");
+    return out;
 }
 
 Comm& Comm::world() {
@@ -47,23 +72,23 @@ static void in_pieces(int64_t n, F f) {
 }
 
 template <class T>
-static void allreduce_sum(T* data, int64_t n, MPI_Datatype type) {
+static void allreduce_sum(MPI_Comm comm, T* data, int64_t n, MPI_Datatype type) {
     in_pieces(n, [&](int64_t off, int count) {
-        check(MPI_Allreduce(MPI_IN_PLACE, data + off, count, type, MPI_SUM, MPI_COMM_WORLD), "MPI_Allreduce");
+        check(MPI_Allreduce(MPI_IN_PLACE, data + off, count, type, MPI_SUM, comm), "MPI_Allreduce");
     });
 }
 
 void Comm::sum(double* data, int64_t n) {
-    if (mpi_) allreduce_sum(data, n, MPI_DOUBLE);
+    if (mpi_) allreduce_sum(handle(comm_), data, n, MPI_DOUBLE);
 }
 void Comm::sum(float* data, int64_t n) {
-    if (mpi_) allreduce_sum(data, n, MPI_FLOAT);
+    if (mpi_) allreduce_sum(handle(comm_), data, n, MPI_FLOAT);
 }
 void Comm::reduce_to(int root, float* data, int64_t n) {
     if (!mpi_) return;
     in_pieces(n, [&](int64_t off, int count) {
         check(MPI_Reduce(rank_ == root ? MPI_IN_PLACE : data + off, data + off, count, MPI_FLOAT, MPI_SUM, root,
-                         MPI_COMM_WORLD),
+                         handle(comm_)),
               "MPI_Reduce");
     });
 }
@@ -71,14 +96,14 @@ void Comm::reduce_to(int root, float* data, int64_t n) {
 void Comm::broadcast(int root, float* data, int64_t n) {
     if (!mpi_) return;
     in_pieces(n, [&](int64_t off, int count) {
-        check(MPI_Bcast(data + off, count, MPI_FLOAT, root, MPI_COMM_WORLD), "MPI_Bcast");
+        check(MPI_Bcast(data + off, count, MPI_FLOAT, root, handle(comm_)), "MPI_Bcast");
     });
 }
 
 constexpr int kStepTag = 17;
 
 void Comm::report_step(int64_t step) {
-    if (mpi_) check(MPI_Send(&step, 1, MPI_INT64_T, 0, kStepTag, MPI_COMM_WORLD), "MPI_Send");
+    if (mpi_) check(MPI_Send(&step, 1, MPI_INT64_T, 0, kStepTag, handle(comm_)), "MPI_Send");
 }
 
 void Comm::await_workers(int64_t step, double timeout_s) {
@@ -87,7 +112,7 @@ void Comm::await_workers(int64_t step, double timeout_s) {
     std::vector<int64_t> got(static_cast<size_t>(workers), -1);
     std::vector<MPI_Request> req(static_cast<size_t>(workers));
     for (int w = 0; w < workers; ++w)
-        check(MPI_Irecv(&got[size_t(w)], 1, MPI_INT64_T, w + 1, kStepTag, MPI_COMM_WORLD, &req[size_t(w)]), "MPI_Irecv");
+        check(MPI_Irecv(&got[size_t(w)], 1, MPI_INT64_T, w + 1, kStepTag, handle(comm_), &req[size_t(w)]), "MPI_Irecv");
     const double start = MPI_Wtime();
     for (;;) {
         int all = 0;
@@ -115,17 +140,17 @@ void Comm::await_workers(int64_t step, double timeout_s) {
 bool Comm::all_equal(uint64_t value) {
     if (!mpi_) return true;
     uint64_t lo = value, hi = value;
-    check(MPI_Allreduce(MPI_IN_PLACE, &lo, 1, MPI_UINT64_T, MPI_MIN, MPI_COMM_WORLD), "MPI_Allreduce");
-    check(MPI_Allreduce(MPI_IN_PLACE, &hi, 1, MPI_UINT64_T, MPI_MAX, MPI_COMM_WORLD), "MPI_Allreduce");
+    check(MPI_Allreduce(MPI_IN_PLACE, &lo, 1, MPI_UINT64_T, MPI_MIN, handle(comm_)), "MPI_Allreduce");
+    check(MPI_Allreduce(MPI_IN_PLACE, &hi, 1, MPI_UINT64_T, MPI_MAX, handle(comm_)), "MPI_Allreduce");
     return lo == hi;
 }
 
 int Comm::max(int value) {
-    if (mpi_) check(MPI_Allreduce(MPI_IN_PLACE, &value, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD), "MPI_Allreduce");
+    if (mpi_) check(MPI_Allreduce(MPI_IN_PLACE, &value, 1, MPI_INT, MPI_MAX, handle(comm_)), "MPI_Allreduce");
     return value;
 }
 void Comm::barrier() {
-    if (mpi_) check(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier");
+    if (mpi_) check(MPI_Barrier(handle(comm_)), "MPI_Barrier");
 }
 void Comm::abort(int code) {
     if (mpi_) MPI_Abort(MPI_COMM_WORLD, code);

@@ -339,9 +339,25 @@ Shares worker_shares(Comm& comm, bool ps, double compute, double comm_s, double 
     return {v[0] / workers, v[1] / workers, ps ? v[2] : v[2] / workers, v[3] / workers};
 }
 
-double run_local_training(const TrainOptions& opts) {
+// The first validation sample, alone: the picture TensorBoard shows as training goes on.
+static Batch first_sample(BatchSource& val) {
+    Batch b, one;
+    val.start_epoch(0);
+    if (!val.next(b) || b.n < 1) return one;
+    one.n = 1;
+    one.channels = b.channels;
+    one.spatial = b.spatial;
+    const int64_t voxels = product(b.spatial);
+    one.images.assign(b.images.begin(), b.images.begin() + b.channels * voxels);
+    one.masks.assign(b.masks.begin(), b.masks.begin() + voxels);
+    one.indices = {b.indices.empty() ? 0 : b.indices[0]};
+    return one;
+}
+
+RunSummary run_training(const TrainOptions& opts, Comm& comm, TrainingHooks* hooks_in) {
     TrainOptions o = opts;
-    Comm& comm = Comm::world();
+    TrainingHooks no_hooks;
+    TrainingHooks& hooks = hooks_in ? *hooks_in : no_hooks;
     if (o.logdir.empty()) o.logdir = default_logdir();
     if (comm.size() > 1 && opts.logdir.empty())
         throw UsageError("--logdir: required under mpirun (every rank must agree on the run directory)");
@@ -404,6 +420,8 @@ double run_local_training(const TrainOptions& opts) {
         if (ps) comm.broadcast(1, model.store().buffers(), model.store().buffers_size());
     };
     Progress p;
+    double val_dice_now = 0;
+    const auto t_start_all = Clock::now();
     std::string resume_from = o.resume == "auto" ? (file_exists(latest) ? latest : "") : o.resume;
     if (!resume_from.empty()) {
         p = restore_state(read_checkpoint(resume_from), resume_from, model, opt);
@@ -419,6 +437,23 @@ double run_local_training(const TrainOptions& opts) {
              o.data.empty() ? "generated in memory" : o.data.c_str(), (long long)train->samples(),
              (long long)val->samples(), (long long)train->steps_per_epoch());
     install_stop_handlers();
+    hooks.on_start(o, first_sample(*val));
+    // Pictures need the current batch-norm statistics on the rank that draws them.
+    auto show_model = [&] {
+        sync_buffers();
+        hooks.on_model(p.step, model);
+    };
+    RunSummary summary;
+    summary.epochs = p.epoch;
+    auto finish = [&](const std::string& status) {
+        summary.status = status;
+        summary.steps = p.step;
+        summary.final_val_dice = val_dice_now;
+        summary.best_val_dice = std::max(0.0, p.best_val_dice);
+        summary.seconds = seconds_since(t_start_all);
+        hooks.on_end(summary);
+        return summary;
+    };
     auto save = [&](const std::string& path) {
         sync_buffers();
         if (!comm.is_root()) return;
@@ -427,8 +462,9 @@ double run_local_training(const TrainOptions& opts) {
     };
     std::vector<float> scratch;
     Batch batch;
-    double val_dice = p.best_val_dice < 0 ? 0 : p.best_val_dice;
-    const auto t_start = Clock::now();
+    double& val_dice = val_dice_now;
+    val_dice = p.best_val_dice < 0 ? 0 : p.best_val_dice;
+    const auto t_start = t_start_all;
     auto t_checkpoint = Clock::now();
     bool limit = o.steps > 0 && p.step >= o.steps;
     for (int epoch = p.epoch; epoch < o.epochs && !limit; ++epoch) {
@@ -454,6 +490,17 @@ double run_local_training(const TrainOptions& opts) {
             if (p.step % o.print_every == 0) {
                 const double elapsed = seconds_since(t_epoch);
                 const Shares sh = worker_shares(comm, ps, compute, comm_wait, update, train->wait_seconds());
+                StepReport report;
+                report.step = p.step;
+                report.epoch = epoch;
+                report.loss = r.loss;
+                report.dice = r.dice;
+                report.learning_rate = o.schedule.at(p.step - 1);
+                report.samples_per_s = double(done * o.batch_size) / elapsed;
+                report.step_time_s = elapsed / double(done);
+                report.comm_fraction = sh.comm / elapsed;
+                report.data_wait_fraction = sh.data / elapsed;
+                hooks.on_step(report);
                 log.line("step %lld  epoch %d  loss %.4f  dice %.4f  lr %.3g  %.1f samples/s  compute %.0f%% comm %.0f%% "
                          "update %.0f%% data %.0f%%",
                          (long long)p.step, epoch + 1, r.loss, r.dice, o.schedule.at(p.step - 1),
@@ -473,8 +520,9 @@ double run_local_training(const TrainOptions& opts) {
             if (stop) {
                 log.line("stopped by signal %d at step %lld; continue with --resume %s", stop, (long long)p.step,
                          latest.c_str());
-                return val_dice;
+                return finish("interrupted");
             }
+            if (o.image_every > 0 && p.step % o.image_every == 0) show_model();
             if (o.steps > 0 && p.step >= o.steps) {
                 limit = true;
                 completed = p.epoch_step >= train->steps_per_epoch();
@@ -503,11 +551,25 @@ double run_local_training(const TrainOptions& opts) {
             p.best_val_dice = val_dice;
             save(best);
         }
+        summary.epochs = epoch + 1;
+        show_model();
+        EpochReport er;
+        er.epoch = epoch;
+        er.step = p.step;
+        er.train_loss = loss_sum / double(std::max<int64_t>(1, done));
+        er.train_dice = dice_sum / double(std::max<int64_t>(1, done));
+        er.validation = v;
+        er.seconds = epoch_s;
+        if (comm.max(hooks.on_epoch(er, model) ? 0 : 1)) {
+            save(latest);
+            log.line("stopped early after epoch %d at step %lld", epoch + 1, (long long)p.step);
+            return finish("stopped early");
+        }
     }
     save(latest);
     log.line("done: %lld steps in %.1fs, validation Dice %.4f (best %.4f)", (long long)p.step, seconds_since(t_start),
              val_dice, p.best_val_dice);
-    return val_dice;
+    return finish("completed");
 }
 
 }  // namespace unet

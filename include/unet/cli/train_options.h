@@ -43,6 +43,7 @@ struct TrainOptions {
     std::string sync = "ps";         // under mpirun: ps (rank 0 serves, others work) | allreduce
     std::string resume;              // checkpoint file, "auto" (latest in --logdir), or empty
     int print_every = 10;
+    int64_t image_every = 50;        // TensorBoard pictures of a validation sample every N steps (0: per epoch)
     std::string config_file;
     std::string command_line;
 

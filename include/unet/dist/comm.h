@@ -8,12 +8,19 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 
 namespace unet {
 
 class Comm {
    public:
     static Comm& world();
+    // The ranks that pass the same `color` form a new communicator, ordered by world rank (a
+    // tuning group). Collective over this communicator. A world of one returns a world of one.
+    std::unique_ptr<Comm> split(int color);
+    ~Comm();
+    Comm(const Comm&) = delete;
+    Comm& operator=(const Comm&) = delete;
     int rank() const { return rank_; }
     int size() const { return size_; }
     bool is_root() const { return rank_ == 0; }
@@ -37,7 +44,10 @@ class Comm {
     void finalize();
 
    private:
+    struct Private {};
     Comm();
+    explicit Comm(Private) {}
+    void* comm_ = nullptr;  // MPI_Comm* (kept out of this header: mpi.h stays in comm.cpp)
     int rank_ = 0, size_ = 1;
     bool mpi_ = false;
 };

@@ -9,6 +9,7 @@
 #include "unet/cli/train_options.h"
 #include "unet/dist/comm.h"
 #include "unet/nn/metrics.h"
+#include "unet/train/training_hooks.h"
 
 namespace unet {
 
@@ -40,8 +41,10 @@ struct BenchmarkResult {
 };
 
 BenchmarkResult run_benchmark(const TrainOptions& o);
-// Trains on the generated in-memory set; prints progress, returns the final validation Dice.
-double run_local_training(const TrainOptions& o);
+// Trains on --data (or generated data) over `comm`: alone, as a parameter server and workers, or
+// all-reduce. Rank 0 of `comm` writes training.log and the checkpoints in --logdir. `hooks`, if
+// given, hears about every step and epoch on every rank (see training_hooks.h).
+RunSummary run_training(const TrainOptions& o, Comm& comm, TrainingHooks* hooks = nullptr);
 
 double peak_rss_mib();
 

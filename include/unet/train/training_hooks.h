@@ -1,0 +1,57 @@
+// What a training run tells the outside world while it runs: TensorBoard writers, the tuner's
+// early-stopping scheduler. The trainer calls every hook on every rank of its communicator at
+// the same points with the same values (metrics are already summed over the ranks), so a hook
+// that only the leader needs does its work when `is_leader` and returns the same answer elsewhere.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "unet/cli/train_options.h"
+#include "unet/data/loader.h"
+#include "unet/nn/metrics.h"
+#include "unet/nn/unet.h"
+
+namespace unet {
+
+struct StepReport {
+    int64_t step = 0;  // steps done (1 after the first)
+    int epoch = 0;     // 0-based epoch the step belongs to
+    double loss = 0, dice = 0, learning_rate = 0;
+    double samples_per_s = 0, step_time_s = 0;        // over the epoch so far
+    double comm_fraction = 0, data_wait_fraction = 0;  // of the workers' wall time, same window
+};
+
+struct EpochReport {
+    int epoch = 0;  // 0-based epoch just finished
+    int64_t step = 0;
+    double train_loss = 0, train_dice = 0;  // means over the epoch's steps
+    MetricSums validation;                  // summed over the whole validation set
+    double seconds = 0;
+};
+
+struct RunSummary {
+    std::string status;  // "completed", "stopped early", "interrupted" (signal) or "failed: <why>"
+    int epochs = 0;      // epochs finished
+    int64_t steps = 0;
+    double final_val_dice = 0, best_val_dice = 0, seconds = 0;
+};
+
+class TrainingHooks {
+   public:
+    virtual ~TrainingHooks() = default;
+    // Once, before the first step. `sample` is a fixed validation sample (n = 1) for pictures.
+    virtual void on_start(const TrainOptions& /*resolved*/, const Batch& /*sample*/) {}
+    // Every --print_every steps, with rates and shares over the epoch so far (workers' means).
+    virtual void on_step(const StepReport&) {}
+    // At steps with --image_every and at each epoch end: `model` holds the current parameters and
+    // the batch-norm statistics on every rank (the trainer synchronises them first).
+    virtual void on_model(int64_t /*step*/, UNet& /*model*/) {}
+    // After each epoch's validation; `model.store().grads()` holds the last step's gradient.
+    // Returning false stops this run after the epoch (if any rank says stop, all stop).
+    virtual bool on_epoch(const EpochReport&, UNet& /*model*/) { return true; }
+    // Once at the end, also after an interruption; not after an exception (the caller knows).
+    virtual void on_end(const RunSummary&) {}
+};
+
+}  // namespace unet
