@@ -14,6 +14,7 @@
 #include "unet/cli/program.h"
 #include "unet/cli/train_options.h"
 #include "unet/core/check.h"
+#include "unet/log/tensorboard_hooks.h"
 #include "unet/train/trainer.h"
 
 // Intel's --blocktime (KMP_BLOCKTIME: ms an idle OpenMP thread spins before it sleeps) for GNU
@@ -53,7 +54,15 @@ int main(int argc, char** argv) {
             std::cout << r.json(opts) << std::endl;
             return 0;
         }
-        unet::run_training(opts, unet::Comm::world());
+        unet::Comm& comm = unet::Comm::world();
+        // TensorBoard event files in the run directory, written by rank 0 alone.
+        unet::TensorBoardHooks tensorboard(comm.is_root());
+        try {
+            unet::run_training(opts, comm, &tensorboard);
+        } catch (const std::exception& e) {
+            tensorboard.on_failure(e.what());
+            throw;
+        }
         return 0;
     });
 }
