@@ -2,6 +2,8 @@
 
 #include <sys/time.h>
 
+#include <cstdio>
+#include <cstdlib>
 #include <sstream>
 
 #include "unet/log/histogram.h"
@@ -17,19 +19,26 @@ double now_seconds() {
     return double(tv.tv_sec) + 1e-6 * double(tv.tv_usec);
 }
 
+// A float flag as the decimal the user wrote (0.0005, not 0.0005000000237).
+double decimal(float x) {
+    char text[32];
+    std::snprintf(text, sizeof text, "%.7g", double(x));
+    return std::strtod(text, nullptr);
+}
+
 // The HParams table's columns for one run.
 std::vector<HParam> hparams_of(const TrainOptions& o) {
     return {
-        {"learning_rate", double(o.schedule.learningrate)},
+        {"learning_rate", decimal(o.schedule.learningrate)},
         {"optimizer", o.optimizer.kind},
-        {"beta1", double(o.optimizer.beta1)},
-        {"beta2", double(o.optimizer.beta2)},
+        {"beta1", decimal(o.optimizer.beta1)},
+        {"beta2", decimal(o.optimizer.beta2)},
         {"amsgrad", o.optimizer.amsgrad},
         {"batch_size", double(o.batch_size)},
         {"filters", double(o.model.base_filters)},
         {"depth", double(o.model.depth)},
         {"norm", std::string(norm_name(o.model.norm))},
-        {"dropout", double(o.model.dropout)},
+        {"dropout", decimal(o.model.dropout)},
         {"loss", std::string(loss_name(o.loss))},
         {"upsampling", std::string(upsampling_name(o.model.upsampling))},
         {"dims", double(o.model.dims)},
@@ -64,11 +73,15 @@ void TensorBoardHooks::flush_all() {
 
 void TensorBoardHooks::on_start(const TrainOptions& o, const Batch& sample) {
     if (!writer_) return;
+    // All three files first: a directory that cannot be written stops the run before any step,
+    // and the hooks stay inert (on_failure then has nothing to write to).
+    auto session = EventWriter::create_in(o.logdir, flush_interval_s_);
+    auto train = EventWriter::create_in(o.logdir + "/train", flush_interval_s_);
+    auto validation = EventWriter::create_in(o.logdir + "/validation", flush_interval_s_);
     logdir_ = o.logdir;
-    // All three files first: a directory that cannot be written stops the run before any step.
-    session_ = EventWriter::create_in(logdir_, flush_interval_s_);
-    train_ = EventWriter::create_in(logdir_ + "/train", flush_interval_s_);
-    validation_ = EventWriter::create_in(logdir_ + "/validation", flush_interval_s_);
+    session_ = std::move(session);
+    train_ = std::move(train);
+    validation_ = std::move(validation);
 
     session_->write_value(0, hparams_session_start(hparams_of(o), now_seconds()));
     train_->write_value(0, text_summary("config/resolved", as_code_block(o.describe())));

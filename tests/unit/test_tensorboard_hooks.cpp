@@ -319,4 +319,19 @@ TEST(TensorBoardHooks, UnwritableLogdirStopsAtStart) {
     } catch (const std::runtime_error& e) {
         EXPECT_NE(std::string(e.what()).find(file), std::string::npos) << e.what();
     }
+    hooks.on_failure("could not start");  // what unet_train does next: nothing to write to
+    EXPECT_TRUE(hooks.logdir().empty());
+}
+
+// The run directory is writable but its train/ sub-directory is not (a file is in the way): the
+// session file was already created when the second one fails.
+TEST(TensorBoardHooks, SecondDirectoryBlockedStopsAtStartAndStaysInert) {
+    TempDir dir;
+    fs::create_directories(dir.path() + "/run");
+    std::ofstream(dir.path() + "/run/train") << "x";
+    TensorBoardHooks hooks(true, 0);
+    EXPECT_THROW(hooks.on_start(tiny_options(dir.path() + "/run"), sample_2d(16)), std::runtime_error);
+    hooks.on_failure("could not start");
+    hooks.on_end(RunSummary());
+    EXPECT_TRUE(hooks.logdir().empty());
 }
