@@ -8,6 +8,7 @@
 
 #include "unet/cli/train_options.h"
 #include "unet/dist/comm.h"
+#include "unet/dist/ps_exchange.h"
 #include "unet/nn/metrics.h"
 #include "unet/train/training_hooks.h"
 
@@ -23,12 +24,12 @@ struct StepResult {
 // optimizer update. Throws DivergenceError naming `step` if the loss is NaN or Inf.
 // With a communicator of several ranks, the n samples are this rank's share of the global batch:
 // the loss sums and the gradients are summed over the ranks, so every rank takes the same step.
-// With parameter_server, rank 0 holds no data (n = 0): the workers' gradients are summed into it
-// in a fixed reduction order, it alone applies the optimizer, and it broadcasts the parameters.
+// With a PsExchange, servers hold no data (n = 0): workers send gradient buckets during backward,
+// the servers sum them in worker order, apply the optimizer and send the parameters back.
 StepResult train_step(UNet& model, Optimizer& opt, const LrSchedule& schedule, LossKind loss,
                       const float* images, const float* masks, int64_t n, const Dims& spatial,
                       int64_t step, std::vector<float>& grad_scratch, Comm* comm = nullptr,
-                      bool parameter_server = false, double step_timeout_s = 0);
+                      PsExchange* ps = nullptr, double step_timeout_s = 0);
 
 // Mean loss and metrics over samples, in eval mode.
 MetricSums evaluate(UNet& model, LossKind loss, const float* images, const float* masks, int64_t n,
