@@ -21,6 +21,7 @@
 #include "unet/data/loader.h"
 #include "unet/dist/checkpoint.h"
 #include "unet/dist/ps_exchange.h"
+#include "unet/log/progress.h"
 #include "unet/log/training_log.h"
 #include "unet/train/training_state.h"
 #include "unet/train/toy_data.h"
@@ -481,6 +482,10 @@ RunSummary run_training(const TrainOptions& opts, Comm& comm, TrainingHooks* hoo
     const auto t_start = t_start_all;
     auto t_checkpoint = Clock::now();
     bool limit = o.steps > 0 && p.step >= o.steps;
+    // The whole run's steps, for the terminal's ETA: every epoch's, or --steps if that comes first.
+    const int64_t planned = o.epochs * train->steps_per_epoch();
+    const int64_t run_total = (o.steps > 0 ? std::min(o.steps, planned) : planned) - p.step, first_step = p.step;
+    TrainingProgress bar(comm.is_root());
     for (int epoch = p.epoch; epoch < o.epochs && !limit; ++epoch) {
         train->start_epoch(epoch);
         // After a resume, the batches of this epoch already trained on are skipped: the order
@@ -502,6 +507,7 @@ RunSummary run_training(const TrainOptions& opts, Comm& comm, TrainingHooks* hoo
             dice_sum += r.dice;
             compute += r.compute_s, comm_wait += r.comm_s, update += r.update_s;
             ++p.step, ++p.epoch_step, ++done;
+            bar.update(epoch, o.epochs, p.epoch_step, train->steps_per_epoch(), r.loss, p.step - first_step, run_total);
             if (p.step % o.print_every == 0) {
                 const double elapsed = seconds_since(t_epoch);
                 const Shares sh = worker_shares(comm, exchange.get(), compute, comm_wait, update, train->wait_seconds());
