@@ -136,9 +136,10 @@ std::string BenchmarkResult::json(const TrainOptions& o) const {
        << ",\"depth\":" << o.model.depth << ",\"upsampling\":\"" << upsampling_name(o.model.upsampling)
        << "\",\"norm\":\"" << norm_name(o.model.norm) << "\",\"conv_algorithm\":\""
        << (o.model.winograd ? "winograd" : "direct") << "\",\"batch_size\":" << o.batch_size << ",\"steps\":" << o.steps
-       << ",\"threads\":" << threads << std::fixed << ",\"step_ms\":" << step_ms << ",\"samples_per_s\":" << samples_per_s
+       << ",\"sync\":\"" << (ranks > 1 ? o.sync : "none") << "\",\"ranks\":" << ranks << ",\"num_ps\":"
+       << (ranks > 1 && o.sync == "ps" ? o.num_ps : 0) << ",\"threads\":" << threads << std::fixed << ",\"step_ms\":" << step_ms << ",\"samples_per_s\":" << samples_per_s
        << ",\"gflop_per_sample\":" << gflop_per_sample << ",\"gflops\":" << gflops << ",\"peak_rss_mib\":" << peak_rss_mib
-       << "}";
+       << ",\"comm_fraction\":" << comm_fraction << "}";
     return os.str();
 }
 
@@ -156,30 +157,66 @@ static void print_model_summary(UNet& model, const TrainOptions& o, int state_co
                  double(e.parameter_bytes) / mib, double(e.optimizer_bytes) / mib, double(e.total()) / mib);
 }
 
-BenchmarkResult run_benchmark(const TrainOptions& o) {
+// Seconds spent per activity, averaged over the workers (a parameter server's own waiting is not
+// a worker's). Collective: every rank calls it at the same step.
+struct Shares {
+    double compute = 0, comm = 0, update = 0, data = 0;
+};
+Shares worker_shares(Comm& comm, const PsExchange* ps, double compute, double comm_s, double update, double data) {
+    const bool worker = !(ps && ps->is_server());
+    double v[6] = {worker ? compute : 0, worker ? comm_s : 0, worker ? 0 : update, worker ? update : 0,
+                   worker ? data : 0, worker ? 1.0 : 0.0};
+    comm.sum(v, 6);
+    const double workers = std::max(1.0, v[5]);
+    // Servers update their shards side by side: their mean; without servers every rank updates.
+    return {v[0] / workers, v[1] / workers, ps ? v[2] / ps->servers() : v[3] / workers, v[4] / workers};
+}
+
+BenchmarkResult run_benchmark(const TrainOptions& o, Comm& comm) {
     UNet model(o.model);
     Optimizer opt(o.optimizer, model.store().size());
-    print_model_summary(model, o, opt.state_copies());
-    const int64_t n = o.batch_size;
-    Rng rng(o.seed);
-    std::vector<float> images(size_t(n * o.model.in_channels * product(o.input_size)));
-    std::vector<float> masks(size_t(n * o.model.out_channels * product(o.input_size)));
+    // Under mpirun the same steps run distributed, as training would (--sync, --num_ps).
+    const bool ps = comm.size() > 1 && o.sync == "ps";
+    std::unique_ptr<PsExchange> exchange;
+    if (ps) {
+        if (o.num_ps >= comm.size()) throw UsageError("--num_ps: leaves no worker among " + std::to_string(comm.size()) + " ranks");
+        exchange = std::make_unique<PsExchange>(comm, o.num_ps, model.store().size(),
+                                                int64_t(o.bucket_mb * 1024 * 1024 / sizeof(float)));
+    }
+    const int servers = ps ? o.num_ps : 0, workers = comm.size() - servers, worker = comm.rank() - servers;
+    if (comm.is_root()) print_model_summary(model, o, opt.state_copies());
+    const int64_t n = worker < 0 ? 0 : int64_t(Loader::share(o.batch_size, o.batch_size, worker, workers, 0).size());
+    Rng rng(o.seed + uint64_t(comm.rank()));
+    std::vector<float> images(size_t(std::max<int64_t>(1, n) * o.model.in_channels * product(o.input_size)));
+    std::vector<float> masks(size_t(std::max<int64_t>(1, n) * o.model.out_channels * product(o.input_size)));
     for (auto& v : images) v = rng.normal();
     for (auto& v : masks) v = rng.uniform() < 0.2f ? 1.f : 0.f;
     std::vector<float> scratch;
-    for (int64_t s = 0; s < o.warmup_steps_bench; ++s)
-        train_step(model, opt, o.schedule, o.loss, images.data(), masks.data(), n, o.input_size, s, scratch);
+    Comm* c = comm.size() > 1 ? &comm : nullptr;
+    auto step = [&](int64_t s) {
+        return train_step(model, opt, o.schedule, o.loss, images.data(), masks.data(), n, o.input_size, s, scratch, c,
+                          exchange.get(), o.step_timeout);
+    };
+    for (int64_t s = 0; s < o.warmup_steps_bench; ++s) step(s);
+    comm.barrier();
+    double compute = 0, comm_s = 0;
     const auto t0 = Clock::now();
-    for (int64_t s = 0; s < o.steps; ++s)
-        train_step(model, opt, o.schedule, o.loss, images.data(), masks.data(), n, o.input_size, s, scratch);
+    for (int64_t s = 0; s < o.steps; ++s) {
+        const StepResult r = step(o.warmup_steps_bench + s);
+        compute += r.compute_s, comm_s += r.comm_s;
+    }
+    comm.barrier();
     const double secs = seconds_since(t0);
+    const Shares sh = worker_shares(comm, exchange.get(), compute, comm_s, 0, 0);
     BenchmarkResult r;
     r.threads = omp_get_max_threads();
+    r.ranks = comm.size();
     r.step_ms = 1000.0 * secs / double(o.steps);
-    r.samples_per_s = double(n * o.steps) / secs;
+    r.samples_per_s = double(o.batch_size * o.steps) / secs;
     r.gflop_per_sample = model.train_flops_per_sample(o.input_size) / 1e9;
     r.gflops = r.samples_per_s * r.gflop_per_sample;
     r.peak_rss_mib = peak_rss_mib();
+    r.comm_fraction = sh.comm / secs;
     return r;
 }
 
@@ -325,21 +362,6 @@ std::string default_logdir() {
 bool file_exists(const std::string& path) { return access(path.c_str(), F_OK) == 0; }
 
 }  // namespace
-
-// Seconds spent per activity, averaged over the workers (a parameter server's own waiting is not
-// a worker's). Collective: every rank calls it at the same step.
-struct Shares {
-    double compute = 0, comm = 0, update = 0, data = 0;
-};
-Shares worker_shares(Comm& comm, const PsExchange* ps, double compute, double comm_s, double update, double data) {
-    const bool worker = !(ps && ps->is_server());
-    double v[6] = {worker ? compute : 0, worker ? comm_s : 0, worker ? 0 : update, worker ? update : 0,
-                   worker ? data : 0, worker ? 1.0 : 0.0};
-    comm.sum(v, 6);
-    const double workers = std::max(1.0, v[5]);
-    // Servers update their shards side by side: their mean; without servers every rank updates.
-    return {v[0] / workers, v[1] / workers, ps ? v[2] / ps->servers() : v[3] / workers, v[4] / workers};
-}
 
 // The first validation sample, alone: the picture TensorBoard shows as training goes on.
 static Batch first_sample(BatchSource& val) {

@@ -37,11 +37,14 @@ MetricSums evaluate(UNet& model, LossKind loss, const float* images, const float
 
 struct BenchmarkResult {
     double samples_per_s = 0, gflop_per_sample = 0, gflops = 0, peak_rss_mib = 0, step_ms = 0;
-    int threads = 0;
+    double comm_fraction = 0;  // workers' mean share of the time spent waiting on MPI
+    int threads = 0, ranks = 1;
     std::string json(const TrainOptions& o) const;
 };
 
-BenchmarkResult run_benchmark(const TrainOptions& o);
+// Times --steps training steps on random data after --bench_warmup; under mpirun with the
+// distributed step (--sync, --num_ps), the global batch split over the workers. Collective.
+BenchmarkResult run_benchmark(const TrainOptions& o, Comm& comm);
 // Trains on --data (or generated data) over `comm`: alone, as a parameter server and workers, or
 // all-reduce. Rank 0 of `comm` writes training.log and the checkpoints in --logdir. `hooks`, if
 // given, hears about every step and epoch on every rank (see training_hooks.h).
