@@ -9,6 +9,7 @@
 #include <string>
 
 #include "unet/core/check.h"
+#include "unet/dist/allreduce_exchange.h"
 
 namespace unet {
 
@@ -36,12 +37,7 @@ double now() { return MPI_Wtime(); }
 PsExchange::PsExchange(Comm& comm, int servers, int64_t params, int64_t bucket_floats)
     : rank_(comm.rank()), size_(comm.size()), servers_(servers), comm_(comm.mpi_comm()), open_(new Requests) {
     UNET_CHECK(comm_ && servers >= 1 && servers < size_, "PsExchange needs MPI, at least one server and one worker");
-    bucket_floats = std::max<int64_t>(bucket_floats, (params + kMaxBuckets - 1) / kMaxBuckets);
-    bucket_floats = std::max<int64_t>(bucket_floats, 1);
-    for (int64_t b = 0; b < params; b += bucket_floats) {
-        begin_.push_back(b);
-        end_.push_back(std::min(params, b + bucket_floats));
-    }
+    cut_buckets(params, bucket_floats, kMaxBuckets, begin_, end_);
     next_ = buckets();
     if (is_server()) inbox_.assign(size_t(workers() * params), 0.f);
 }

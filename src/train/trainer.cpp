@@ -49,7 +49,11 @@ static bool test_stall(int rank, int64_t step) {
 
 StepResult train_step(UNet& model, Optimizer& opt, const LrSchedule& schedule, LossKind loss,
                       const float* images, const float* masks, int64_t n, const Dims& spatial, int64_t step,
-                      std::vector<float>& grad_scratch, Comm* comm, PsExchange* ps, double step_timeout_s) {
+                      std::vector<float>& grad_scratch, const StepComm& dist) {
+    Comm* comm = dist.comm;
+    PsExchange* ps = dist.ps;
+    AllreduceExchange* ar = dist.allreduce;
+    const double step_timeout_s = dist.step_timeout_s;
     const int64_t voxels = product(spatial) * model.config().out_channels;
     const bool server = ps && ps->is_server();
     StepResult result;
@@ -91,20 +95,22 @@ StepResult train_step(UNet& model, Optimizer& opt, const LrSchedule& schedule, L
         grad_scratch.resize(size_t(n * voxels));
         loss_grad(loss, pred, masks, n, voxels, sums, grad_scratch.data());
         // Each rank holds the derivative of the global batch loss through its own samples; their
-        // sum is the full gradient. With a server, buckets leave while backward runs.
+        // sum is the full gradient. Buckets leave while backward runs.
+        float* grads = store.grads();
         if (ps)
-            model.backward(grad_scratch.data(), [&](int64_t ready_from) {
-                ps->worker_ready(store.grads(), store.params(), ready_from);
-            });
+            model.backward(grad_scratch.data(), [&](int64_t from) { ps->worker_ready(grads, store.params(), from); });
+        else if (ar)
+            model.backward(grad_scratch.data(), [&](int64_t from) { ar->ready(grads, from); });
         else
             model.backward(grad_scratch.data());
         lap(result.compute_s);
         if (ps) {
-            result.comm_s += ps->worker_finish(store.grads(), store.params()).wait_s;
+            result.comm_s += ps->worker_finish(grads, store.params()).wait_s;
         } else {
-            if (comm) comm->sum(store.grads(), store.size());
+            if (ar) result.comm_s += ar->finish(grads);
+            else if (comm) comm->sum(grads, store.size());
             lap(result.comm_s);
-            opt.step(store.params(), store.grads(), lr);
+            opt.step(store.params(), grads, lr);
             lap(result.update_s);
         }
     }
@@ -172,17 +178,35 @@ Shares worker_shares(Comm& comm, const PsExchange* ps, double compute, double co
     return {v[0] / workers, v[1] / workers, ps ? v[2] / ps->servers() : v[3] / workers, v[4] / workers};
 }
 
+// The gradient exchange of a multi-rank run, by --sync: parameter servers or all-reduce.
+struct Exchanges {
+    std::unique_ptr<PsExchange> ps;
+    std::unique_ptr<AllreduceExchange> allreduce;
+    Exchanges(Comm& comm, const TrainOptions& o, int64_t params) {
+        if (comm.size() < 2) return;
+        const int64_t bucket = int64_t(o.bucket_mb * 1024 * 1024 / sizeof(float));
+        if (o.sync == "ps") ps = std::make_unique<PsExchange>(comm, o.num_ps, params, bucket);
+        else allreduce = std::make_unique<AllreduceExchange>(comm, params, bucket);
+    }
+    StepComm step_comm(Comm& comm, const TrainOptions& o) const {
+        StepComm c;
+        if (comm.size() < 2) return c;
+        c.comm = &comm;
+        c.ps = ps.get();
+        c.allreduce = allreduce.get();
+        c.step_timeout_s = o.step_timeout;
+        return c;
+    }
+};
+
 BenchmarkResult run_benchmark(const TrainOptions& o, Comm& comm) {
     UNet model(o.model);
     Optimizer opt(o.optimizer, model.store().size());
     // Under mpirun the same steps run distributed, as training would (--sync, --num_ps).
     const bool ps = comm.size() > 1 && o.sync == "ps";
-    std::unique_ptr<PsExchange> exchange;
-    if (ps) {
-        if (o.num_ps >= comm.size()) throw UsageError("--num_ps: leaves no worker among " + std::to_string(comm.size()) + " ranks");
-        exchange = std::make_unique<PsExchange>(comm, o.num_ps, model.store().size(),
-                                                int64_t(o.bucket_mb * 1024 * 1024 / sizeof(float)));
-    }
+    if (ps && o.num_ps >= comm.size())
+        throw UsageError("--num_ps: leaves no worker among " + std::to_string(comm.size()) + " ranks");
+    Exchanges exchange(comm, o, model.store().size());
     const int servers = ps ? o.num_ps : 0, workers = comm.size() - servers, worker = comm.rank() - servers;
     if (comm.is_root()) print_model_summary(model, o, opt.state_copies());
     const int64_t n = worker < 0 ? 0 : int64_t(Loader::share(o.batch_size, o.batch_size, worker, workers, 0).size());
@@ -192,10 +216,9 @@ BenchmarkResult run_benchmark(const TrainOptions& o, Comm& comm) {
     for (auto& v : images) v = rng.normal();
     for (auto& v : masks) v = rng.uniform() < 0.2f ? 1.f : 0.f;
     std::vector<float> scratch;
-    Comm* c = comm.size() > 1 ? &comm : nullptr;
     auto step = [&](int64_t s) {
-        return train_step(model, opt, o.schedule, o.loss, images.data(), masks.data(), n, o.input_size, s, scratch, c,
-                          exchange.get(), o.step_timeout);
+        return train_step(model, opt, o.schedule, o.loss, images.data(), masks.data(), n, o.input_size, s, scratch,
+                          exchange.step_comm(comm, o));
     };
     for (int64_t s = 0; s < o.warmup_steps_bench; ++s) step(s);
     comm.barrier();
@@ -207,7 +230,7 @@ BenchmarkResult run_benchmark(const TrainOptions& o, Comm& comm) {
     }
     comm.barrier();
     const double secs = seconds_since(t0);
-    const Shares sh = worker_shares(comm, exchange.get(), compute, comm_s, 0, 0);
+    const Shares sh = worker_shares(comm, exchange.ps.get(), compute, comm_s, 0, 0);
     BenchmarkResult r;
     r.threads = omp_get_max_threads();
     r.ranks = comm.size();
@@ -442,16 +465,13 @@ RunSummary run_training(const TrainOptions& opts, Comm& comm, TrainingHooks* hoo
         train = std::make_unique<EmptySource>(train->samples(), train->steps_per_epoch(), o.input_size);
     UNet model(o.model);
     Optimizer opt(o.optimizer, model.store().size());
-    std::unique_ptr<PsExchange> exchange;
-    if (ps)
-        exchange = std::make_unique<PsExchange>(comm, servers, model.store().size(),
-                                                int64_t(o.bucket_mb * 1024 * 1024 / sizeof(float)));
+    Exchanges exchange(comm, o, model.store().size());
     // With parameter servers, batch-norm statistics live on the workers and each server holds
     // only its shard up to date; rank 0 collects both before it draws or checkpoints.
     auto sync_buffers = [&] {
         if (!ps) return;
         comm.broadcast(servers, model.store().buffers(), model.store().buffers_size());
-        exchange->gather_to_root(opt, model.store().params());
+        exchange.ps->gather_to_root(opt, model.store().params());
     };
     Progress p;
     double val_dice_now = 0;
@@ -523,8 +543,7 @@ RunSummary run_training(const TrainOptions& opts, Comm& comm, TrainingHooks* hoo
         const auto t_epoch = Clock::now();
         while (train->next(batch)) {
             const StepResult r = train_step(model, opt, o.schedule, o.loss, batch.images.data(), batch.masks.data(),
-                                            batch.n, batch.spatial, p.step, scratch, &comm, exchange.get(),
-                                            o.step_timeout);
+                                            batch.n, batch.spatial, p.step, scratch, exchange.step_comm(comm, o));
             loss_sum += r.loss;
             dice_sum += r.dice;
             compute += r.compute_s, comm_wait += r.comm_s, update += r.update_s;
@@ -532,7 +551,7 @@ RunSummary run_training(const TrainOptions& opts, Comm& comm, TrainingHooks* hoo
             bar.update(epoch, o.epochs, p.epoch_step, train->steps_per_epoch(), r.loss, p.step - first_step, run_total);
             if (p.step % o.print_every == 0) {
                 const double elapsed = seconds_since(t_epoch);
-                const Shares sh = worker_shares(comm, exchange.get(), compute, comm_wait, update, train->wait_seconds());
+                const Shares sh = worker_shares(comm, exchange.ps.get(), compute, comm_wait, update, train->wait_seconds());
                 StepReport report;
                 report.step = p.step;
                 report.epoch = epoch;
@@ -573,7 +592,7 @@ RunSummary run_training(const TrainOptions& opts, Comm& comm, TrainingHooks* hoo
             }
         }
         const double epoch_s = seconds_since(t_epoch);
-        const Shares sh = worker_shares(comm, exchange.get(), compute, comm_wait, update, train->wait_seconds());
+        const Shares sh = worker_shares(comm, exchange.ps.get(), compute, comm_wait, update, train->wait_seconds());
         const double wait_share = epoch_s > 0 ? sh.data / epoch_s : 0;
         // The workers split the validation batches (each with its own batch-norm statistics) and
         // every rank gets the totals, so all take the same best-checkpoint decision.

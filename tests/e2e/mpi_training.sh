@@ -16,6 +16,8 @@ OMP_NUM_THREADS=1 "$BIN" "${ARGS[@]}" --steps 8 --logdir "$T/one" >/dev/null 2>&
 "${MPI[@]}" -np 2 "$BIN" "${ARGS[@]}" --sync allreduce --steps 8 --logdir "$T/ar2" >/dev/null 2>&1 || fail "allreduce 2"
 "${MPI[@]}" -np 3 "$BIN" "${ARGS[@]}" --sync allreduce --steps 8 --logdir "$T/ar3" >/dev/null 2>&1 || fail "allreduce 3"
 "${MPI[@]}" -np 3 "$BIN" "${ARGS[@]}" --sync allreduce --steps 8 --logdir "$T/ar3b" >/dev/null 2>&1 || fail "allreduce 3 again"
+"${MPI[@]}" -np 3 "$BIN" "${ARGS[@]}" --sync allreduce --bucket_mb 0.01 --steps 8 --logdir "$T/ar3m" >/dev/null 2>&1 \
+  || fail "allreduce 3, small buckets"
 "${MPI[@]}" -np 2 "$BIN" "${ARGS[@]}" --steps 8 --logdir "$T/ps2" >/dev/null 2>&1 || fail "ps + 1 worker"
 "${MPI[@]}" -np 3 "$BIN" "${ARGS[@]}" --steps 8 --logdir "$T/ps3" >/dev/null 2>&1 || fail "ps + 2 workers"
 "${MPI[@]}" -np 3 "$BIN" "${ARGS[@]}" --steps 8 --logdir "$T/ps3b" >/dev/null 2>&1 || fail "ps + 2 workers again"
@@ -40,7 +42,7 @@ one = params("one")
 for a, b in (("ar3", "ar3b"), ("ps3", "ps3b"), ("ps3", "ps3m"), ("ps3", "ps4s")):
     assert params(a).tobytes() == params(b).tobytes(), f"{a} and {b} differ"
 scale = np.abs(one).max()
-for name in ("ar2", "ar3", "ps2", "ps3"):
+for name in ("ar2", "ar3", "ar3m", "ps2", "ps3"):
     p = params(name)
     err = np.abs(p - one).max()
     assert err < 1e-4 * scale, f"{name} vs 1 rank: max |diff| {err} (scale {scale})"

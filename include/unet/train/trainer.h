@@ -8,6 +8,7 @@
 
 #include "unet/cli/train_options.h"
 #include "unet/dist/comm.h"
+#include "unet/dist/allreduce_exchange.h"
 #include "unet/dist/ps_exchange.h"
 #include "unet/nn/metrics.h"
 #include "unet/train/training_hooks.h"
@@ -20,16 +21,23 @@ struct StepResult {
     double compute_s = 0, comm_s = 0, update_s = 0;  // forward + loss + backward, MPI, optimizer
 };
 
+// How a step is shared with other ranks: none (one process), all-reduce, or parameter servers.
+struct StepComm {
+    Comm* comm = nullptr;                    // null: this process alone
+    AllreduceExchange* allreduce = nullptr;  // --sync allreduce: gradient buckets all-reduced
+    PsExchange* ps = nullptr;                // --sync ps: gradient buckets sent to the servers
+    double step_timeout_s = 0;               // how long rank 0 waits for a worker (0: forever)
+};
+
 // One training step on `n` samples: forward, loss, backward (into model.store().grads()),
 // optimizer update. Throws DivergenceError naming `step` if the loss is NaN or Inf.
-// With a communicator of several ranks, the n samples are this rank's share of the global batch:
-// the loss sums and the gradients are summed over the ranks, so every rank takes the same step.
-// With a PsExchange, servers hold no data (n = 0): workers send gradient buckets during backward,
-// the servers sum them in worker order, apply the optimizer and send the parameters back.
+// With other ranks, the n samples are this rank's share of the global batch: the loss sums and
+// the gradients are summed over the ranks, so every rank takes the same step. Gradients leave
+// in buckets while backward still runs. Servers hold no data (n = 0): they sum the workers'
+// buckets in worker order, apply the optimizer and send the parameters back.
 StepResult train_step(UNet& model, Optimizer& opt, const LrSchedule& schedule, LossKind loss,
                       const float* images, const float* masks, int64_t n, const Dims& spatial,
-                      int64_t step, std::vector<float>& grad_scratch, Comm* comm = nullptr,
-                      PsExchange* ps = nullptr, double step_timeout_s = 0);
+                      int64_t step, std::vector<float>& grad_scratch, const StepComm& dist = {});
 
 // Mean loss and metrics over samples, in eval mode.
 MetricSums evaluate(UNet& model, LossKind loss, const float* images, const float* masks, int64_t n,
