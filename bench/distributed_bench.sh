@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make bench, part 2: the distributed step on this machine's cores, side by side in one run.
 # Every setup uses the same cores (ranks x threads = nproc): one process; all-reduce over nproc
-# ranks; a parameter server plus nproc workers with gradient buckets overlapped with backward, and
+# ranks and a parameter server plus nproc workers, both with gradient buckets overlapped with backward, and
 # the same with one bucket (no overlap); PyTorch in one process and PyTorch DDP (gloo) over nproc
 # processes. Prints a Markdown table and writes it to $BUILD/bench_distributed.md.
 #   bench/distributed_bench.sh [BUILD]
@@ -30,7 +30,7 @@ base=$(json_field "$ours1" samples_per_s)
   echo "|---|---|---|---|---|"
 } | tee "$out"
 row "ours, one process" "1 x $CORES" "$ours1"
-row "ours, --sync allreduce" "$CORES x 1" "$("${MPI[@]}" -np "$CORES" "$BUILD"/bin/unet_train --benchmark --sync allreduce $SHAPE 2>/dev/null | tail -1)"
+row "ours, --sync allreduce, 1 MiB buckets (overlap)" "$CORES x 1" "$("${MPI[@]}" -np "$CORES" "$BUILD"/bin/unet_train --benchmark --sync allreduce $SHAPE 2>/dev/null | tail -1)"
 row "ours, --sync ps, 1 MiB buckets (overlap)" "1 + $CORES x 1" "$("${MPI[@]}" -np $((CORES + 1)) "$BUILD"/bin/unet_train --benchmark $SHAPE 2>/dev/null | tail -1)"
 row "ours, --sync ps, one bucket (no overlap)" "1 + $CORES x 1" "$("${MPI[@]}" -np $((CORES + 1)) "$BUILD"/bin/unet_train --benchmark --bucket_mb 1000 $SHAPE 2>/dev/null | tail -1)"
 row "PyTorch, one process" "1 x $CORES" "$(/usr/bin/python3 bench/torch_unet_bench.py --num_threads "$CORES" $SHAPE 2>/dev/null | tail -1)"
