@@ -85,6 +85,7 @@ asan:
 
 bench: all $(BENCH_BINS)
 	@bench/run_bench.sh $(BUILD)
+	@bench/distributed_bench.sh $(BUILD)
 
 clean:
 	rm -rf $(BUILD)

@@ -213,6 +213,18 @@ for sub in "" train validation; do
   "$DUMP" "${files[0]}" >"$T/mpi.txt" && grep -qx "state clean" "$T/mpi.txt" || fail "mpi/$sub unreadable"
 done
 grep -q "images/overlay" <("$DUMP" "$T/mpi/validation"/events.out.tfevents.*) || fail "mpi: no pictures from the server"
+# Two parameter servers, each owning a shard: rank 0's histograms still cover every tensor's real
+# gradient (no all-zero shard of the other server's buckets).
+mpirun -np 4 --oversubscribe --bind-to none -x OMP_NUM_THREADS=1 "$BIN" --logdir "$T/mpi2" --num_ps 2 --bucket_mb 0.01 \
+  --dims 2 --input_size 32,32 --epochs 1 "${SMALL[@]}" >/dev/null 2>&1 || fail "mpirun --num_ps 2 run"
+"$PY" - "$T/mpi2/train" <<'PY' || fail "gradient histograms with --num_ps 2"
+import sys
+from tensorboard.backend.event_processing import event_accumulator as ea
+acc = ea.EventAccumulator(sys.argv[1], size_guidance={ea.HISTOGRAMS: 0}); acc.Reload()
+tags = [t for t in acc.Tags()["histograms"] if t.startswith("gradients/")]
+zero = [t for t in tags if acc.Histograms(t)[-1].histogram_value.sum_squares == 0]
+assert len(tags) > 10 and not zero, f"all-zero gradients on rank 0: {zero}"
+PY
 
 # An event directory that cannot be created stops the job before the first step, naming it.
 mkdir -p "$T/blocked" && touch "$T/blocked/train"
