@@ -20,6 +20,7 @@ PACKAGES=(
   python3-torch python3-numpy       # PyTorch cross-check and benchmark baseline (/usr/bin/python3)
   python3-nibabel python3-h5py      # independent NIfTI / HDF5 readers and writers for the data tests
   zlib1g-dev
+  ansible ansible-lint rsync        # launching on hosts (ansible/), and its tests
 )
 
 missing=()
