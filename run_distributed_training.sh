@@ -55,7 +55,7 @@ while [ $# -gt 0 ]; do
       esac
       shift 2 ;;
     --settings=*|--data=*|--np=*|--hosts=*|--tune=*|--max_restarts=*|--logdir=*)
-      flag=${1%%=*}; shift; set -- "$flag" "${1#*=}" "$@" ;;
+      flag=${1%%=*}; value=${1#*=}; shift; set -- "$flag" "$value" "$@" ;;
     --dry-run) DRY_RUN=1; shift ;;
     -h|--help) usage; exit 0 ;;
     --config|--config=*) die "--config: use --settings FILE" ;;
