@@ -18,6 +18,7 @@ PROGRAM=run_distributed_training.sh
 usage() {
   sed -n '2,/^set -euo/p' "$0" | sed -e '/^set -euo/d' -e 's/^# \{0,1\}//'
   cat <<'EOF'
+
 Options:
   --settings FILE     unet_train settings (default settings/quick.ini)
   --data FILE.h5      prepared dataset (default: the synthetic dataset, created under data/ if absent)
@@ -69,9 +70,6 @@ done
 [ -z "$NP" ] || { is_count "$NP" && [ "$NP" -ge 1 ]; } || die "--np: expected a positive integer, got '$NP'"
 is_count "$MAX_RESTARTS" || die "--max_restarts: expected 0 or a positive integer, got '$MAX_RESTARTS'"
 [ -z "$HOSTS" ] || [ -f "$HOSTS" ] || die "--hosts: no such file '$HOSTS' (see settings/cluster.example.ini)"
-for a in "${PASS[@]+"${PASS[@]}"}"; do
-  case "$a" in --logdir*|--resume*) ;; -*) ;; esac
-done
 
 # A new run directory each time, never one of an earlier run (whose checkpoints would be resumed).
 if [ -z "$LOGDIR" ]; then
@@ -240,7 +238,7 @@ scripts/install_deps.sh
 make -j"$CORES" all >/dev/null
 [ -n "$DATA" ] || prepare_synthetic
 if [ "$(id -u)" -eq 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
-echo "training $SETTINGS on ${DATA:-$SYNTHETIC}: $NP ranks (1 parameter server, $WORKERS workers), $THREADS threads each; results in $LOGDIR"
+echo "training $SETTINGS on ${DATA:-$SYNTHETIC}: $NP ranks (1 parameter server, $WORKERS workers), OMP_NUM_THREADS=$THREADS; results in $LOGDIR"
 echo "$(show "${COMMAND[@]}")"
 rc=0
 run_with_restarts || rc=$?
