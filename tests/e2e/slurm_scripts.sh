@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# scripts/slurm/*.sbatch without a Slurm cluster (Debian's slurm-wlm needs its daemons, munge and
-# a slurm user set up; see README): the batch scripts run with the SLURM_* variables sbatch sets,
+# scripts/slurm/*.sbatch without a Slurm cluster (tests/e2e/slurm_real.sh runs them on a real
+# one-node Slurm when it is installed): the batch scripts run with the SLURM_* variables sbatch sets,
 # and stubs of srun (runs the step as one process, recording its flags and environment), scancel
 # (passes the signal to that process) and scontrol (records the requeue) on PATH. Checks that
 # srun gets --cpus-per-task and the ranks OMP_NUM_THREADS from SLURM_CPUS_PER_TASK; that SIGTERM
