@@ -126,7 +126,7 @@ run_with_restarts() {
     trap - INT TERM
     [ "$rc" -eq 0 ] && return 0
     if [ "$STOPPING" -eq 1 ]; then
-      echo "$PROGRAM: stopped; continue with: $PROGRAM --logdir $LOGDIR --resume auto" >&2; return "$rc"
+      echo "$PROGRAM: stopped; continue with the same command and --logdir $LOGDIR --resume auto" >&2; return "$rc"
     fi
     [ "$rc" = "$NO_RESTART_RC" ] && return "$rc"
     if [ "$attempt" -ge "$MAX_RESTARTS" ]; then

@@ -63,4 +63,8 @@ echo "$out" | grep -q "^run_distributed_training.sh: --np 4: more ranks than slo
 printf '[param_server\nhost = a\n' > "$tmp/bad.ini"
 out=$(./run_distributed_training.sh --hosts "$tmp/bad.ini" 2>&1 >/dev/null); rc=$?
 [ "$rc" -eq 2 ] && [ "$(echo "$out" | wc -l)" -eq 1 ] && echo "$out" | grep -q "malformed" || fail "malformed cluster file: $out"
-echo "syntax, lint, sync, local run, --hosts run, bad input: ok"
+# A host without a needed package, with installing off: one message naming host and package.
+"${PLAY[@]}" --tags deps -e '{"unet_install_packages": false, "unet_packages": ["rsync", "no-such-package-unet"]}' \
+  > "$tmp/deps.out" 2>&1 && fail "a missing package was accepted"
+grep -q "localhost lacks Debian packages: no-such-package-unet" "$tmp/deps.out" || { tail -5 "$tmp/deps.out"; fail "missing package message"; }
+echo "syntax, lint, sync, local run, --hosts run, bad input, missing package: ok"

@@ -60,4 +60,19 @@ grep -q "resumed from $run/checkpoint_latest.h5 at step" "$run/training.log" || 
 grep -q "done: 40 steps" "$run/training.log" || fail "the restarted job did not finish"
 tail -1 "$tmp/out" | grep -q "^validation Dice [0-9.]* (best [0-9.]*)$" || fail "last line: $(tail -1 "$tmp/out")"
 grep -q "^TensorBoard: tensorboard --logdir runs/" "$tmp/out" || fail "no TensorBoard hint"
-echo "dry run, errors, restart after a killed worker: ok"
+
+# SIGTERM to the launcher (as Ctrl-C) reaches the job: checkpoint, stop, no restart; then resume.
+rm -rf "$run"
+OMP_NUM_THREADS=1 $L --logdir "$run" --max_restarts 2 --data data/synthetic2d.h5 --steps 400 --print_every 1 > "$tmp/term" 2>&1 &
+launcher=$!
+for _ in $(seq 600); do grep -q "step 3 " "$run/training.log" 2>/dev/null && break; sleep 0.2; done
+kill -TERM $launcher
+wait $launcher
+grep -q "stopped by signal 15 at step" "$run/training.log" || { tail "$tmp/term"; fail "SIGTERM did not checkpoint and stop the job"; }
+grep -q "restart [0-9] of" "$tmp/term" && fail "restarted after SIGTERM"
+grep -q "stopped; continue with the same command and --logdir $run --resume auto" "$tmp/term" || fail "no continue hint"
+stopped=$(sed -n 's/.*stopped by signal 15 at step \([0-9]*\).*/\1/p' "$run/training.log")
+OMP_NUM_THREADS=1 $L --logdir "$run" --data data/synthetic2d.h5 --steps $((stopped + 2)) --resume auto > "$tmp/resume" 2>&1 ||
+  fail "resume after SIGTERM"
+grep -q "resumed from $run/checkpoint_latest.h5 at step $stopped " "$run/training.log" || fail "did not resume at step $stopped"
+echo "dry run, errors, restart after a killed worker, SIGTERM and resume: ok"
