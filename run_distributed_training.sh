@@ -168,7 +168,8 @@ if [ -n "$HOSTS" ]; then
     scripts/cluster_config.py vars "$GEN/vars.json" \
       unet_source_dir="$PWD" unet_project_dir="${CLUSTER_PROJECT_DIR:-$PWD}" unet_settings="$SETTINGS" \
       unet_data="$DATA" unet_logdir="$LOGDIR" unet_np="$CLUSTER_NP" unet_omp_threads="$CLUSTER_THREADS" \
-      unet_binding="$CLUSTER_BINDING" unet_tensorboard="$CLUSTER_TENSORBOARD" -- "${TRAIN_ARGS[@]:6}"
+      unet_binding="$CLUSTER_BINDING" unet_tensorboard="$CLUSTER_TENSORBOARD" \
+      unet_hdf5_file_locking="${HDF5_USE_FILE_LOCKING:-}" -- "${TRAIN_ARGS[@]:6}"
     CMD=(ansible-playbook -i "$GEN/inventory.ini" ansible/distributed_train.yml -e "@$GEN/vars.json")
     [ "$1" -eq 0 ] || CMD+=(--tags launch)
   }
