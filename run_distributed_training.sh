@@ -208,7 +208,10 @@ fi
 NP=${NP:-3}
 CORES=$(nproc)
 WORKERS=$((NP > 1 ? NP - 1 : 1))
-# OpenMP threads per rank: the cores shared among the workers (the parameter server mostly waits).
+ROLES="1 parameter server, $WORKERS workers"
+if [[ " ${PASS[*]+"${PASS[*]}"} " =~ \ --sync(=|\ )allreduce\  ]]; then WORKERS=$NP; ROLES="$NP workers, all-reduce"; fi
+# OpenMP threads per rank (OMP_NUM_THREADS when set): the cores shared among the workers (the
+# parameter server mostly waits).
 THREADS=${OMP_NUM_THREADS:-$((CORES / WORKERS > 0 ? CORES / WORKERS : 1))}
 MPIRUN=(mpirun -np "$NP")
 if [ $((NP * THREADS)) -le "$CORES" ]; then
@@ -239,7 +242,7 @@ scripts/install_deps.sh
 make -j"$CORES" all >/dev/null
 [ -n "$DATA" ] || prepare_synthetic
 if [ "$(id -u)" -eq 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
-echo "training $SETTINGS on ${DATA:-$SYNTHETIC}: $NP ranks (1 parameter server, $WORKERS workers), OMP_NUM_THREADS=$THREADS; results in $LOGDIR"
+echo "training $SETTINGS on ${DATA:-$SYNTHETIC}: $NP ranks ($ROLES), OMP_NUM_THREADS=$THREADS; results in $LOGDIR"
 echo "$(show "${COMMAND[@]}")"
 rc=0
 run_with_restarts || rc=$?

@@ -83,6 +83,10 @@ scancel --signal=TERM --batch "$id" || fail "scancel"
 for _ in $(seq 150); do scontrol show job "$id" | grep -q "Restarts=1" && squeue -h -j "$id" -o %T | grep -q PENDING && break; sleep 0.2; done
 scontrol show job "$id" | grep -q "Restarts=1" || fail "job 2 was not requeued"
 grep -q "stopped by signal 15 at step" "$T/run2/training.log" || fail "job 2 did not checkpoint and stop"
+# slurmd refuses a credential issued in the second its predecessor was revoked: wait until the
+# node is idle again and a little more before lifting the delay.
+for _ in $(seq 100); do sinfo -h -o %t | grep -q idle && break; sleep 0.2; done
+sleep 2
 scontrol update JobId="$id" StartTime=now || fail "scontrol update StartTime"
 for _ in $(seq 600); do [ -z "$(squeue -h -j "$id" 2>/dev/null)" ] && break; sleep 0.2; done
 stopped=$(sed -n 's/.*stopped by signal 15 at step \([0-9]*\).*/\1/p' "$T/run2/training.log")
