@@ -2,7 +2,8 @@
 # ansible/distributed_train.yml: syntax check, ansible-lint's production profile, the deps role's
 # packages against scripts/install_deps.sh, the sync role for real into a temporary directory,
 # a real run on localhost through the committed local inventory (connection local) with tiny
-# settings, and the launcher's --hosts path (generated inventory and hostfile) end to end.
+# settings, and the launcher's --hosts path (generated inventory and hostfile) end to end, with a
+# restart after a killed worker.
 set -u
 BUILD=${BUILD:-build}
 tmp=$(mktemp -d)
@@ -45,11 +46,20 @@ grep -q "done: 4 steps" "$tmp/play.out" || fail "the playbook did not show the r
 scripts/cluster_config.py generate settings/cluster.local.ini "$tmp/gen" || fail "cluster_config generate"
 diff <(grep -v '^#' "$run/hostfile") "$tmp/gen/hostfile" || fail "the launch role's hostfile differs from cluster_config's"
 
-# The launcher with --hosts: generated inventory, reachability check, playbook, result.
+# The launcher with --hosts: generated inventory, reachability check, playbook, result; and
+# --max_restarts through Ansible: a worker killed mid-run, the launch role run again, resuming.
 run=runs/e2e-hosts-$$; runs+=("$run")
-./run_distributed_training.sh --hosts settings/cluster.local.ini --logdir "$run" --epochs 1 --steps 3 \
-  > "$tmp/hosts.out" 2>&1 || { tail -30 "$tmp/hosts.out"; fail "run_distributed_training.sh --hosts"; }
-[ -f "$run/checkpoint_latest.h5" ] && grep -q "done: 3 steps" "$run/training.log" || fail "--hosts run did not train"
+./run_distributed_training.sh --hosts settings/cluster.local.ini --logdir "$run" --max_restarts 1 --steps 30 \
+  --print_every 1 --checkpoint_every 4 > "$tmp/hosts.out" 2>&1 &
+launcher=$!
+for _ in $(seq 900); do grep -q "checkpoint .* at step [4-9]" "$run/training.log" 2>/dev/null && break; sleep 0.2; done
+ranks=$(pgrep -f "build/bin/unet_train --config settings/quick.ini --data data/synthetic2d.h5 --logdir $run" | tail -1)
+[ -n "$ranks" ] || { tail -20 "$tmp/hosts.out"; fail "--hosts run: no ranks running"; }
+kill -KILL "$ranks"
+wait $launcher || { tail -30 "$tmp/hosts.out"; fail "run_distributed_training.sh --hosts --max_restarts 1"; }
+grep -q "restart 1 of 1 with --resume auto" "$tmp/hosts.out" || { tail -20 "$tmp/hosts.out"; fail "--hosts run was not restarted"; }
+grep -q "resumed from $run/checkpoint_latest.h5" "$run/training.log" || fail "--hosts restart did not resume"
+[ -f "$run/checkpoint_latest.h5" ] && grep -q "done: 30 steps" "$run/training.log" || fail "--hosts run did not finish"
 tail -1 "$tmp/hosts.out" | grep -q "^validation Dice [0-9.]* (best" || { tail -3 "$tmp/hosts.out"; fail "--hosts run does not end with the validation Dice"; }
 
 # Bad input stops before anything starts, in one line: an unreachable host (nothing listens on
