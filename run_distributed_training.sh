@@ -1,32 +1,250 @@
 #!/usr/bin/env bash
-# The one-command launcher. Today it runs on this machine, in one process: installs missing
-# Debian packages, builds, creates the synthetic MSD dataset under data/ if it is absent, prepares
-# it as 2D slices, and trains settings/quick.ini on it, writing runs/<date-time>/. The parameter
-# server over MPI, Ansible hosts and Slurm arrive with their issues.
-#   ./run_distributed_training.sh [--settings FILE] [--data FILE.h5] [extra unet_train flags...]
+# The one-command launcher.
+#
+# With no arguments, on this machine: installs missing Debian packages, builds, creates the
+# synthetic MSD dataset under data/ if it is absent, and trains settings/quick.ini under mpirun as
+# a parameter server and two workers, writing runs/<date-time>/. With --hosts it does the same on
+# the hosts of a cluster file through Ansible (ansible/distributed_train.yml) and one mpirun
+# started from the parameter server's host.
+#
+#   ./run_distributed_training.sh [--settings FILE] [--data FILE.h5] [--np N] [--hosts CLUSTER.INI]
+#       [--tune FILE] [--max_restarts K] [--logdir DIR] [--dry-run] [unet_train flags...]
+#
+# Every option is checked before anything starts; a mistake ends with one line and exit code 2.
 set -euo pipefail
 cd "$(dirname "$0")"
+PROGRAM=run_distributed_training.sh
+
+usage() {
+  sed -n '2,/^set -euo/p' "$0" | sed -e '/^set -euo/d' -e 's/^# \{0,1\}//'
+  cat <<'EOF'
+
+Options:
+  --settings FILE     unet_train settings (default settings/quick.ini)
+  --data FILE.h5      prepared dataset (default: the synthetic dataset, created under data/ if absent)
+  --np N              MPI ranks: 1 parameter server + N-1 workers (default 3 here, every slot with --hosts)
+  --hosts FILE        run on the hosts of a cluster file (settings/cluster.example.ini) through Ansible
+  --tune FILE         hyperparameter search: passes --tune FILE to unet_train
+  --max_restarts K    when the job dies, start it again with --resume auto, up to K times (default 0)
+  --logdir DIR        run directory (default runs/<date-time>)
+  --dry-run           print what would run and stop
+  anything else       passed to unet_train (see build/bin/unet_train --help)
+EOF
+}
+
+die() { echo "$PROGRAM: $*" >&2; exit 2; }
+need_value() { [ $# -ge 2 ] && [ -n "$2" ] || die "$1: expected a value"; }
+is_count() { [[ "$1" =~ ^[0-9]+$ ]]; }
+show() { printf '%q ' "$@" | sed 's/ $//'; echo; }
+
 SETTINGS=settings/quick.ini
 DATA=""
+NP=""
+HOSTS=""
+TUNE=""
+MAX_RESTARTS=0
+LOGDIR=""
+DRY_RUN=0
+PASS=()
 while [ $# -gt 0 ]; do
   case "$1" in
-    --settings) SETTINGS=$2; shift 2 ;;
-    --data) DATA=$2; shift 2 ;;
-    *) break ;;
+    --settings|--data|--np|--hosts|--tune|--max_restarts|--logdir)
+      need_value "$@"
+      case "$1" in
+        --settings) SETTINGS=$2 ;; --data) DATA=$2 ;; --np) NP=$2 ;; --hosts) HOSTS=$2 ;;
+        --tune) TUNE=$2 ;; --max_restarts) MAX_RESTARTS=$2 ;; --logdir) LOGDIR=$2 ;;
+      esac
+      shift 2 ;;
+    --settings=*|--data=*|--np=*|--hosts=*|--tune=*|--max_restarts=*|--logdir=*)
+      flag=${1%%=*}; value=${1#*=}; shift; set -- "$flag" "$value" "$@" ;;
+    --dry-run) DRY_RUN=1; shift ;;
+    -h|--help) usage; exit 0 ;;
+    --config|--config=*) die "--config: use --settings FILE" ;;
+    *) PASS+=("$1"); shift ;;
   esac
 done
-scripts/install_deps.sh
-make -j"$(nproc)" all >/dev/null
-if [ -z "$DATA" ]; then
-  DATA=data/synthetic2d.h5
-  if [ ! -f "$DATA" ]; then
-    echo "creating the synthetic MSD dataset in data/synthetic (no download needed)"
-    build/bin/unet_prepare --synthetic 24 --output_dir data/synthetic --synthetic_size 96,96,64
-    build/bin/unet_prepare --source_dir data/synthetic --output "$DATA" --mode 2d --slice_size 64
-  fi
+
+[ -f "$SETTINGS" ] && [ -r "$SETTINGS" ] || die "--settings: cannot read '$SETTINGS'"
+[ -z "$DATA" ] || [ -f "$DATA" ] || die "--data: no such file '$DATA' (prepare one with build/bin/unet_prepare)"
+[ -z "$TUNE" ] || [ -f "$TUNE" ] || die "--tune: no such file '$TUNE'"
+[ -z "$NP" ] || { is_count "$NP" && [ "$NP" -ge 1 ]; } || die "--np: expected a positive integer, got '$NP'"
+is_count "$MAX_RESTARTS" || die "--max_restarts: expected 0 or a positive integer, got '$MAX_RESTARTS'"
+[ -z "$HOSTS" ] || [ -f "$HOSTS" ] || die "--hosts: no such file '$HOSTS' (see settings/cluster.example.ini)"
+
+# A new run directory each time, never one of an earlier run (whose checkpoints would be resumed).
+if [ -z "$LOGDIR" ]; then
+  LOGDIR=runs/$(date +%Y%m%d-%H%M%S)
+  n=2; base=$LOGDIR
+  while [ -e "$LOGDIR" ]; do LOGDIR=$base-$n; n=$((n + 1)); done
 fi
-THREADS=${OMP_NUM_THREADS:-$(nproc)}
-RUN=runs/$(date +%Y%m%d-%H%M%S)
-echo "training $SETTINGS on $DATA with $THREADS threads; results in $RUN"
-env OMP_NUM_THREADS="$THREADS" build/bin/unet_train --config "$SETTINGS" --data "$DATA" --logdir "$RUN" "$@"
-echo "results: $RUN (training.log, checkpoint_best.h5, checkpoint_latest.h5)"
+
+# unet_train's flags: the settings file (flags on the command line win over it), ours, the user's.
+# A restart resumes from the latest checkpoint of the run, in place of any --resume given.
+train_flags() {  # DATA RESTART(0|1)
+  local skip=0 a
+  TRAIN_ARGS=(--config "$SETTINGS" --data "$1" --logdir "$LOGDIR")
+  [ -z "$TUNE" ] || TRAIN_ARGS+=(--tune "$TUNE")
+  for a in "${PASS[@]+"${PASS[@]}"}"; do
+    if [ "$skip" -eq 1 ]; then skip=0; continue; fi
+    if [ "$2" -eq 1 ]; then
+      case "$a" in --resume) skip=1; continue ;; --resume=*) continue ;; esac
+    fi
+    TRAIN_ARGS+=("$a")
+  done
+  [ "$2" -eq 0 ] || TRAIN_ARGS+=(--resume auto)
+}
+
+# The synthetic dataset is written under a temporary name and renamed when complete, so an
+# interrupted first run is simply redone by the next one.
+SYNTHETIC=data/synthetic2d.h5
+prepare_synthetic() {
+  [ -f "$SYNTHETIC" ] && return 0
+  echo "creating the synthetic MSD dataset in data/synthetic (no download needed)"
+  if [ ! -f data/synthetic/dataset.json ]; then
+    rm -rf data/synthetic.partial
+    build/bin/unet_prepare --synthetic 24 --output_dir data/synthetic.partial --synthetic_size 96,96,64
+    rm -rf data/synthetic && mv data/synthetic.partial data/synthetic
+  fi
+  build/bin/unet_prepare --source_dir data/synthetic --output "$SYNTHETIC" --mode 2d --slice_size 64
+}
+
+# Runs the job (the command that build_command RESTART leaves in CMD) until it succeeds, fails
+# with NO_RESTART_RC (a usage error: restarting cannot help), or has been restarted MAX_RESTARTS
+# times; restarts continue from the latest checkpoint of the run, as torchrun's --max-restarts.
+# SIGINT / SIGTERM are passed on to the job (which checkpoints and stops) and end the loop.
+STOPPING=0
+NO_RESTART_RC=2
+run_with_restarts() {
+  local attempt=0 rc
+  while true; do
+    build_command $((attempt > 0 ? 1 : 0))
+    "${CMD[@]}" &
+    JOB=$!
+    trap 'STOPPING=1; kill -TERM $JOB 2>/dev/null || true' INT TERM
+    rc=0; wait $JOB || rc=$?
+    while kill -0 $JOB 2>/dev/null; do rc=0; wait $JOB || rc=$?; done   # a trapped signal interrupts wait
+    trap - INT TERM
+    [ "$rc" -eq 0 ] && return 0
+    if [ "$STOPPING" -eq 1 ]; then
+      echo "$PROGRAM: stopped; continue with the same command and --logdir $LOGDIR --resume auto" >&2; return "$rc"
+    fi
+    [ "$rc" = "$NO_RESTART_RC" ] && return "$rc"
+    if [ "$attempt" -ge "$MAX_RESTARTS" ]; then
+      [ "$MAX_RESTARTS" -eq 0 ] || echo "$PROGRAM: the job failed $((attempt + 1)) times; giving up" >&2
+      return "$rc"
+    fi
+    attempt=$((attempt + 1))
+    echo "$PROGRAM: the job exited with code $rc; restart $attempt of $MAX_RESTARTS with --resume auto" >&2
+  done
+}
+
+report() {
+  echo
+  echo "results: $LOGDIR (training.log, checkpoint_best.h5, checkpoint_latest.h5, TensorBoard event files)"
+  echo "TensorBoard: tensorboard --logdir runs/   (then open http://localhost:6006)"
+  # The last line: the final validation Dice, from rank 0's log.
+  local dice
+  dice=$(sed -n 's/.*done:.*\(validation Dice .*\)/\1/p' "$LOGDIR/training.log" 2>/dev/null | tail -1)
+  echo "${dice:-validation Dice: see $LOGDIR/training.log}"
+}
+
+# ---------------------------------------------------------------------------------------------
+# On a cluster: cluster file -> inventory + hostfile -> reachability check -> Ansible playbook.
+if [ -n "$HOSTS" ]; then
+  [ -z "$NP" ] || [ "$NP" -ge 2 ] || die "--np: a cluster run needs at least 2 ranks (a parameter server and a worker)"
+  case "$SETTINGS" in /*|../*) die "--settings: with --hosts, use a file inside the project (it is synced to every host)" ;; esac
+  GEN=build/cluster
+  mkdir -p "$GEN"
+  if ! err=$(scripts/cluster_config.py generate "$HOSTS" "$GEN" ${NP:+--np "$NP"} 2>&1 >/dev/null); then
+    die "${err#cluster_config: }"
+  fi
+  # shellcheck source=/dev/null
+  . "$GEN/cluster.env"
+  # The playbook's variables (JSON, so that any flag survives quoting): unet_train_args are the
+  # flags after --config, --data and --logdir, which the launch role writes itself. A restart only
+  # launches again (the hosts are already set up), resuming.
+  build_command() {  # RESTART
+    train_flags "${DATA:-$SYNTHETIC}" "$1"
+    scripts/cluster_config.py vars "$GEN/vars.json" \
+      unet_source_dir="$PWD" unet_project_dir="${CLUSTER_PROJECT_DIR:-$PWD}" unet_settings="$SETTINGS" \
+      unet_data="$DATA" unet_logdir="$LOGDIR" unet_np="$CLUSTER_NP" unet_omp_threads="$CLUSTER_THREADS" \
+      unet_binding="$CLUSTER_BINDING" unet_tensorboard="$CLUSTER_TENSORBOARD" \
+      unet_hdf5_file_locking="${HDF5_USE_FILE_LOCKING:-}" -- "${TRAIN_ARGS[@]:6}"
+    CMD=(ansible-playbook -i "$GEN/inventory.ini" ansible/distributed_train.yml -e "@$GEN/vars.json")
+    [ "$1" -eq 0 ] || CMD+=(--tags launch)
+  }
+  NO_RESTART_RC=none   # ansible-playbook exits 2 for any failed task
+  build_command 0
+  PLAYBOOK=("${CMD[@]}")
+  echo "cluster: $CLUSTER_NP ranks (parameter server on $CLUSTER_PS), hosts: $CLUSTER_HOSTS, OMP_NUM_THREADS=$CLUSTER_THREADS"
+  if [ "$DRY_RUN" -eq 1 ]; then
+    BIND=(--bind-to none)
+    [ "$CLUSTER_BINDING" = none ] || BIND=(--map-by "slot:PE=$CLUSTER_THREADS" --bind-to core)
+    echo "would run: scripts/install_deps.sh"
+    echo "would check: ansible cluster -i $GEN/inventory.ini -m ansible.builtin.ping"
+    echo "would run: $(show "${PLAYBOOK[@]}")"
+    echo "which runs on $CLUSTER_PS, in ${CLUSTER_PROJECT_DIR:-$PWD}: $(show mpirun -np "$CLUSTER_NP" \
+      --hostfile "$LOGDIR/hostfile" "${BIND[@]}" -x OMP_NUM_THREADS="$CLUSTER_THREADS" build/bin/unet_train "${TRAIN_ARGS[@]}")"
+    echo "hostfile:"; sed 's/^/  /' "$GEN/hostfile"
+    exit 0
+  fi
+  scripts/install_deps.sh
+  command -v ansible-playbook >/dev/null || die "ansible-playbook not found (apt-get install ansible)"
+  # Every host must answer before anything starts: one line per host that does not.
+  if ! ping_out=$(ANSIBLE_TIMEOUT=10 ansible cluster -i "$GEN/inventory.ini" -m ansible.builtin.ping -o 2>&1); then
+    echo "$ping_out" | sed -n -e 's/^\([^ ]*\) | UNREACHABLE!: \(.*\)/host \1 unreachable, nothing started: \2/p' \
+      -e 's/^\([^ ]*\) | FAILED! => .*"msg": "\([^"]*\)".*/host \1 failed, nothing started: \2/p' | sed "s/^/$PROGRAM: /" >&2
+    echo "$ping_out" | grep -q 'UNREACHABLE!\|FAILED!' || echo "$PROGRAM: ansible: $(echo "$ping_out" | tail -1)" >&2
+    exit 1
+  fi
+  rc=0
+  run_with_restarts || rc=$?
+  [ "$rc" -eq 0 ] && report
+  exit "$rc"
+fi
+
+# ---------------------------------------------------------------------------------------------
+# On this machine: mpirun with a parameter server and NP-1 workers.
+NP=${NP:-3}
+CORES=$(nproc)
+WORKERS=$((NP > 1 ? NP - 1 : 1))
+ROLES="1 parameter server, $WORKERS workers"
+if [[ " ${PASS[*]+"${PASS[*]}"} " =~ \ --sync(=|\ )allreduce\  ]]; then WORKERS=$NP; ROLES="$NP workers, all-reduce"; fi
+# OpenMP threads per rank (OMP_NUM_THREADS when set): the cores shared among the workers (the
+# parameter server mostly waits).
+THREADS=${OMP_NUM_THREADS:-$((CORES / WORKERS > 0 ? CORES / WORKERS : 1))}
+MPIRUN=(mpirun -np "$NP")
+if [ $((NP * THREADS)) -le "$CORES" ]; then
+  MPIRUN+=(--map-by "slot:PE=$THREADS" --bind-to core)      # each rank on cores of its own
+else
+  # More threads than cores: unbound ranks, and idle OpenMP threads sleep instead of spinning.
+  [ "$NP" -le "$CORES" ] || MPIRUN+=(--oversubscribe)
+  MPIRUN+=(--bind-to none -x "OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}")
+fi
+MPIRUN+=(-x "OMP_NUM_THREADS=$THREADS")
+[ -z "${HDF5_USE_FILE_LOCKING:-}" ] || MPIRUN+=(-x HDF5_USE_FILE_LOCKING)
+build_command() {  # RESTART
+  train_flags "${DATA:-$SYNTHETIC}" "$1"
+  CMD=("${MPIRUN[@]}" build/bin/unet_train "${TRAIN_ARGS[@]}")
+}
+build_command 0
+COMMAND=("${CMD[@]}")
+
+if [ "$DRY_RUN" -eq 1 ]; then
+  echo "would run: scripts/install_deps.sh"
+  echo "would run: make -j$CORES all"
+  [ -n "$DATA" ] || [ -f "$SYNTHETIC" ] || echo "would create: data/synthetic and $SYNTHETIC (build/bin/unet_prepare)"
+  echo "would run: $(show "${COMMAND[@]}")"
+  exit 0
+fi
+
+scripts/install_deps.sh
+make -j"$CORES" all >/dev/null
+[ -n "$DATA" ] || prepare_synthetic
+if [ "$(id -u)" -eq 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
+echo "training $SETTINGS on ${DATA:-$SYNTHETIC}: $NP ranks ($ROLES), OMP_NUM_THREADS=$THREADS; results in $LOGDIR"
+echo "$(show "${COMMAND[@]}")"
+rc=0
+run_with_restarts || rc=$?
+[ "$rc" -eq 0 ] && report
+exit "$rc"

@@ -21,6 +21,7 @@ PACKAGES=(
   python3-nibabel python3-h5py      # independent NIfTI / HDF5 readers and writers for the data tests
   python3-venv                      # the virtual environment TensorBoard is installed into (scripts/tensorboard_venv.sh)
   zlib1g-dev
+  ansible ansible-lint rsync        # launching on hosts (ansible/), and its tests
 )
 
 missing=()

@@ -24,9 +24,20 @@ static void check(int rc, const char* what) {
 
 static MPI_Comm handle(void* c) { return *static_cast<MPI_Comm*>(c); }
 
+// Whether this process is one of several ranks: started by Open MPI's mpirun, or directly by
+// Slurm's srun --mpi=pmix (which sets no OMPI_* variables; without this check every task of an
+// srun step would train alone as a single process).
+static bool launched_as_one_of_several_ranks() {
+    auto count = [](const char* name) {
+        const char* v = std::getenv(name);
+        return v ? std::atoi(v) : 0;
+    };
+    if (count("OMPI_COMM_WORLD_SIZE") > 1) return true;
+    return std::getenv("PMIX_RANK") && count("SLURM_STEP_NUM_TASKS") > 1;
+}
+
 Comm::Comm() {
-    const char* size = std::getenv("OMPI_COMM_WORLD_SIZE");
-    if (!size || std::atoi(size) <= 1) return;
+    if (!launched_as_one_of_several_ranks()) return;
     int provided = 0;
     check(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided), "MPI_Init_thread");
     // Errors come back as codes (and become exceptions) instead of killing the job silently.

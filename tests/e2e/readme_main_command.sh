@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
 # The README's main command works as written: ./run_distributed_training.sh creates the synthetic
-# dataset if needed, trains settings/quick.ini on it and reports a validation Dice well above 0.8.
+# dataset if needed, trains settings/quick.ini on it under mpirun (a parameter server and two
+# workers), says where the results are and how to open TensorBoard, and ends with a validation
+# Dice well above 0.8.
 set -u
-out=$(OMP_NUM_THREADS=2 ./run_distributed_training.sh 2>&1) || { echo "$out" | tail -20; exit 1; }
+# As a user runs it: without the test harness's OMP_NUM_THREADS, so the launcher picks the threads.
+out=$(env -u OMP_NUM_THREADS -u OMP_WAIT_POLICY ./run_distributed_training.sh 2>&1) || { echo "$out" | tail -20; exit 1; }
 run=$(echo "$out" | sed -n 's/^results: \(runs\/[0-9-]*\).*/\1/p')
 [ -n "$run" ] && [ -s "$run/training.log" ] && [ -f "$run/checkpoint_best.h5" ] || { echo "$out" | tail -5; echo "no run directory"; exit 1; }
-dice=$(echo "$out" | sed -n 's/^done:.*validation Dice \([0-9.]*\).*/\1/p')
+trap 'rm -rf "$run"' EXIT
+grep -q "3 ranks (rank 0 parameter server)" "$run/training.log" || { echo "not a parameter server and two workers"; exit 1; }
+echo "$out" | grep -q "^TensorBoard: tensorboard --logdir runs/" || { echo "no TensorBoard hint"; exit 1; }
+dice=$(echo "$out" | tail -1 | sed -n 's/^validation Dice \([0-9.]*\) (best [0-9.]*)$/\1/p')
+[ -n "$dice" ] || { echo "$out" | tail -3; echo "does not end with the validation Dice"; exit 1; }
 awk -v d="$dice" 'BEGIN { exit !(d > 0.8) }' || { echo "$out" | tail -8; echo "validation Dice $dice"; exit 1; }
-rm -rf "$run"
 echo "validation Dice $dice"

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# run_distributed_training.sh on this machine: what --dry-run shows (mpirun with a parameter
+# server and two workers, binding for the cores there are, pass-through flags, --tune), one-line
+# errors for bad options, and --max_restarts: a rank killed mid-run is restarted with --resume auto
+# and the job finishes from its checkpoint.
+set -u
+BUILD=${BUILD:-build}
+tmp=$(mktemp -d)
+run=runs/e2e-restarts-$$
+trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$tmp" "$run"' EXIT
+fail() { echo "FAIL: $*"; exit 1; }
+L=./run_distributed_training.sh
+
+out=$(OMP_NUM_THREADS= $L --dry-run --epochs 2 --tune settings/quick.ini) || fail "--dry-run exit $?"
+cmd=$(echo "$out" | sed -n 's/^would run: mpirun/mpirun/p')
+[ -n "$cmd" ] || fail "no mpirun line in: $out"
+echo "$cmd" | grep -q -- "^mpirun -np 3 " || fail "not 3 ranks: $cmd"
+echo "$cmd" | grep -q -- "--config settings/quick.ini .*--logdir runs/[0-9-]* --tune settings/quick.ini --epochs 2$" ||
+  fail "flags not passed through in order: $cmd"
+cores=$(nproc)
+if [ $((3 * (cores / 2))) -le "$cores" ]; then
+  echo "$cmd" | grep -q -- "--map-by slot:PE=$((cores / 2)) --bind-to core" || fail "no per-rank cores on $cores cores: $cmd"
+else
+  echo "$cmd" | grep -q -- "--bind-to none" || fail "bound ranks on $cores cores: $cmd"
+  [ "$cores" -ge 3 ] || echo "$cmd" | grep -q -- "--oversubscribe" || fail "3 ranks on $cores cores without --oversubscribe: $cmd"
+fi
+echo "$cmd" | grep -q -- "-x OMP_NUM_THREADS=$(( cores / 2 > 0 ? cores / 2 : 1 ))" || fail "OMP_NUM_THREADS not cores/workers: $cmd"
+out=$($L --dry-run --np 5 --settings=settings/unet2d.ini --data settings/quick.ini --resume auto) || fail "--dry-run 2"
+echo "$out" | grep -q "mpirun -np 5 .*--config settings/unet2d.ini --data settings/quick.ini .* --resume auto$" || fail "options: $out"
+
+check_error() {  # EXPECTED-TEXT ARGS...
+  local expected=$1 out rc; shift
+  out=$($L "$@" 2>&1 >/dev/null); rc=$?
+  [ "$rc" -eq 2 ] || fail "$* -> exit $rc (expected 2)"
+  [ "$(echo "$out" | wc -l)" -eq 1 ] && echo "$out" | grep -q -- "$expected" || fail "$* -> '$out' (expected '$expected')"
+}
+check_error "--np: expected a positive integer, got 'two'" --np two --dry-run
+check_error "--settings: cannot read 'nope.ini'" --settings nope.ini --dry-run
+check_error "--max_restarts: expected 0 or a positive integer, got '-1'" --max_restarts -1 --dry-run
+check_error "--tune: no such file" --tune nope.ini --dry-run
+check_error "--data: no such file" --data nope.h5 --dry-run
+check_error "--hosts: no such file" --hosts nope.ini --dry-run
+check_error "--logdir: expected a value" --dry-run --logdir
+check_error "--config: use --settings FILE" --config x.ini
+
+# --max_restarts: kill a worker once training runs; the launcher restarts the job, resuming.
+OMP_NUM_THREADS=1 $L --logdir "$run" --max_restarts 1 --data data/synthetic2d.h5 --epochs 50 --steps 40 \
+  --print_every 1 --checkpoint_every 2 --step_timeout 60 > "$tmp/out" 2>&1 &
+launcher=$!
+for _ in $(seq 600); do grep -q "checkpoint .* at step [2-9]" "$run/training.log" 2>/dev/null && break; sleep 0.2; done
+grep -q "checkpoint .* at step" "$run/training.log" 2>/dev/null || { tail "$tmp/out"; fail "training did not start"; }
+mpirun_pid=$(pgrep -P $launcher -x mpirun) || fail "no mpirun under the launcher"
+worker=$(pgrep -P "$mpirun_pid" | sed -n 2p)
+[ -n "$worker" ] || fail "no ranks under mpirun"
+kill -KILL "$worker"
+rc=0; wait $launcher || rc=$?
+[ "$rc" -eq 0 ] || { tail -15 "$tmp/out"; fail "launcher exit $rc after a restart"; }
+grep -q "restart 1 of 1 with --resume auto" "$tmp/out" || fail "no restart message"
+grep -q "resumed from $run/checkpoint_latest.h5 at step" "$run/training.log" || fail "the restart did not resume"
+grep -q "done: 40 steps" "$run/training.log" || fail "the restarted job did not finish"
+tail -1 "$tmp/out" | grep -q "^validation Dice [0-9.]* (best [0-9.]*)$" || fail "last line: $(tail -1 "$tmp/out")"
+grep -q "^TensorBoard: tensorboard --logdir runs/" "$tmp/out" || fail "no TensorBoard hint"
+
+# SIGTERM to the launcher (as Ctrl-C) reaches the job: checkpoint, stop, no restart; then resume.
+rm -rf "$run"
+OMP_NUM_THREADS=1 $L --logdir "$run" --max_restarts 2 --data data/synthetic2d.h5 --steps 400 --print_every 1 > "$tmp/term" 2>&1 &
+launcher=$!
+for _ in $(seq 600); do grep -q "step 3 " "$run/training.log" 2>/dev/null && break; sleep 0.2; done
+kill -TERM $launcher
+wait $launcher
+grep -q "stopped by signal 15 at step" "$run/training.log" || { tail "$tmp/term"; fail "SIGTERM did not checkpoint and stop the job"; }
+grep -q "restart [0-9] of" "$tmp/term" && fail "restarted after SIGTERM"
+grep -q "stopped; continue with the same command and --logdir $run --resume auto" "$tmp/term" || fail "no continue hint"
+stopped=$(sed -n 's/.*stopped by signal 15 at step \([0-9]*\).*/\1/p' "$run/training.log")
+OMP_NUM_THREADS=1 $L --logdir "$run" --data data/synthetic2d.h5 --steps $((stopped + 2)) --resume auto > "$tmp/resume" 2>&1 ||
+  fail "resume after SIGTERM"
+grep -q "resumed from $run/checkpoint_latest.h5 at step $stopped " "$run/training.log" || fail "did not resume at step $stopped"
+echo "dry run, errors, restart after a killed worker, SIGTERM and resume: ok"
