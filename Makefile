@@ -13,7 +13,7 @@ CXXFLAGS   += -std=c++17 $(OPT) $(ARCH) -g -Wall -Wextra -fopenmp -MMD -MP -Iinc
 LDLIBS     += -ldnnl -lboost_program_options $(HDF5_LIBS) -lniftiio -lznz -lz -lpng -lgif $(MPI_LIBS) -fopenmp -lpthread
 BUILD      ?= build
 
-LIB_SRCS   := $(wildcard src/core/*.cpp src/nn/*.cpp src/cli/*.cpp src/train/*.cpp src/data/*.cpp src/log/*.cpp src/dist/*.cpp)
+LIB_SRCS   := $(wildcard src/core/*.cpp src/nn/*.cpp src/cli/*.cpp src/train/*.cpp src/data/*.cpp src/log/*.cpp src/dist/*.cpp src/tune/*.cpp)
 LIB_OBJS   := $(LIB_SRCS:%.cpp=$(BUILD)/obj/%.o)
 LIB        := $(BUILD)/libunet.a
 APPS       := $(patsubst src/apps/%.cpp,$(BUILD)/bin/%,$(wildcard src/apps/*.cpp))

@@ -15,6 +15,7 @@
 #include "unet/cli/train_options.h"
 #include "unet/core/check.h"
 #include "unet/train/trainer.h"
+#include "unet/tune/tuner.h"
 
 // Intel's --blocktime (KMP_BLOCKTIME: ms an idle OpenMP thread spins before it sleeps) for GNU
 // OpenMP, which reads its wait policy once at start-up: 0 -> OMP_WAIT_POLICY=passive, 1000 or more
@@ -53,6 +54,7 @@ int main(int argc, char** argv) {
             std::cout << r.json(opts) << std::endl;
             return 0;
         }
+        if (!opts.tune_file.empty()) return unet::run_tuning(argc, argv, opts);
         unet::run_training(opts, unet::Comm::world());
         return 0;
     });
