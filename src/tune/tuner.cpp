@@ -3,6 +3,7 @@
 #include <climits>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -255,6 +256,12 @@ SearchPlan plan_search(int argc, char** argv, const TrainOptions& o) {
 int run_tuning(int argc, char** argv, const TrainOptions& o) {
     const SearchPlan plan = plan_search(argc, argv, o);
     Comm& world = Comm::world();
+    // Open MPI's mpirun has a --tune FILE of its own (a file of MCA parameters) and takes it from
+    // anywhere on the command line; the program still gets it, but the file was read twice.
+    const char* ompi_tune = std::getenv("OMPI_MCA_mca_base_envar_file_prefix");
+    if (world.is_root() && ompi_tune && o.tune_file == ompi_tune)
+        std::printf("note: mpirun also read %s as its own --tune parameter file (the keyval parser lines above); "
+                    "write --tune=%s to keep mpirun out of it\n", ompi_tune, ompi_tune);
     const auto t0 = std::chrono::steady_clock::now();
     auto seconds = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
     if (world.size() == 1) {
