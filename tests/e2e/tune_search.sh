@@ -11,6 +11,12 @@ MPI=(mpirun --oversubscribe --bind-to none -x OMP_NUM_THREADS=1)
 fail() { echo "FAIL: $*"; exit 1; }
 count() { awk -F, -v s="$2" 'NR > 1 && $2 == s' "$1" | wc -l; }
 
+# A bad search-space line: exit 2, one line naming the file and the line, before any training.
+printf '[search]\nlearningrate = loguniform(0, 1)\n' >"$T/bad.ini"
+msg=$("$BIN" --tune "$T/bad.ini" --logdir "$T/bad" 2>&1); rc=$?
+[ "$rc" -eq 2 ] && [ "$msg" = "unet_train: --tune: $T/bad.ini:2: learningrate: loguniform(lo, hi) needs lo > 0 (see --help)" ] ||
+  fail "bad line: $rc $msg"
+
 cat > "$T/asha.ini" <<'INI'
 [search]
 learningrate = choice(0.004, 0.00003, 1e30, 0.002)
