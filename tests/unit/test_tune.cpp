@@ -11,6 +11,7 @@
 #include "unet/cli/json_config.h"
 #include "unet/cli/train_options.h"
 #include "unet/core/check.h"
+#include "unet/train/hook_chain.h"
 #include "unet/tune/coordinator.h"
 #include "unet/tune/ledger.h"
 #include "unet/tune/scheduler.h"
@@ -290,4 +291,29 @@ TEST(TuneOptions, DistMisJsonConfigMapsOntoOurFlags) {
     EXPECT_THROW(json_config_to_settings("{not json", "x.json"), UsageError);
     std::ofstream(dir + "/bad.json") << R"({"num_gpus": 4})";
     EXPECT_THROW(parse({"--config", dir + "/bad.json"}), UsageError);
+}
+
+TEST(HookChain, EveryHookHearsEveryEpochAndAnyStopStops) {
+    struct Counting : TrainingHooks {
+        bool answer;
+        int epochs = 0, ends = 0;
+        explicit Counting(bool a) : answer(a) {}
+        bool on_epoch(const EpochReport&, UNet&) override { return ++epochs, answer; }
+        void on_end(const RunSummary&) override { ++ends; }
+    };
+    Counting go(true), stop(false), also(true);
+    HookChain chain;
+    chain.add(&go);
+    chain.add(&stop);
+    chain.add(&also);
+    chain.add(nullptr);  // ignored
+    UNetConfig cfg;
+    cfg.dims = 2;
+    cfg.base_filters = 4;
+    cfg.depth = 1;
+    UNet model(cfg);
+    EXPECT_FALSE(chain.on_epoch(EpochReport{}, model));
+    EXPECT_EQ(go.epochs + stop.epochs + also.epochs, 3);  // the hook after the stopping one was asked too
+    chain.on_end(RunSummary{});
+    EXPECT_EQ(go.ends + stop.ends + also.ends, 3);
 }
