@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Hyperparameter search under real mpirun (rank 0 coordinates, the others train in groups): ASHA
 # stops weak trials while they run, a diverging trial is marked failed and the search still
-# finishes (in one-rank groups and in a parameter-server group), and a search stopped by SIGTERM
-# and then by a SIGKILLed rank finishes on --resume without redoing finished trials.
+# finishes (in one-rank groups and in a parameter-server group), an error only one rank of a group
+# sees ends the job and --resume reruns that trial, and a search stopped by SIGTERM and then by a
+# SIGKILLed rank finishes on --resume without redoing finished trials.
 set -u
 BIN=${BUILD:-build}/bin/unet_train
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
@@ -75,6 +76,19 @@ INI
 timeout 120 "${MPI[@]}" -np 3 "$BIN" --tune="$T/div.ini" --group_size 2 --logdir "$T/div" >/dev/null 2>&1 || fail "ps group search"
 [ "$(count "$T/div/tune/trials.csv" failed)" -eq 1 ] && [ "$(count "$T/div/tune/trials.csv" completed)" -eq 1 ] ||
   fail "ps group ledger: $(cat "$T/div/tune/trials.csv")"
+
+# An error only one rank of a parameter-server group sees (its worker stalls: the test hook
+# UNET_TEST_STALL=rank:step; the server gives up after --step_timeout) ends the job with one line;
+# the ledger survives and --resume counts the failure and reruns the trial.
+msg=$(timeout 120 "${MPI[@]}" -np 3 -x UNET_TEST_STALL=1:3 "$BIN" --tune="$T/div.ini" --group_size 2 --step_timeout 3 \
+      --logdir "$T/stall" 2>&1); rc=$?
+[ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] || fail "stalled worker: exit $rc"
+echo "$msg" | grep -q "worker rank 1 sent nothing for step 3" || fail "stall message: $msg"
+grep -q ",running," "$T/stall/tune/trials.csv" || fail "stall ledger: $(cat "$T/stall/tune/trials.csv")"
+timeout 120 "${MPI[@]}" -np 3 "$BIN" --tune="$T/div.ini" --group_size 2 --logdir "$T/stall" \
+  --resume auto --max_failures 1 >/dev/null 2>&1 || fail "resume after a stall"
+[ "$(count "$T/stall/tune/trials.csv" completed)" -eq 1 ] && grep -q "^1,completed,2,.*,1,the job ended while it ran," \
+  "$T/stall/tune/trials.csv" || fail "after the stall: $(cat "$T/stall/tune/trials.csv")"
 
 # Interruptions: SIGTERM to every rank, then SIGKILL to one training rank, then a resume that finishes.
 cat > "$T/long.ini" <<'INI'
