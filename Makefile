@@ -68,6 +68,7 @@ asan:
 
 bench: all $(BENCH_BINS)
 	@bench/run_bench.sh $(BUILD)
+	@bench/distributed_bench.sh $(BUILD)
 	@[ "$${TUNE_BENCH:-1}" = 0 ] || bench/tune_bench.sh $(BUILD)
 
 clean:

@@ -38,8 +38,8 @@ def sig(v, digits=6):
     return float("%.*g" % (digits, v))
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def make_parser(description):
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--dims", type=int, default=2, choices=(2, 3))
     ap.add_argument("--input_size", default=None, help="e.g. 128,128 (default 128,128 / 64,64,64)")
     ap.add_argument("--in_channels", type=int, default=4)
@@ -57,8 +57,10 @@ def main():
     ap.add_argument("--learningrate", type=float, default=0.0005)
     ap.add_argument("--num_threads", type=int, default=0, help="0: OMP_NUM_THREADS or all cores")
     ap.add_argument("--seed", type=int, default=42)
-    a = ap.parse_args()
+    return ap
 
+
+def checked_size(a):
     if a.input_size is None:
         a.input_size = "128,128" if a.dims == 2 else "64,64,64"
     size = parse_size(a.input_size, a.dims)
@@ -66,23 +68,25 @@ def main():
         raise SystemExit("--input_size: every size must be divisible by 2^depth = %d" % (1 << a.depth))
     if a.steps < 1:
         raise SystemExit("--steps: expected at least 1")
-    threads = a.num_threads or int(os.environ.get("OMP_NUM_THREADS", "0") or 0) or os.cpu_count()
+    return size
+
+
+def set_threads(threads):
     torch.set_num_threads(threads)
     try:
         torch.set_num_interop_threads(1)
     except RuntimeError:
         pass
-    torch.manual_seed(a.seed)
 
-    cfg = dict(dims=a.dims, in_channels=a.in_channels, out_channels=a.out_channels,
-               base_filters=a.filters, depth=a.depth, upsampling=a.upsampling, norm=a.norm,
-               norm_groups=a.norm_groups, dropout=a.dropout)
-    model = torch_unet.build_model(cfg)
-    model.train()
-    opt = torch.optim.Adam(model.parameters(), lr=a.learningrate)
-    x = torch.randn(a.batch_size, a.in_channels, *size)
-    y = (torch.rand(a.batch_size, a.out_channels, *size) < 0.2).float()
 
+def model_config(a):
+    return dict(dims=a.dims, in_channels=a.in_channels, out_channels=a.out_channels,
+                base_filters=a.filters, depth=a.depth, upsampling=a.upsampling, norm=a.norm,
+                norm_groups=a.norm_groups, dropout=a.dropout)
+
+
+def timed_steps(a, model, opt, x, y):
+    """Runs --bench_warmup then --steps training steps; returns the seconds of the timed ones."""
     def step():
         opt.zero_grad(set_to_none=True)
         loss = torch_unet.batch_loss(a.loss, model(x), y)
@@ -96,10 +100,12 @@ def main():
     for _ in range(a.steps):
         loss = step()
     float(loss)  # everything has run
-    secs = time.perf_counter() - t0
+    return time.perf_counter() - t0
 
+
+def result_json(a, size, threads, secs, **extra):
     samples_per_s = a.batch_size * a.steps / secs
-    gflop_per_sample = torch_unet.train_flops_per_sample(cfg, size) / 1e9
+    gflop_per_sample = torch_unet.train_flops_per_sample(model_config(a), size) / 1e9
     result = {
         "program": "pytorch",
         "torch": torch.__version__,
@@ -119,7 +125,22 @@ def main():
         "gflops": sig(samples_per_s * gflop_per_sample),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
     }
-    print(json.dumps(result, separators=(",", ":")))
+    result.update(extra)
+    return json.dumps(result, separators=(",", ":"))
+
+
+def main():
+    a = make_parser(__doc__.split("\n")[0]).parse_args()
+    size = checked_size(a)
+    threads = a.num_threads or int(os.environ.get("OMP_NUM_THREADS", "0") or 0) or os.cpu_count()
+    set_threads(threads)
+    torch.manual_seed(a.seed)
+    model = torch_unet.build_model(model_config(a))
+    model.train()
+    opt = torch.optim.Adam(model.parameters(), lr=a.learningrate)
+    x = torch.randn(a.batch_size, a.in_channels, *size)
+    y = (torch.rand(a.batch_size, a.out_channels, *size) < 0.2).float()
+    print(result_json(a, size, threads, timed_steps(a, model, opt, x, y)))
     return 0
 
 

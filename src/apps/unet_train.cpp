@@ -50,8 +50,8 @@ int main(int argc, char** argv) {
 #pragma omp parallel
         _mm_setcsr(_mm_getcsr() | 0x8040);
         if (opts.benchmark) {
-            const unet::BenchmarkResult r = unet::run_benchmark(opts);
-            std::cout << r.json(opts) << std::endl;
+            const unet::BenchmarkResult r = unet::run_benchmark(opts, unet::Comm::world());
+            if (unet::Comm::world().is_root()) std::cout << r.json(opts) << std::endl;
             return 0;
         }
         if (!opts.tune_file.empty()) return unet::run_tuning(argc, argv, opts);

@@ -100,6 +100,10 @@ po::options_description describe_flags(TrainOptions& o, RawOptions& r) {
          "seconds the parameter server waits for a worker's step before stopping the job (0: forever)")
         ("sync", po::value(&o.sync)->default_value("ps"),
          "under mpirun: ps (rank 0 parameter server, ranks 1..N-1 workers) or allreduce (every rank a worker)")
+        ("num_ps", po::value(&o.num_ps)->default_value(1),
+         "--sync ps: number of parameter-server ranks (0..K-1), each owning a shard of the parameters")
+        ("bucket_mb", po::value(&o.bucket_mb)->default_value(1.0),
+         "gradients leave in buckets of about this many MiB while backward runs")
         ("num_threads", po::value(&o.num_threads)->default_value(0), "OpenMP threads (0: OMP_NUM_THREADS or all cores)")
         ("num_inter_threads", po::value(&o.num_inter_threads)->default_value(1), "threads outside the compute pool (data prefetch)")
         ("blocktime", po::value(&o.blocktime)->default_value(-1),
@@ -244,6 +248,9 @@ void resolve(TrainOptions& o, const RawOptions& r, const po::variables_map& vm) 
     if (o.num_threads < 0) throw UsageError("--num_threads: expected 0 or more");
     if (o.toy_samples < 1) throw UsageError("--toy_samples: expected at least 1");
     if (o.print_every < 1) throw UsageError("--print_every: expected at least 1");
+    if (o.num_ps < 1) throw UsageError("--num_ps: expected at least 1");
+    if (o.num_ps > 1 && o.sync != "ps") throw UsageError("--num_ps: only with --sync ps");
+    if (!(o.bucket_mb > 0)) throw UsageError("--bucket_mb: expected a positive size in MiB");
     if (o.image_every < 0) throw UsageError("--image_every: expected 0 or more");
     resolve_tuning(o, vm);
 }

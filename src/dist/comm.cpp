@@ -106,13 +106,13 @@ void Comm::report_step(int64_t step) {
     if (mpi_) check(MPI_Send(&step, 1, MPI_INT64_T, 0, kStepTag, handle(comm_)), "MPI_Send");
 }
 
-void Comm::await_workers(int64_t step, double timeout_s) {
+void Comm::await_workers(int64_t step, double timeout_s, int first_worker) {
     if (!mpi_) return;
-    const int workers = size_ - 1;
+    const int workers = size_ - first_worker;
     std::vector<int64_t> got(static_cast<size_t>(workers), -1);
     std::vector<MPI_Request> req(static_cast<size_t>(workers));
     for (int w = 0; w < workers; ++w)
-        check(MPI_Irecv(&got[size_t(w)], 1, MPI_INT64_T, w + 1, kStepTag, handle(comm_), &req[size_t(w)]), "MPI_Irecv");
+        check(MPI_Irecv(&got[size_t(w)], 1, MPI_INT64_T, w + first_worker, kStepTag, handle(comm_), &req[size_t(w)]), "MPI_Irecv");
     const double start = MPI_Wtime();
     for (;;) {
         int all = 0;
@@ -123,7 +123,7 @@ void Comm::await_workers(int64_t step, double timeout_s) {
             for (int w = 0; w < workers; ++w) {
                 int done = 0;
                 if (req[size_t(w)] != MPI_REQUEST_NULL) MPI_Test(&req[size_t(w)], &done, MPI_STATUS_IGNORE);
-                if (req[size_t(w)] != MPI_REQUEST_NULL && !done) missing += (missing.empty() ? "" : ", ") + std::to_string(w + 1);
+                if (req[size_t(w)] != MPI_REQUEST_NULL && !done) missing += (missing.empty() ? "" : ", ") + std::to_string(w + first_worker);
             }
             throw std::runtime_error("worker rank " + missing + " sent nothing for step " + std::to_string(step) +
                                      " within --step_timeout " + std::to_string(int(timeout_s)) +
@@ -133,7 +133,7 @@ void Comm::await_workers(int64_t step, double timeout_s) {
     }
     for (int w = 0; w < workers; ++w)
         if (got[size_t(w)] != step)
-            throw std::runtime_error("worker rank " + std::to_string(w + 1) + " is at step " +
+            throw std::runtime_error("worker rank " + std::to_string(w + first_worker) + " is at step " +
                                      std::to_string(got[size_t(w)]) + ", the server at " + std::to_string(step));
 }
 

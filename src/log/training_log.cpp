@@ -41,7 +41,9 @@ void TrainingLog::line(const char* fmt, ...) {
     std::vsnprintf(text, sizeof text, fmt, ap);
     va_end(ap);
     if (!file_) return;
-    std::fprintf(stderr, "%s\n", text);
+    // On a terminal the line replaces the training progress bar, which is redrawn after it.
+    static const bool tty = isatty(STDERR_FILENO) != 0;
+    std::fprintf(stderr, "%s%s\n", tty ? "\r\033[K" : "", text);
     char stamp[32];
     const std::time_t now = std::time(nullptr);
     std::tm tm{};

@@ -354,26 +354,44 @@ const float* UNet::forward(const float* input, int64_t batch, const Dims& spatia
     return P.plain_output.data();
 }
 
-void UNet::backward(const float* diff_output) {
+// The smallest flat offset of the parameters named "<unit>.*". Units are registered in the
+// reverse of the order backward() finishes them, so each finished unit moves the ready frontier
+// down to its first offset.
+static int64_t unit_offset(const ParamStore& store, const std::string& unit) {
+    int64_t lo = store.size();
+    for (const ParamView& v : store.views())
+        if (v.name.compare(0, unit.size() + 1, unit + ".") == 0) lo = std::min(lo, v.offset);
+    return lo;
+}
+
+void UNet::backward(const float* diff_output, const GradientsReady& ready) {
     UNET_CHECK(last_ && last_->training, "backward() without a training forward()");
     Plan& P = *last_;
     auto& s = DnnlContext::get().stream;
     const int depth = config_.depth;
+    auto finished = [&](const std::string& unit) {
+        if (!ready) return;
+        s.wait();
+        ready(unit_offset(store_, unit));
+    };
     if (P.plain_output.empty())
         std::copy(diff_output, diff_output + product(P.d_output.get_desc().dims()),
                   static_cast<float*>(P.d_output.get_data_handle()));
     else
         write_plain(diff_output, P.d_output);
     P.out_conv->backward(P.dec[0].a2, P.output, P.d_output, P.dec[0].d2);
+    finished("out");
     for (int l = 0; l < depth; ++l) {
         Level& L = P.levels[size_t(l)];
         block_backward(P.dec[size_t(l)], L.cat, L.d_cat);
+        finished(level_name("dec", l));
         L.concat->backward(L.d_cat, 0, L.d_up, false);
         L.concat->backward(L.d_cat, 1, P.enc[size_t(l)].d2, false);  // skip part; the pool's is added later
         const memory below = l + 1 < depth ? P.dec[size_t(l + 1)].a2 : P.enc[size_t(depth)].a2;
         const memory d_below = l + 1 < depth ? P.dec[size_t(l + 1)].d2 : P.enc[size_t(depth)].d2;
         if (L.up_conv) L.up_conv->backward(below, L.up, L.d_up, d_below);
         else L.up_resample->backward(L.d_up, d_below);
+        if (L.up_conv) finished(level_name("up", l));
     }
     for (int l = depth; l >= 0; --l) {
         Block& b = P.enc[size_t(l)];
@@ -384,6 +402,7 @@ void UNet::backward(const float* diff_output) {
             add_into(b.d2, P.d_skip_from_pool[size_t(l)]);
         }
         block_backward(b, l == 0 ? P.input : P.pooled[size_t(l - 1)], l == 0 ? memory() : P.d_pooled[size_t(l - 1)]);
+        finished(level_name("enc", l));
     }
     s.wait();
 }

@@ -20,6 +20,8 @@
 #include "unet/core/rng.h"
 #include "unet/data/loader.h"
 #include "unet/dist/checkpoint.h"
+#include "unet/dist/ps_exchange.h"
+#include "unet/log/progress.h"
 #include "unet/log/training_log.h"
 #include "unet/train/training_state.h"
 #include "unet/train/toy_data.h"
@@ -45,18 +47,15 @@ static bool test_stall(int rank, int64_t step) {
     return std::sscanf(spec, "%d:%lld", &r, &s) == 2 && r == rank && s == step;
 }
 
-// Before each collective of a step, the workers check in with the server, which gives up after
-// --step_timeout naming the silent ranks: a stalled worker stops the job instead of hanging it.
-static void heartbeat(Comm* comm, bool server, int64_t step, double timeout_s) {
-    if (server) comm->await_workers(step, timeout_s);
-    else comm->report_step(step);
-}
-
 StepResult train_step(UNet& model, Optimizer& opt, const LrSchedule& schedule, LossKind loss,
                       const float* images, const float* masks, int64_t n, const Dims& spatial, int64_t step,
-                      std::vector<float>& grad_scratch, Comm* comm, bool parameter_server, double step_timeout_s) {
+                      std::vector<float>& grad_scratch, const StepComm& dist) {
+    Comm* comm = dist.comm;
+    PsExchange* ps = dist.ps;
+    AllreduceExchange* ar = dist.allreduce;
+    const double step_timeout_s = dist.step_timeout_s;
     const int64_t voxels = product(spatial) * model.config().out_channels;
-    const bool server = parameter_server && comm && comm->is_root();
+    const bool server = ps && ps->is_server();
     StepResult result;
     auto t = Clock::now();
     auto lap = [&t](double& into) {
@@ -71,7 +70,12 @@ StepResult train_step(UNet& model, Optimizer& opt, const LrSchedule& schedule, L
     for (int64_t i = 0; i < n && !server; ++i) m.add(confusion(pred + i * voxels, masks + i * voxels, voxels));
     double dice[2] = {m.dice, double(m.samples)};
     lap(result.compute_s);
-    if (parameter_server && comm) heartbeat(comm, server, step, step_timeout_s);
+    // The loss of the whole batch (Dice is not a sum over samples) is known only after every
+    // worker's forward: one small all-reduce, after the workers have checked in with rank 0.
+    if (ps) {
+        if (comm->is_root()) comm->await_workers(step, step_timeout_s, ps->servers());
+        else if (!server) comm->report_step(step);
+    }
     if (comm) {
         comm->sum(sums.data(), LossSums::kCount);
         comm->sum(dice, 2);
@@ -82,29 +86,33 @@ StepResult train_step(UNet& model, Optimizer& opt, const LrSchedule& schedule, L
         throw DivergenceError("loss is " + std::string(std::isnan(batch_loss) ? "NaN" : "Inf") + " at step " +
                               std::to_string(step) + "; lower --learningrate or check the data");
     ParamStore& store = model.store();
+    const float lr = schedule.at(step);
     if (server) {
-        store.zero_grads();
+        const ExchangeTimes x = ps->serve(opt, lr, store.grads(), store.params(), step, step_timeout_s);
+        result.comm_s += x.wait_s;
+        result.update_s += x.update_s;
     } else {
         grad_scratch.resize(size_t(n * voxels));
         loss_grad(loss, pred, masks, n, voxels, sums, grad_scratch.data());
-        model.backward(grad_scratch.data());
-    }
-    lap(result.compute_s);
-    // Each rank holds the derivative of the global batch loss through its own samples; their sum
-    // is the full gradient.
-    if (parameter_server && comm) {
-        heartbeat(comm, server, step, step_timeout_s);
-        comm->reduce_to(0, store.grads(), store.size());
-        lap(result.comm_s);
-        if (server) opt.step(store.params(), store.grads(), schedule.at(step));
-        lap(result.update_s);
-        comm->broadcast(0, store.params(), store.size());
-        lap(result.comm_s);
-    } else {
-        if (comm) comm->sum(store.grads(), store.size());
-        lap(result.comm_s);
-        opt.step(store.params(), store.grads(), schedule.at(step));
-        lap(result.update_s);
+        // Each rank holds the derivative of the global batch loss through its own samples; their
+        // sum is the full gradient. Buckets leave while backward runs.
+        float* grads = store.grads();
+        if (ps)
+            model.backward(grad_scratch.data(), [&](int64_t from) { ps->worker_ready(grads, store.params(), from); });
+        else if (ar)
+            model.backward(grad_scratch.data(), [&](int64_t from) { ar->ready(grads, from); });
+        else
+            model.backward(grad_scratch.data());
+        lap(result.compute_s);
+        if (ps) {
+            result.comm_s += ps->worker_finish(grads, store.params()).wait_s;
+        } else {
+            if (ar) result.comm_s += ar->finish(grads);
+            else if (comm) comm->sum(grads, store.size());
+            lap(result.comm_s);
+            opt.step(store.params(), grads, lr);
+            lap(result.update_s);
+        }
     }
     result.loss = batch_loss;
     result.dice = dice[1] > 0 ? dice[0] / dice[1] : 0;
@@ -134,9 +142,10 @@ std::string BenchmarkResult::json(const TrainOptions& o) const {
        << ",\"depth\":" << o.model.depth << ",\"upsampling\":\"" << upsampling_name(o.model.upsampling)
        << "\",\"norm\":\"" << norm_name(o.model.norm) << "\",\"conv_algorithm\":\""
        << (o.model.winograd ? "winograd" : "direct") << "\",\"batch_size\":" << o.batch_size << ",\"steps\":" << o.steps
-       << ",\"threads\":" << threads << std::fixed << ",\"step_ms\":" << step_ms << ",\"samples_per_s\":" << samples_per_s
+       << ",\"sync\":\"" << (ranks > 1 ? o.sync : "none") << "\",\"ranks\":" << ranks << ",\"num_ps\":"
+       << (ranks > 1 && o.sync == "ps" ? o.num_ps : 0) << ",\"threads\":" << threads << std::fixed << ",\"step_ms\":" << step_ms << ",\"samples_per_s\":" << samples_per_s
        << ",\"gflop_per_sample\":" << gflop_per_sample << ",\"gflops\":" << gflops << ",\"peak_rss_mib\":" << peak_rss_mib
-       << "}";
+       << ",\"comm_fraction\":" << comm_fraction << "}";
     return os.str();
 }
 
@@ -154,30 +163,83 @@ static void print_model_summary(UNet& model, const TrainOptions& o, int state_co
                  double(e.parameter_bytes) / mib, double(e.optimizer_bytes) / mib, double(e.total()) / mib);
 }
 
-BenchmarkResult run_benchmark(const TrainOptions& o) {
+// Seconds spent per activity, averaged over the workers (a parameter server's own waiting is not
+// a worker's). Collective: every rank calls it at the same step.
+struct Shares {
+    double compute = 0, comm = 0, update = 0, data = 0;
+};
+Shares worker_shares(Comm& comm, const PsExchange* ps, double compute, double comm_s, double update, double data) {
+    const bool worker = !(ps && ps->is_server());
+    double v[6] = {worker ? compute : 0, worker ? comm_s : 0, worker ? 0 : update, worker ? update : 0,
+                   worker ? data : 0, worker ? 1.0 : 0.0};
+    comm.sum(v, 6);
+    const double workers = std::max(1.0, v[5]);
+    // Servers update their shards side by side: their mean; without servers every rank updates.
+    return {v[0] / workers, v[1] / workers, ps ? v[2] / ps->servers() : v[3] / workers, v[4] / workers};
+}
+
+// The gradient exchange of a multi-rank run, by --sync: parameter servers or all-reduce.
+struct Exchanges {
+    std::unique_ptr<PsExchange> ps;
+    std::unique_ptr<AllreduceExchange> allreduce;
+    Exchanges(Comm& comm, const TrainOptions& o, int64_t params) {
+        if (comm.size() < 2) return;
+        const int64_t bucket = int64_t(o.bucket_mb * 1024 * 1024 / sizeof(float));
+        if (o.sync == "ps") ps = std::make_unique<PsExchange>(comm, o.num_ps, params, bucket);
+        else allreduce = std::make_unique<AllreduceExchange>(comm, params, bucket);
+    }
+    StepComm step_comm(Comm& comm, const TrainOptions& o) const {
+        StepComm c;
+        if (comm.size() < 2) return c;
+        c.comm = &comm;
+        c.ps = ps.get();
+        c.allreduce = allreduce.get();
+        c.step_timeout_s = o.step_timeout;
+        return c;
+    }
+};
+
+BenchmarkResult run_benchmark(const TrainOptions& o, Comm& comm) {
     UNet model(o.model);
     Optimizer opt(o.optimizer, model.store().size());
-    print_model_summary(model, o, opt.state_copies());
-    const int64_t n = o.batch_size;
-    Rng rng(o.seed);
-    std::vector<float> images(size_t(n * o.model.in_channels * product(o.input_size)));
-    std::vector<float> masks(size_t(n * o.model.out_channels * product(o.input_size)));
+    // Under mpirun the same steps run distributed, as training would (--sync, --num_ps).
+    const bool ps = comm.size() > 1 && o.sync == "ps";
+    if (ps && o.num_ps >= comm.size())
+        throw UsageError("--num_ps: leaves no worker among " + std::to_string(comm.size()) + " ranks");
+    Exchanges exchange(comm, o, model.store().size());
+    const int servers = ps ? o.num_ps : 0, workers = comm.size() - servers, worker = comm.rank() - servers;
+    if (comm.is_root()) print_model_summary(model, o, opt.state_copies());
+    const int64_t n = worker < 0 ? 0 : int64_t(Loader::share(o.batch_size, o.batch_size, worker, workers, 0).size());
+    Rng rng(o.seed + uint64_t(comm.rank()));
+    std::vector<float> images(size_t(std::max<int64_t>(1, n) * o.model.in_channels * product(o.input_size)));
+    std::vector<float> masks(size_t(std::max<int64_t>(1, n) * o.model.out_channels * product(o.input_size)));
     for (auto& v : images) v = rng.normal();
     for (auto& v : masks) v = rng.uniform() < 0.2f ? 1.f : 0.f;
     std::vector<float> scratch;
-    for (int64_t s = 0; s < o.warmup_steps_bench; ++s)
-        train_step(model, opt, o.schedule, o.loss, images.data(), masks.data(), n, o.input_size, s, scratch);
+    auto step = [&](int64_t s) {
+        return train_step(model, opt, o.schedule, o.loss, images.data(), masks.data(), n, o.input_size, s, scratch,
+                          exchange.step_comm(comm, o));
+    };
+    for (int64_t s = 0; s < o.warmup_steps_bench; ++s) step(s);
+    comm.barrier();
+    double compute = 0, comm_s = 0;
     const auto t0 = Clock::now();
-    for (int64_t s = 0; s < o.steps; ++s)
-        train_step(model, opt, o.schedule, o.loss, images.data(), masks.data(), n, o.input_size, s, scratch);
+    for (int64_t s = 0; s < o.steps; ++s) {
+        const StepResult r = step(o.warmup_steps_bench + s);
+        compute += r.compute_s, comm_s += r.comm_s;
+    }
+    comm.barrier();
     const double secs = seconds_since(t0);
+    const Shares sh = worker_shares(comm, exchange.ps.get(), compute, comm_s, 0, 0);
     BenchmarkResult r;
     r.threads = omp_get_max_threads();
+    r.ranks = comm.size();
     r.step_ms = 1000.0 * secs / double(o.steps);
-    r.samples_per_s = double(n * o.steps) / secs;
+    r.samples_per_s = double(o.batch_size * o.steps) / secs;
     r.gflop_per_sample = model.train_flops_per_sample(o.input_size) / 1e9;
     r.gflops = r.samples_per_s * r.gflop_per_sample;
     r.peak_rss_mib = peak_rss_mib();
+    r.comm_fraction = sh.comm / secs;
     return r;
 }
 
@@ -324,21 +386,6 @@ bool file_exists(const std::string& path) { return access(path.c_str(), F_OK) ==
 
 }  // namespace
 
-// Seconds spent per activity, averaged over the workers (a parameter server's own waiting is not
-// a worker's). Collective: every rank calls it at the same step.
-struct Shares {
-    double compute = 0, comm = 0, update = 0, data = 0;
-};
-Shares worker_shares(Comm& comm, bool ps, double compute, double comm_s, double update, double data) {
-    const bool worker = !(ps && comm.is_root());
-    double v[5] = {worker ? compute : 0, worker ? comm_s : 0, ps ? (comm.is_root() ? update : 0) : update,
-                   worker ? data : 0, worker ? 1.0 : 0.0};
-    comm.sum(v, 5);
-    const double workers = std::max(1.0, v[4]);
-    // The optimizer runs once on a server, on every rank otherwise.
-    return {v[0] / workers, v[1] / workers, ps ? v[2] : v[2] / workers, v[3] / workers};
-}
-
 // The first validation sample, alone: the picture TensorBoard shows as training goes on.
 static Batch first_sample(BatchSource& val) {
     Batch b, one;
@@ -362,7 +409,11 @@ RunSummary run_training(const TrainOptions& opts, Comm& comm, TrainingHooks* hoo
     if (comm.size() > 1 && opts.logdir.empty())
         throw UsageError("--logdir: required under mpirun (every rank must agree on the run directory)");
     const bool ps = comm.size() > 1 && o.sync == "ps";
-    const int workers = ps ? comm.size() - 1 : comm.size(), worker = ps ? comm.rank() - 1 : comm.rank();
+    const int servers = ps ? o.num_ps : 0;
+    if (ps && servers >= comm.size())
+        throw UsageError("--num_ps: " + std::to_string(servers) + " server ranks leave no worker among " +
+                         std::to_string(comm.size()) + " ranks (start more ranks or lower --num_ps)");
+    const int workers = comm.size() - servers, worker = comm.rank() - servers;  // worker < 0: a server
     if (o.batch_size < workers)
         throw UsageError("--batch_size: the global batch (" + std::to_string(o.batch_size) +
                          ") must be at least the number of workers (" + std::to_string(workers) + ")");
@@ -410,14 +461,17 @@ RunSummary run_training(const TrainOptions& opts, Comm& comm, TrainingHooks* hoo
         val = std::make_unique<ToySource>(make_toy_batch(n_val, o.model.in_channels, o.input_size, o.seed + 1),
                                           o.batch_size, o.seed, false);
     }
-    if (ps && comm.is_root())  // the server reads no data, it only keeps step with the workers
+    if (worker < 0)  // a server reads no data, it only keeps step with the workers
         train = std::make_unique<EmptySource>(train->samples(), train->steps_per_epoch(), o.input_size);
     UNet model(o.model);
     Optimizer opt(o.optimizer, model.store().size());
-    // With a parameter server, batch-norm statistics live on the workers; rank 0 takes worker 1's
-    // before it validates or checkpoints.
+    Exchanges exchange(comm, o, model.store().size());
+    // With parameter servers, batch-norm statistics live on the workers and each server holds
+    // only its shard up to date; rank 0 collects both before it draws or checkpoints.
     auto sync_buffers = [&] {
-        if (ps) comm.broadcast(1, model.store().buffers(), model.store().buffers_size());
+        if (!ps) return;
+        comm.broadcast(servers, model.store().buffers(), model.store().buffers_size());
+        exchange.ps->gather_to_root(opt, model.store().params());
     };
     Progress p;
     double val_dice_now = 0;
@@ -430,8 +484,11 @@ RunSummary run_training(const TrainOptions& opts, Comm& comm, TrainingHooks* hoo
     } else if (o.resume == "auto") {
         log.line("--resume auto: no checkpoint in %s, starting fresh", o.logdir.c_str());
     }
+    const std::string roles = !ps              ? (comm.size() > 1 ? " (all-reduce)" : "")
+                              : servers == 1 ? " (rank 0 parameter server)"
+                                             : " (ranks 0-" + std::to_string(servers - 1) + " parameter servers)";
     log.line("run directory %s; %d rank%s%s; command: %s", o.logdir.c_str(), comm.size(), comm.size() > 1 ? "s" : "",
-             comm.size() == 1 ? "" : ps ? " (rank 0 parameter server)" : " (all-reduce)", o.command_line.c_str());
+             roles.c_str(), o.command_line.c_str());
     if (comm.is_root()) print_model_summary(model, o, opt.state_copies());
     log.line("data: %s, %lld training samples, %lld validation samples, %lld steps per epoch",
              o.data.empty() ? "generated in memory" : o.data.c_str(), (long long)train->samples(),
@@ -467,6 +524,10 @@ RunSummary run_training(const TrainOptions& opts, Comm& comm, TrainingHooks* hoo
     const auto t_start = t_start_all;
     auto t_checkpoint = Clock::now();
     bool limit = o.steps > 0 && p.step >= o.steps;
+    // The whole run's steps, for the terminal's ETA: every epoch's, or --steps if that comes first.
+    const int64_t planned = o.epochs * train->steps_per_epoch();
+    const int64_t run_total = (o.steps > 0 ? std::min(o.steps, planned) : planned) - p.step, first_step = p.step;
+    TrainingProgress bar(comm.is_root());
     for (int epoch = p.epoch; epoch < o.epochs && !limit; ++epoch) {
         train->start_epoch(epoch);
         // After a resume, the batches of this epoch already trained on are skipped: the order
@@ -482,14 +543,15 @@ RunSummary run_training(const TrainOptions& opts, Comm& comm, TrainingHooks* hoo
         const auto t_epoch = Clock::now();
         while (train->next(batch)) {
             const StepResult r = train_step(model, opt, o.schedule, o.loss, batch.images.data(), batch.masks.data(),
-                                            batch.n, batch.spatial, p.step, scratch, &comm, ps, o.step_timeout);
+                                            batch.n, batch.spatial, p.step, scratch, exchange.step_comm(comm, o));
             loss_sum += r.loss;
             dice_sum += r.dice;
             compute += r.compute_s, comm_wait += r.comm_s, update += r.update_s;
             ++p.step, ++p.epoch_step, ++done;
+            bar.update(epoch, o.epochs, p.epoch_step, train->steps_per_epoch(), r.loss, p.step - first_step, run_total);
             if (p.step % o.print_every == 0) {
                 const double elapsed = seconds_since(t_epoch);
-                const Shares sh = worker_shares(comm, ps, compute, comm_wait, update, train->wait_seconds());
+                const Shares sh = worker_shares(comm, exchange.ps.get(), compute, comm_wait, update, train->wait_seconds());
                 StepReport report;
                 report.step = p.step;
                 report.epoch = epoch;
@@ -530,11 +592,11 @@ RunSummary run_training(const TrainOptions& opts, Comm& comm, TrainingHooks* hoo
             }
         }
         const double epoch_s = seconds_since(t_epoch);
-        const Shares sh = worker_shares(comm, ps, compute, comm_wait, update, train->wait_seconds());
+        const Shares sh = worker_shares(comm, exchange.ps.get(), compute, comm_wait, update, train->wait_seconds());
         const double wait_share = epoch_s > 0 ? sh.data / epoch_s : 0;
         // The workers split the validation batches (each with its own batch-norm statistics) and
         // every rank gets the totals, so all take the same best-checkpoint decision.
-        MetricSums v = evaluate_source(model, o.loss, *val, ps && comm.is_root() ? -1 : worker, workers);
+        MetricSums v = evaluate_source(model, o.loss, *val, worker < 0 ? -1 : worker, workers);
         sum_over_ranks(comm, v);
         val_dice = v.mean_dice();
         if (completed) {

@@ -16,10 +16,21 @@ OMP_NUM_THREADS=1 "$BIN" "${ARGS[@]}" --steps 8 --logdir "$T/one" >/dev/null 2>&
 "${MPI[@]}" -np 2 "$BIN" "${ARGS[@]}" --sync allreduce --steps 8 --logdir "$T/ar2" >/dev/null 2>&1 || fail "allreduce 2"
 "${MPI[@]}" -np 3 "$BIN" "${ARGS[@]}" --sync allreduce --steps 8 --logdir "$T/ar3" >/dev/null 2>&1 || fail "allreduce 3"
 "${MPI[@]}" -np 3 "$BIN" "${ARGS[@]}" --sync allreduce --steps 8 --logdir "$T/ar3b" >/dev/null 2>&1 || fail "allreduce 3 again"
+"${MPI[@]}" -np 3 "$BIN" "${ARGS[@]}" --sync allreduce --bucket_mb 0.01 --steps 8 --logdir "$T/ar3m" >/dev/null 2>&1 \
+  || fail "allreduce 3, small buckets"
 "${MPI[@]}" -np 2 "$BIN" "${ARGS[@]}" --steps 8 --logdir "$T/ps2" >/dev/null 2>&1 || fail "ps + 1 worker"
 "${MPI[@]}" -np 3 "$BIN" "${ARGS[@]}" --steps 8 --logdir "$T/ps3" >/dev/null 2>&1 || fail "ps + 2 workers"
 "${MPI[@]}" -np 3 "$BIN" "${ARGS[@]}" --steps 8 --logdir "$T/ps3b" >/dev/null 2>&1 || fail "ps + 2 workers again"
 grep -q "rank 0 parameter server" "$T/ps3/training.log" || fail "ps mode not logged"
+# Gradients in many small buckets (overlapped with backward) and parameters sharded over two
+# servers: the same sums in the same order, so the same bits as one bucket and one server.
+"${MPI[@]}" -np 3 "$BIN" "${ARGS[@]}" --bucket_mb 0.01 --steps 8 --logdir "$T/ps3m" >/dev/null 2>&1 || fail "small buckets"
+"${MPI[@]}" -np 4 "$BIN" "${ARGS[@]}" --num_ps 2 --bucket_mb 0.01 --steps 8 --logdir "$T/ps4s" >/dev/null 2>&1 \
+  || fail "2 servers + 2 workers"
+grep -q "ranks 0-1 parameter servers" "$T/ps4s/training.log" || fail "sharded ps not logged"
+msg=$(timeout 60 "${MPI[@]}" -np 3 "$BIN" "${ARGS[@]}" --num_ps 3 --steps 8 --logdir "$T/ps3x" 2>&1); rc=$?
+[ "$rc" -eq 2 ] || [ "$rc" -eq 1 ] || fail "--num_ps 3 of 3: exit $rc"
+[ "$(echo "$msg" | grep -c 'unet_train: --num_ps: 3 server ranks leave no worker')" -eq 1 ] || fail "num_ps message: $msg"
 /usr/bin/python3 - "$T" <<'PY' || fail "parameters"
 import sys, h5py, numpy as np
 t = sys.argv[1]
@@ -28,10 +39,10 @@ def params(run):
     assert f["integers"].attrs["step"] == 8
     return f["arrays"]["params"][:]
 one = params("one")
-for a, b in (("ar3", "ar3b"), ("ps3", "ps3b")):
+for a, b in (("ar3", "ar3b"), ("ps3", "ps3b"), ("ps3", "ps3m"), ("ps3", "ps4s")):
     assert params(a).tobytes() == params(b).tobytes(), f"{a} and {b} differ"
 scale = np.abs(one).max()
-for name in ("ar2", "ar3", "ps2", "ps3"):
+for name in ("ar2", "ar3", "ar3m", "ps2", "ps3"):
     p = params(name)
     err = np.abs(p - one).max()
     assert err < 1e-4 * scale, f"{name} vs 1 rank: max |diff| {err} (scale {scale})"

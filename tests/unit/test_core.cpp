@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include "unet/core/check.h"
+#include "unet/log/progress.h"
 #include "unet/core/dnnl_util.h"
 #include "unet/core/param_store.h"
 #include "unet/core/rng.h"
@@ -64,4 +65,11 @@ TEST(DnnlUtil, ChannelLayoutOfCommonFormats) {
     const ChannelLayout blk(f32_desc(d, Tag::nChw16c));
     EXPECT_EQ(blk.offset(1, 19, 5), 1 * 32 * 24 + 1 * 24 * 16 + 5 * 16 + 3);
     EXPECT_EQ(layout_name(f32_desc(d, Tag::nChw16c)), "aBcd16b");
+}
+
+TEST(Progress, DurationsReadLikeAClock) {
+    EXPECT_EQ(unet::format_duration(0.2), "0s");
+    EXPECT_EQ(unet::format_duration(42), "42s");
+    EXPECT_EQ(unet::format_duration(185), "3m05s");
+    EXPECT_EQ(unet::format_duration(7620), "2h07m");
 }

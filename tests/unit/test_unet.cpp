@@ -222,3 +222,32 @@ TEST(UNet, WinogradNetworkOverfitsTwoSamples) {
         dice = train_step(net, opt, lr, LossKind::dice, b.images.data(), b.masks.data(), 2, sp, steps, scratch).dice;
     EXPECT_GT(dice, 0.95) << "after " << steps << " steps";
 }
+
+// Gradients reported ready during backward must already hold their final values: the parameter
+// server exchange sends them while the rest of backward runs.
+TEST(UNet, GradientsReportedReadyAreFinal) {
+    for (Upsampling up : {Upsampling::transposed, Upsampling::linear}) {
+        UNet net(small_config(2, up, NormKind::batch, 4, 2));
+        const Dims spatial{8, 8};
+        const int64_t n = 2, voxels = product(spatial);
+        std::vector<float> x(size_t(n * net.config().in_channels * voxels)), dy(size_t(n * voxels));
+        Rng rng(3);
+        for (auto& v : x) v = rng.normal();
+        for (auto& v : dy) v = rng.normal();
+        net.forward(x.data(), n, spatial, true);
+        ParamStore& store = net.store();
+        std::fill(store.grads(), store.grads() + store.size(), 1e30f);  // stale values must not survive
+        std::vector<std::pair<int64_t, std::vector<float>>> seen;
+        net.backward(dy.data(), [&](int64_t from) {
+            seen.emplace_back(from, std::vector<float>(store.grads() + from, store.grads() + store.size()));
+        });
+        ASSERT_FALSE(seen.empty());
+        EXPECT_EQ(seen.back().first, 0);
+        for (size_t k = 0; k < seen.size(); ++k) {
+            if (k > 0) EXPECT_LT(seen[k].first, seen[k - 1].first);
+            const int64_t from = seen[k].first;
+            for (int64_t i = from; i < store.size(); ++i)
+                ASSERT_EQ(seen[k].second[size_t(i - from)], store.grads()[i]) << "offset " << i << " call " << k;
+        }
+    }
+}

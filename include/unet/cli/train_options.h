@@ -41,6 +41,8 @@ struct TrainOptions {
     double checkpoint_every_seconds = 0;    // alternative: a wall-clock interval
     double step_timeout = 600;       // seconds the server waits for a worker's step (0: forever)
     std::string sync = "ps";         // under mpirun: ps (rank 0 serves, others work) | allreduce
+    int num_ps = 1;                  // --sync ps: ranks 0..num_ps-1 are servers, each owning a shard
+    double bucket_mb = 1.0;          // gradients travel in buckets of about this many MiB
     std::string resume;              // checkpoint file, "auto" (latest in --logdir), or empty
     int print_every = 10;
     int64_t image_every = 50;        // TensorBoard pictures of a validation sample every N steps (0: per epoch)

@@ -33,7 +33,8 @@ class Comm {
     // rank 0 waits for all of them for at most `timeout_s` seconds (0: forever) and throws
     // std::runtime_error naming the ranks that did not report and the step.
     void report_step(int64_t step);
-    void await_workers(int64_t step, double timeout_s);
+    // Workers are ranks first_worker..size-1 (the ranks below are servers).
+    void await_workers(int64_t step, double timeout_s, int first_worker = 1);
     // True when every rank passed the same value (e.g. a hash of its resolved configuration).
     bool all_equal(uint64_t value);
     // Sums `data` over all ranks into rank `root`'s buffer (others' buffers are left as they were).
@@ -46,6 +47,9 @@ class Comm {
     bool poll_text(int source, int tag, std::string& text, int* from = nullptr, int* got_tag = nullptr);
     // Waits for one, sleeping between probes so that a waiting rank leaves its core to the others.
     std::string receive_text(int source, int tag, int* from = nullptr, int* got_tag = nullptr);
+    // The MPI_Comm* behind this communicator, for code in src/dist that speaks MPI itself
+    // (null in a world of one).
+    void* mpi_comm() const { return comm_; }
     // Ends every rank of the job (one clear line from the caller first).
     [[noreturn]] void abort(int code);
     void finalize();

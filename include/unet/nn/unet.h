@@ -22,6 +22,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -82,9 +83,14 @@ class UNet {
     // backward() has run.
     const float* forward(const float* input, int64_t batch, const Dims& spatial, bool training,
                          uint64_t step = 0);
+    // Called during backward() each time a further part of the network is done: from then on
+    // every gradient at flat offset >= ready_from holds its final value for this step, and the
+    // parameters there are no longer read by this step. Lets the caller send gradients (and take
+    // new parameters) while backward computes the rest; it is also where MPI progress is driven.
+    using GradientsReady = std::function<void(int64_t ready_from)>;
     // Gradient of the loss w.r.t. the output probabilities (plain layout) -> store().grads()
     // (overwritten, not accumulated).
-    void backward(const float* diff_output);
+    void backward(const float* diff_output, const GradientsReady& ready = {});
 
     // Nominal training FLOPs per sample (forward + backward-data + backward-weights of every
     // convolution; the first layer has no backward-data).
