@@ -12,9 +12,17 @@ HDF5_LIBS   := $(shell pkg-config --libs hdf5-serial 2>/dev/null || echo -L/usr/
 CXXFLAGS   += -std=c++17 $(OPT) $(ARCH) -g -Wall -Wextra -fopenmp -MMD -MP -Iinclude -I/usr/include/nifti $(HDF5_CFLAGS) $(MPI_CFLAGS)
 LDLIBS     += -ldnnl -lboost_program_options $(HDF5_LIBS) -lniftiio -lznz -lz -lpng -lgif $(MPI_LIBS) -fopenmp -lpthread
 BUILD      ?= build
+# TensorBoard's messages (proto/*.proto, our own copies of the fields we write), compiled by
+# Debian's protoc into $(BUILD)/gen/proto/*.pb.{h,cc} and linked into the library.
+PROTOBUF_LIBS := $(shell pkg-config --libs protobuf 2>/dev/null || echo -lprotobuf)
+CXXFLAGS   += -I$(BUILD)/gen $(shell pkg-config --cflags protobuf 2>/dev/null)
+LDLIBS     += $(PROTOBUF_LIBS)
+PROTO_CCS  := $(patsubst %.proto,$(BUILD)/gen/%.pb.cc,$(wildcard proto/*.proto))
+PROTO_HDRS := $(PROTO_CCS:.cc=.h)
+PROTO_OBJS := $(patsubst $(BUILD)/gen/%.cc,$(BUILD)/obj/gen/%.o,$(PROTO_CCS))
 
 LIB_SRCS   := $(wildcard src/core/*.cpp src/nn/*.cpp src/cli/*.cpp src/train/*.cpp src/data/*.cpp src/log/*.cpp src/dist/*.cpp src/tune/*.cpp)
-LIB_OBJS   := $(LIB_SRCS:%.cpp=$(BUILD)/obj/%.o)
+LIB_OBJS   := $(LIB_SRCS:%.cpp=$(BUILD)/obj/%.o) $(PROTO_OBJS)
 LIB        := $(BUILD)/libunet.a
 APPS       := $(patsubst src/apps/%.cpp,$(BUILD)/bin/%,$(wildcard src/apps/*.cpp))
 TEST_SRCS  := $(wildcard tests/unit/test_*.cpp)
@@ -33,7 +41,16 @@ $(DEPS_STAMP): scripts/install_deps.sh
 	@mkdir -p $(BUILD) && touch $@
 deps: $(DEPS_STAMP)
 
-$(BUILD)/obj/%.o: %.cpp | $(DEPS_STAMP)
+# Sources may include generated headers: they exist before anything compiles.
+$(BUILD)/obj/%.o: %.cpp | $(DEPS_STAMP) $(PROTO_HDRS)
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS) -c $< -o $@
+
+$(BUILD)/gen/%.pb.cc $(BUILD)/gen/%.pb.h: %.proto | $(DEPS_STAMP)
+	@mkdir -p $(BUILD)/gen
+	protoc -I. --cpp_out=$(BUILD)/gen $<
+
+$(BUILD)/obj/gen/%.o: $(BUILD)/gen/%.cc | $(PROTO_HDRS)
 	@mkdir -p $(dir $@)
 	$(CXX) $(CXXFLAGS) -c $< -o $@
 

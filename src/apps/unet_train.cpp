@@ -14,6 +14,7 @@
 #include "unet/cli/program.h"
 #include "unet/cli/train_options.h"
 #include "unet/core/check.h"
+#include "unet/log/tensorboard_hooks.h"
 #include "unet/train/trainer.h"
 #include "unet/tune/tuner.h"
 
@@ -55,7 +56,15 @@ int main(int argc, char** argv) {
             return 0;
         }
         if (!opts.tune_file.empty()) return unet::run_tuning(argc, argv, opts);
-        unet::run_training(opts, unet::Comm::world());
+        unet::Comm& comm = unet::Comm::world();
+        // TensorBoard event files in the run directory, written by rank 0 alone.
+        unet::TensorBoardHooks tensorboard(comm.is_root());
+        try {
+            unet::run_training(opts, comm, &tensorboard);
+        } catch (const std::exception& e) {
+            tensorboard.on_failure(e.what());
+            throw;
+        }
         return 0;
     });
 }

@@ -147,9 +147,10 @@ ExchangeTimes PsExchange::serve(Optimizer& opt, float lr, float* grads, float* p
     return t;
 }
 
-void PsExchange::gather_to_root(Optimizer& opt, float* params) {
+void PsExchange::gather_to_root(Optimizer& opt, float* params, float* grads) {
     if (!is_server() || servers_ == 1) return;
     std::vector<float*> buffers{params};
+    if (grads) buffers.push_back(grads);
     for (auto& [name, buf] : opt.state()) buffers.push_back(buf->data());
     for (int b = 0; b < buckets(); ++b) {
         if (owner(b) == 0) continue;

@@ -7,6 +7,7 @@
 #include <csignal>
 #include <ctime>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -386,18 +387,31 @@ bool file_exists(const std::string& path) { return access(path.c_str(), F_OK) ==
 
 }  // namespace
 
-// The first validation sample, alone: the picture TensorBoard shows as training goes on.
-static Batch first_sample(BatchSource& val) {
+// The validation sample TensorBoard shows as training goes on: the one with the most tumour among
+// the first validation samples (the first slices are often at the edge of the brain, empty and dull
+// to watch). Only the first few batches are read (at most 64 samples or about 32M voxels: four
+// full BraTS volumes), so a large 3D validation set is not read an extra time.
+static Batch picture_sample(BatchSource& val) {
+    constexpr int64_t kMaxSamples = 64, kMaxVoxels = int64_t(1) << 25;
     Batch b, one;
     val.start_epoch(0);
-    if (!val.next(b) || b.n < 1) return one;
-    one.n = 1;
-    one.channels = b.channels;
-    one.spatial = b.spatial;
-    const int64_t voxels = product(b.spatial);
-    one.images.assign(b.images.begin(), b.images.begin() + b.channels * voxels);
-    one.masks.assign(b.masks.begin(), b.masks.begin() + voxels);
-    one.indices = {b.indices.empty() ? 0 : b.indices[0]};
+    int64_t seen = 0, seen_voxels = 0, best_count = -1;
+    while (seen < std::min(kMaxSamples, val.samples()) && seen_voxels < kMaxVoxels && val.next(b)) {
+        const int64_t voxels = product(b.spatial);
+        for (int64_t i = 0; i < b.n && seen < kMaxSamples; ++i, ++seen, seen_voxels += voxels) {
+            const float* mask = b.masks.data() + i * voxels;
+            const int64_t count = std::count_if(mask, mask + voxels, [](float m) { return m >= 0.5f; });
+            if (count <= best_count) continue;
+            best_count = count;
+            one.n = 1;
+            one.channels = b.channels;
+            one.spatial = b.spatial;
+            const float* image = b.images.data() + i * b.channels * voxels;
+            one.images.assign(image, image + b.channels * voxels);
+            one.masks.assign(mask, mask + voxels);
+            one.indices = {size_t(i) < b.indices.size() ? b.indices[size_t(i)] : 0};
+        }
+    }
     return one;
 }
 
@@ -467,11 +481,12 @@ RunSummary run_training(const TrainOptions& opts, Comm& comm, TrainingHooks* hoo
     Optimizer opt(o.optimizer, model.store().size());
     Exchanges exchange(comm, o, model.store().size());
     // With parameter servers, batch-norm statistics live on the workers and each server holds
-    // only its shard up to date; rank 0 collects both before it draws or checkpoints.
+    // only its shard up to date; rank 0 collects both (and the shards of the last gradient, for
+    // TensorBoard) before it draws or checkpoints.
     auto sync_buffers = [&] {
         if (!ps) return;
         comm.broadcast(servers, model.store().buffers(), model.store().buffers_size());
-        exchange.ps->gather_to_root(opt, model.store().params());
+        exchange.ps->gather_to_root(opt, model.store().params(), model.store().grads());
     };
     Progress p;
     double val_dice_now = 0;
@@ -494,7 +509,7 @@ RunSummary run_training(const TrainOptions& opts, Comm& comm, TrainingHooks* hoo
              o.data.empty() ? "generated in memory" : o.data.c_str(), (long long)train->samples(),
              (long long)val->samples(), (long long)train->steps_per_epoch());
     install_stop_handlers();
-    hooks.on_start(o, first_sample(*val));
+    hooks.on_start(o, picture_sample(*val));
     // Pictures need the current batch-norm statistics on the rank that draws them.
     auto show_model = [&] {
         sync_buffers();

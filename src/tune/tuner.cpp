@@ -10,6 +10,7 @@
 
 #include "unet/core/check.h"
 #include "unet/dist/comm.h"
+#include "unet/log/tensorboard_hooks.h"
 #include "unet/train/hook_chain.h"
 #include "unet/train/trainer.h"
 #include "unet/tune/coordinator.h"
@@ -102,8 +103,11 @@ void run_group(const SearchPlan& plan, Comm& group, CoordinatorLink& link, int g
         const int trial = group.max(leader ? link.request(group_id) : INT_MIN);
         if (trial < 0) return;
         TrialReporter reporter(link, trial, leader);
+        // One TensorBoard run per trial in its directory, with its hyperparameters as HParams.
+        TensorBoardHooks tensorboard(leader);
         HookChain hooks;
-        hooks.add(&reporter);  // TensorBoard writers for the trial chain in here: hooks.add(&tb)
+        hooks.add(&reporter);
+        hooks.add(&tensorboard);
         TrialOutcome outcome;
         try {
             outcome = outcome_of(run_training(plan.options[size_t(trial)], group, &hooks));
@@ -112,9 +116,11 @@ void run_group(const SearchPlan& plan, Comm& group, CoordinatorLink& link, int g
         } catch (const UsageError& e) {  // settings: the same on every rank of the group
             outcome = {"failed", e.what()};
         } catch (const std::exception& e) {
+            tensorboard.on_failure(e.what());
             if (group.size() > 1) throw;  // the others may wait in a collective: end the job
             outcome = {"failed", e.what()};
         }
+        if (outcome.status == "failed" && !outcome.reason.empty()) tensorboard.on_failure(outcome.reason);
         if (leader) link.finish(trial, outcome);
     }
 }

@@ -3,7 +3,8 @@
 # stops weak trials while they run, a diverging trial is marked failed and the search still
 # finishes (in one-rank groups and in a parameter-server group), an error only one rank of a group
 # sees ends the job and --resume reruns that trial, and a search stopped by SIGTERM and then by a
-# SIGKILLed rank finishes on --resume without redoing finished trials.
+# SIGKILLed rank finishes on --resume without redoing finished trials. TensorBoard (from PyPI) reads
+# each trial's HParams session back.
 set -u
 BIN=${BUILD:-build}/bin/unet_train
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
@@ -54,6 +55,26 @@ grep -q "stopped early after epoch" "$T"/asha/tune/trial_*/training.log || fail 
 best=$(sed -n 's/^trial = //p' "$T/asha/best/trial.txt")
 [ "$(sed -n 2p "$T/asha/tune/ranking.csv" | cut -d, -f2)" = "$best" ] || fail "best/ is not the top-ranked trial"
 echo "$out" | grep -q "search finished: 8 trials" || fail "no summary line: $out"
+# TensorBoard (from PyPI, scripts/tensorboard_venv.sh) reads one HParams session per trial: the
+# trial's hyperparameters, and failure for the diverged trials, success for the others.
+PY=$(scripts/tensorboard_venv.sh "${BUILD:-build}") || fail "cannot install TensorBoard (scripts/tensorboard_venv.sh)"
+"$PY" - "$T/asha" <<'PYEOF' || fail "TensorBoard's hparams of the trials"
+import csv, glob, math, sys
+from tensorboard.backend.event_processing import event_accumulator as ea
+from tensorboard.plugins.hparams import metadata as hp_meta, api_pb2
+logdir = sys.argv[1]
+for row in csv.DictReader(open(f"{logdir}/tune/trials.csv")):
+    run = f"{logdir}/tune/trial_{row['trial']}"
+    acc = ea.EventAccumulator(run, size_guidance={ea.TENSORS: 0})
+    acc.Reload()
+    start = hp_meta.parse_session_start_info_plugin_data(acc.SummaryMetadata("_hparams_/session_start_info").plugin_data.content)
+    end = hp_meta.parse_session_end_info_plugin_data(acc.SummaryMetadata("_hparams_/session_end_info").plugin_data.content)
+    hp = {k: getattr(v, v.WhichOneof("kind")) for k, v in start.hparams.items()}
+    assert math.isclose(hp["learning_rate"], float(row["learningrate"]), rel_tol=1e-6), (row, hp)
+    assert math.isclose(hp["beta2"], float(row["beta2"]), rel_tol=1e-6), (row, hp)
+    want = api_pb2.STATUS_FAILURE if row["status"] == "failed" else api_pb2.STATUS_SUCCESS
+    assert end.status == want, (row["trial"], row["status"], end.status)
+PYEOF
 # The same search again in the same --logdir without --resume: one clear line.
 msg=$(timeout 60 "${MPI[@]}" -np 3 "$BIN" --tune="$T/asha.ini" --logdir "$T/asha" 2>&1); rc=$?
 [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && echo "$msg" | grep -q "holds a search already" || fail "second search: $rc $msg"

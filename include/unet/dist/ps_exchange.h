@@ -51,8 +51,9 @@ class PsExchange {
     ExchangeTimes serve(Optimizer& opt, float lr, float* grads, float* params, int64_t step, double timeout_s);
 
     // Collective: rank 0 receives the other servers' buckets of `params` and of every optimizer
-    // state buffer, so it holds the whole model (before a checkpoint or a picture).
-    void gather_to_root(Optimizer& opt, float* params);
+    // state buffer, so it holds the whole model (before a checkpoint or a picture); with `grads`,
+    // also of the last step's summed gradient (TensorBoard's gradient histograms).
+    void gather_to_root(Optimizer& opt, float* params, float* grads = nullptr);
 
    private:
     struct Requests;  // MPI requests in flight (mpi.h stays in the .cpp)
