@@ -16,6 +16,7 @@
 #include "unet/core/check.h"
 #include "unet/log/tensorboard_hooks.h"
 #include "unet/train/trainer.h"
+#include "unet/tune/tuner.h"
 
 // Intel's --blocktime (KMP_BLOCKTIME: ms an idle OpenMP thread spins before it sleeps) for GNU
 // OpenMP, which reads its wait policy once at start-up: 0 -> OMP_WAIT_POLICY=passive, 1000 or more
@@ -54,6 +55,7 @@ int main(int argc, char** argv) {
             if (unet::Comm::world().is_root()) std::cout << r.json(opts) << std::endl;
             return 0;
         }
+        if (!opts.tune_file.empty()) return unet::run_tuning(argc, argv, opts);
         unet::Comm& comm = unet::Comm::world();
         // TensorBoard event files in the run directory, written by rank 0 alone.
         unet::TensorBoardHooks tensorboard(comm.is_root());

@@ -1,11 +1,14 @@
 #include "unet/cli/train_options.h"
 
+#include <algorithm>
 #include <boost/program_options.hpp>
 #include <fstream>
 #include <iostream>
 #include <sstream>
 
+#include "unet/cli/json_config.h"
 #include "unet/core/check.h"
+#include "unet/tune/search_space.h"
 
 namespace po = boost::program_options;
 
@@ -112,8 +115,24 @@ po::options_description describe_flags(TrainOptions& o, RawOptions& r) {
     bench.add_options()
         ("benchmark", po::bool_switch(&o.benchmark), "train on random data of --input_size for --steps and print one JSON line")
         ("bench_warmup", po::value(&o.warmup_steps_bench)->default_value(1), "untimed steps before --steps");
+    po::options_description tune("Hyperparameter tuning (--tune)");
+    tune.add_options()
+        ("tune", po::value(&o.tune_file), "search-space INI file: run a hyperparameter search (see README)")
+        ("group_size", po::value(&o.group_size)->default_value(1),
+         "under mpirun: ranks per trial; world rank 0 coordinates, ranks 1..N-1 form groups of this size")
+        ("trials", po::value(&o.trials)->default_value(0), "random search: trials to sample; grid: at most this many (0: all)")
+        ("search", po::value(&o.search)->default_value("grid"), "grid | random (seeded by --seed)")
+        ("scheduler", po::value(&o.scheduler)->default_value("fifo"), "fifo | asha | median: early stopping of trials")
+        ("grace_period", po::value(&o.grace_period)->default_value(1), "epochs a trial runs before it can be stopped")
+        ("reduction_factor", po::value(&o.reduction_factor)->default_value(3), "asha: keep the best 1/N at each rung")
+        ("max_failures", po::value(&o.max_failures)->default_value(0), "retries of a failed trial")
+        ("num_replicas", po::value(&o.num_replicas)->default_value(0),
+         "DistMIS: workers per trial (group size, plus a parameter server with --sync ps) and global batch factor")
+        ("batch_size_per_replica", po::value(&o.batch_size_per_replica)->default_value(0),
+         "DistMIS: per-worker batch; the global batch is this times num_replicas")
+        ("debug", po::bool_switch(&o.debug), "DistMIS: a progress line every step");
     po::options_description all("unet_train: train a 2D or 3D UNet for brain-tumour segmentation\n\nUsage: unet_train [flags]\n");
-    all.add(model).add(train).add(opt).add(lr).add(rt).add(bench);
+    all.add(model).add(train).add(opt).add(lr).add(rt).add(bench).add(tune);
     return all;
 }
 
@@ -121,24 +140,44 @@ po::options_description describe_flags(TrainOptions& o, RawOptions& r) {
 
 namespace {
 void resolve(TrainOptions& o, const RawOptions& r, const po::variables_map& vm);
+void resolve_tuning(TrainOptions& o, const po::variables_map& vm);
 }
 
-bool parse_train_options(int argc, char** argv, TrainOptions& o) {
+bool is_train_flag(const std::string& name) {
+    TrainOptions o;
+    RawOptions r;
+    return describe_flags(o, r).find_nothrow(name, false) != nullptr;
+}
+
+bool parse_train_options(int argc, char** argv, TrainOptions& o, const std::string& overrides) {
     RawOptions r;
     po::options_description flags = describe_flags(o, r);
     po::variables_map vm;
     for (int i = 0; i < argc; ++i) o.command_line += (i ? " " : "") + std::string(argv[i]);
+    // Program_options keeps the first value stored for a flag: layers go in from the strongest.
+    auto store_settings = [&](const std::string& text) {
+        std::istringstream in(text);
+        po::store(po::parse_config_file(in, flags), vm);
+    };
     try {
+        if (!overrides.empty()) store_settings(overrides);
         po::store(po::parse_command_line(argc, argv, flags), vm);
         if (vm.count("help")) {
             std::cout << flags << "\n";
             return false;
         }
+        if (vm.count("tune")) {
+            const SearchSpace space = read_search_space(vm["tune"].as<std::string>());
+            space.check_names(is_train_flag);
+            store_settings(space.fixed_text() + space.tune_text());
+        }
         if (vm.count("config")) {
             const std::string file = vm["config"].as<std::string>();
             std::ifstream in(file);
             if (!in) throw UsageError("--config: cannot read '" + file + "'");
-            po::store(po::parse_config_file(in, flags), vm);  // command line stored first wins
+            std::stringstream text;
+            text << in.rdbuf();
+            store_settings(is_json_config(file) ? json_config_to_settings(text.str(), file) : text.str());
         }
         po::notify(vm);
     } catch (const po::error& e) {
@@ -213,6 +252,28 @@ void resolve(TrainOptions& o, const RawOptions& r, const po::variables_map& vm) 
     if (o.num_ps > 1 && o.sync != "ps") throw UsageError("--num_ps: only with --sync ps");
     if (!(o.bucket_mb > 0)) throw UsageError("--bucket_mb: expected a positive size in MiB");
     if (o.image_every < 0) throw UsageError("--image_every: expected 0 or more");
+    resolve_tuning(o, vm);
+}
+
+// DistMIS's keys become our sizes unless the flags they stand for were given; tuning flags checked.
+void resolve_tuning(TrainOptions& o, const po::variables_map& vm) {
+    if (o.num_replicas < 0) throw UsageError("--num_replicas: expected 0 or more");
+    if (o.batch_size_per_replica < 0) throw UsageError("--batch_size_per_replica: expected 0 or more");
+    if (o.num_replicas > 0 && vm["group_size"].defaulted()) o.group_size = o.num_replicas + (o.sync == "ps" ? 1 : 0);
+    if (o.batch_size_per_replica > 0 && vm["batch_size"].defaulted())
+        o.batch_size = int64_t(o.batch_size_per_replica) * std::max(1, o.num_replicas);
+    if (o.debug && vm["print_every"].defaulted()) o.print_every = 1;
+    if (o.group_size < 1) throw UsageError("--group_size: expected at least 1");
+    if (o.trials < 0) throw UsageError("--trials: expected 0 or more");
+    if (o.search != "grid" && o.search != "random") throw UsageError("--search: expected grid or random, got '" + o.search + "'");
+    if (o.search == "random" && o.trials < 1 && !o.tune_file.empty())
+        throw UsageError("--trials: random search needs the number of trials to sample");
+    if (o.scheduler != "fifo" && o.scheduler != "asha" && o.scheduler != "median")
+        throw UsageError("--scheduler: expected fifo, asha or median, got '" + o.scheduler + "'");
+    if (o.grace_period < 1) throw UsageError("--grace_period: expected at least 1 epoch");
+    if (o.reduction_factor < 2) throw UsageError("--reduction_factor: expected at least 2");
+    if (o.max_failures < 0) throw UsageError("--max_failures: expected 0 or more");
+    if (!o.tune_file.empty() && o.logdir.empty()) throw UsageError("--logdir: required with --tune (it holds every trial and the ledger)");
 }
 
 }  // namespace

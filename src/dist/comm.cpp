@@ -148,6 +148,36 @@ void Comm::await_workers(int64_t step, double timeout_s, int first_worker) {
                                      std::to_string(got[size_t(w)]) + ", the server at " + std::to_string(step));
 }
 
+void Comm::send_text(int dest, int tag, const std::string& text) {
+    if (!mpi_) throw std::logic_error("send_text: a world of one has no one to send to");
+    check(MPI_Send(text.data(), int(text.size()), MPI_CHAR, dest, tag, handle(comm_)), "MPI_Send");
+}
+
+bool Comm::poll_text(int source, int tag, std::string& text, int* from, int* got_tag) {
+    if (!mpi_) return false;
+    int ready = 0;
+    MPI_Status st;
+    check(MPI_Iprobe(source < 0 ? MPI_ANY_SOURCE : source, tag < 0 ? MPI_ANY_TAG : tag, handle(comm_), &ready, &st),
+          "MPI_Iprobe");
+    if (!ready) return false;
+    int n = 0;
+    MPI_Get_count(&st, MPI_CHAR, &n);
+    text.assign(size_t(n), '\0');
+    check(MPI_Recv(&text[0], n, MPI_CHAR, st.MPI_SOURCE, st.MPI_TAG, handle(comm_), MPI_STATUS_IGNORE), "MPI_Recv");
+    if (from) *from = st.MPI_SOURCE;
+    if (got_tag) *got_tag = st.MPI_TAG;
+    return true;
+}
+
+std::string Comm::receive_text(int source, int tag, int* from, int* got_tag) {
+    std::string text;
+    while (!poll_text(source, tag, text, from, got_tag)) {
+        if (!mpi_) throw std::logic_error("receive_text: a world of one has no one to hear from");
+        usleep(500);
+    }
+    return text;
+}
+
 bool Comm::all_equal(uint64_t value) {
     if (!mpi_) return true;
     uint64_t lo = value, hi = value;

@@ -46,19 +46,37 @@ struct TrainOptions {
     std::string resume;              // checkpoint file, "auto" (latest in --logdir), or empty
     int print_every = 10;
     int64_t image_every = 50;        // TensorBoard pictures of a validation sample every N steps (0: per epoch)
-    std::string config_file;
+    std::string config_file;         // INI settings, or a DistMIS .json config (see json_config.h)
     std::string command_line;
+
+    // Hyperparameter tuning (--tune FILE; see include/unet/tune/tuner.h).
+    std::string tune_file;           // search-space INI file; empty: train one model
+    int group_size = 1;              // ranks per trial under mpirun (world rank 0 coordinates)
+    int trials = 0;                  // random: samples; grid: at most this many (0: the whole grid)
+    std::string search = "grid";     // grid | random
+    std::string scheduler = "fifo";  // fifo | asha | median
+    int grace_period = 1;            // epochs before a trial can be stopped
+    int reduction_factor = 3;        // asha: keep the best 1/reduction_factor at each rung
+    int max_failures = 0;            // retries of a failed trial
+    // DistMIS config keys (usable as flags too): replicas per trial and the batch on each.
+    int num_replicas = 0;
+    int batch_size_per_replica = 0;
+    bool debug = false;              // DistMIS's debug: a progress line every step
 
     std::string describe() const;  // resolved configuration, one "key = value" per line
 };
 
 // Parses argv. Returns false when --help was asked (help text already printed to stdout).
 // Throws UsageError (one line naming the flag) for anything invalid.
-bool parse_train_options(int argc, char** argv, TrainOptions& out);
+// `overrides` ("key = value" lines, e.g. a tuning trial's hyperparameters) win over the command
+// line, which wins over the --tune file's [fixed] and [tune] sections, which win over --config.
+bool parse_train_options(int argc, char** argv, TrainOptions& out, const std::string& overrides = "");
 
 // Options from settings text ("key = value" lines, as TrainOptions::describe() writes and
 // checkpoints store); flags not given keep their defaults. Throws UsageError.
 TrainOptions parse_settings_text(const std::string& text);
+
+bool is_train_flag(const std::string& name);  // a flag unet_train knows (for settings files)
 
 Dims parse_size_list(const std::string& flag, const std::string& text);  // "128,128" -> {128,128}
 

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 
 namespace unet {
 
@@ -40,6 +41,12 @@ class Comm {
     void reduce_to(int root, float* data, int64_t n);
     void broadcast(int root, float* data, int64_t n);
     void barrier();
+    // Point-to-point text messages (the tuner's coordinator and group leaders; a few per epoch).
+    void send_text(int dest, int tag, const std::string& text);
+    // Takes one waiting message from `source` (-1: any) with `tag` (-1: any); false at once if none.
+    bool poll_text(int source, int tag, std::string& text, int* from = nullptr, int* got_tag = nullptr);
+    // Waits for one, sleeping between probes so that a waiting rank leaves its core to the others.
+    std::string receive_text(int source, int tag, int* from = nullptr, int* got_tag = nullptr);
     // The MPI_Comm* behind this communicator, for code in src/dist that speaks MPI itself
     // (null in a world of one).
     void* mpi_comm() const { return comm_; }

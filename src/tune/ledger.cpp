@@ -1,0 +1,162 @@
+#include "unet/tune/ledger.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <stdexcept>
+#include <unistd.h>
+
+namespace unet {
+
+using nlohmann::json;
+
+double TrialRecord::best_dice() const { return dice.empty() ? 0.0 : *std::max_element(dice.begin(), dice.end()); }
+
+void write_file_atomically(const std::string& path, const std::string& text) {
+    const std::string tmp = path + ".tmp";
+    {
+        std::ofstream out(tmp, std::ios::trunc);
+        out << text;
+        out.flush();
+        if (!out) throw std::runtime_error("cannot write " + tmp);
+    }
+    if (std::rename(tmp.c_str(), path.c_str()) != 0) throw std::runtime_error("cannot rename " + tmp + " to " + path);
+}
+
+namespace {
+
+std::string csv_field(const std::string& s) {
+    if (s.find_first_of(",\"\n") == std::string::npos) return s;
+    std::string out = "\"";
+    for (char c : s) out += c == '"' ? std::string("\"\"") : c == '\n' ? std::string(" ") : std::string(1, c);
+    return out + "\"";
+}
+
+std::string fixed(double v, int digits) {
+    char text[32];
+    std::snprintf(text, sizeof text, "%.*f", digits, v);
+    return text;
+}
+
+// Hyperparameter names in first-seen order over all trials (every trial has the same ones).
+std::vector<std::string> param_names(const Ledger& l) {
+    std::vector<std::string> names;
+    if (!l.trials.empty())
+        for (const auto& kv : l.trials.front().params) names.push_back(kv.first);
+    return names;
+}
+
+std::string trials_csv(const Ledger& l) {
+    std::ostringstream os;
+    os << "trial,status,epochs,best_dice,last_dice,seconds,group,failures,reason";
+    for (const std::string& n : param_names(l)) os << "," << n;
+    os << "\n";
+    for (const TrialRecord& t : l.trials) {
+        os << t.id << "," << t.status << "," << t.epochs() << "," << fixed(t.best_dice(), 4) << ","
+           << fixed(t.dice.empty() ? 0.0 : t.dice.back(), 4) << "," << fixed(t.seconds, 1) << "," << t.group << ","
+           << t.failures << "," << csv_field(t.reason);
+        for (const auto& kv : t.params) os << "," << csv_field(kv.second);
+        os << "\n";
+    }
+    return os.str();
+}
+
+}  // namespace
+
+void Ledger::save() const {
+    json j;
+    j["fingerprint"] = fingerprint;
+    j["elapsed_s"] = elapsed;
+    j["trials"] = json::array();
+    for (const TrialRecord& t : trials) {
+        json p = json::array();
+        for (const auto& kv : t.params) p.push_back({kv.first, kv.second});
+        j["trials"].push_back({{"id", t.id},
+                               {"params", p},
+                               {"status", t.status},
+                               {"failures", t.failures},
+                               {"reason", t.reason},
+                               {"dice", t.dice},
+                               {"seconds", t.seconds},
+                               {"best_at", t.best_at},
+                               {"group", t.group}});
+    }
+    write_file_atomically(dir + "/state.json", j.dump(1) + "\n");
+    write_file_atomically(dir + "/trials.csv", trials_csv(*this));
+}
+
+bool Ledger::exists(const std::string& dir) { return access((dir + "/state.json").c_str(), F_OK) == 0; }
+
+Ledger Ledger::load(const std::string& dir) {
+    std::ifstream in(dir + "/state.json");
+    if (!in) throw std::runtime_error("cannot read " + dir + "/state.json");
+    Ledger l;
+    l.dir = dir;
+    try {
+        const json j = json::parse(in);
+        l.fingerprint = j.at("fingerprint").get<std::string>();
+        l.elapsed = j.at("elapsed_s").get<double>();
+        for (const json& t : j.at("trials")) {
+            TrialRecord r;
+            r.id = t.at("id").get<int>();
+            for (const json& kv : t.at("params")) r.params.emplace_back(kv.at(0).get<std::string>(), kv.at(1).get<std::string>());
+            r.status = t.at("status").get<std::string>();
+            r.failures = t.at("failures").get<int>();
+            r.reason = t.at("reason").get<std::string>();
+            r.dice = t.at("dice").get<std::vector<double>>();
+            r.seconds = t.at("seconds").get<double>();
+            r.best_at = t.at("best_at").get<double>();
+            r.group = t.at("group").get<int>();
+            l.trials.push_back(std::move(r));
+        }
+    } catch (const json::exception& e) {
+        throw std::runtime_error(dir + "/state.json: " + e.what());
+    }
+    return l;
+}
+
+std::vector<const TrialRecord*> rank_trials(const Ledger& l) {
+    std::vector<const TrialRecord*> out;
+    for (const TrialRecord& t : l.trials)
+        if (t.status != "failed" && t.epochs() > 0) out.push_back(&t);
+    std::stable_sort(out.begin(), out.end(),
+                     [](const TrialRecord* a, const TrialRecord* b) { return a->best_dice() > b->best_dice(); });
+    return out;
+}
+
+std::string write_ranking(const Ledger& l) {
+    const std::vector<const TrialRecord*> ranked = rank_trials(l);
+    const std::vector<std::string> names = param_names(l);
+    std::ostringstream csv, md;
+    csv << "rank,trial,best_dice,epochs,status,seconds";
+    md << "| rank | trial | best Dice | epochs | status | seconds |";
+    for (const std::string& n : names) csv << "," << n, md << " " << n << " |";
+    csv << "\n";
+    md << "\n|---|---|---|---|---|---|";
+    for (size_t i = 0; i < names.size(); ++i) md << "---|";
+    md << "\n";
+    for (size_t r = 0; r < ranked.size(); ++r) {
+        const TrialRecord& t = *ranked[r];
+        csv << r + 1 << "," << t.id << "," << fixed(t.best_dice(), 4) << "," << t.epochs() << "," << t.status << ","
+            << fixed(t.seconds, 1);
+        md << "| " << r + 1 << " | " << t.id << " | " << fixed(t.best_dice(), 4) << " | " << t.epochs() << " | " << t.status
+           << " | " << fixed(t.seconds, 1) << " |";
+        for (const auto& kv : t.params) csv << "," << csv_field(kv.second), md << " " << kv.second << " |";
+        csv << "\n";
+        md << "\n";
+    }
+    int failed = 0;
+    for (const TrialRecord& t : l.trials) failed += t.status == "failed";
+    if (failed) {
+        md << "\nfailed:\n";
+        for (const TrialRecord& t : l.trials)
+            if (t.status == "failed") md << "- trial " << t.id << " (" << params_label(t.params) << "): " << t.reason << "\n";
+    }
+    write_file_atomically(l.dir + "/ranking.csv", csv.str());
+    write_file_atomically(l.dir + "/ranking.md", md.str());
+    return md.str();
+}
+
+}  // namespace unet

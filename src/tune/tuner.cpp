@@ -1,0 +1,305 @@
+#include "unet/tune/tuner.h"
+
+#include <climits>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "unet/core/check.h"
+#include "unet/dist/comm.h"
+#include "unet/log/tensorboard_hooks.h"
+#include "unet/train/hook_chain.h"
+#include "unet/train/trainer.h"
+#include "unet/tune/coordinator.h"
+#include "unet/tune/ledger.h"
+
+namespace fs = std::filesystem;
+
+namespace unet {
+
+namespace {
+
+// Message tags on the world communicator (apart from the trainer's, which use group communicators).
+constexpr int kRequest = 301, kReport = 302, kResult = 303, kAssign = 311, kDecision = 312;
+
+std::string fnv1a_hex(const std::string& text) {
+    uint64_t h = 1469598103934665603ull;
+    for (unsigned char c : text) h = (h ^ c) * 1099511628211ull;
+    char out[17];
+    std::snprintf(out, sizeof out, "%016llx", (unsigned long long)h);
+    return out;
+}
+
+// How a group leader talks to the coordinator: directly in one process, by messages under mpirun.
+class CoordinatorLink {
+   public:
+    virtual ~CoordinatorLink() = default;
+    virtual int request(int group) = 0;
+    virtual bool report_epoch(int trial, int epoch, double dice) = 0;
+    virtual void finish(int trial, const TrialOutcome& outcome) = 0;
+};
+
+class LocalLink : public CoordinatorLink {
+   public:
+    explicit LocalLink(Coordinator& c) : c_(c) {}
+    int request(int group) override { return c_.next_trial(group); }
+    bool report_epoch(int trial, int epoch, double dice) override { return c_.report_epoch(trial, epoch, dice); }
+    void finish(int trial, const TrialOutcome& o) override { c_.finish_trial(trial, o); }
+
+   private:
+    Coordinator& c_;
+};
+
+class MpiLink : public CoordinatorLink {
+   public:
+    explicit MpiLink(Comm& world) : world_(world) {}
+    int request(int group) override {
+        world_.send_text(0, kRequest, std::to_string(group));
+        return std::stoi(world_.receive_text(0, kAssign));
+    }
+    bool report_epoch(int trial, int epoch, double dice) override {
+        char text[96];
+        std::snprintf(text, sizeof text, "%d %d %.17g", trial, epoch, dice);
+        world_.send_text(0, kReport, text);
+        return world_.receive_text(0, kDecision) == "1";
+    }
+    void finish(int trial, const TrialOutcome& o) override {
+        world_.send_text(0, kResult, std::to_string(trial) + " " + o.status + "\n" + o.reason);
+    }
+
+   private:
+    Comm& world_;
+};
+
+// The trainer's epoch hook: the group leader asks the coordinator; the other ranks agree (the
+// trainer stops the whole group if any rank says stop).
+class TrialReporter : public TrainingHooks {
+   public:
+    TrialReporter(CoordinatorLink& link, int trial, bool leader) : link_(link), trial_(trial), leader_(leader) {}
+    bool on_epoch(const EpochReport& r, UNet&) override {
+        return !leader_ || link_.report_epoch(trial_, r.epoch, r.validation.mean_dice());
+    }
+
+   private:
+    CoordinatorLink& link_;
+    int trial_;
+    bool leader_;
+};
+
+TrialOutcome outcome_of(const RunSummary& s) {
+    if (s.status == "completed") return {"completed", ""};
+    if (s.status == "stopped early") return {"stopped", ""};
+    if (s.status == "interrupted") return {"interrupted", ""};
+    return {"failed", s.status};
+}
+
+// One group's life: take a trial, train it over `group`, report, until the coordinator has none.
+void run_group(const SearchPlan& plan, Comm& group, CoordinatorLink& link, int group_id) {
+    const bool leader = group.is_root();
+    for (;;) {
+        const int trial = group.max(leader ? link.request(group_id) : INT_MIN);
+        if (trial < 0) return;
+        TrialReporter reporter(link, trial, leader);
+        // One TensorBoard run per trial in its directory, with its hyperparameters as HParams.
+        TensorBoardHooks tensorboard(leader);
+        HookChain hooks;
+        hooks.add(&reporter);
+        hooks.add(&tensorboard);
+        TrialOutcome outcome;
+        try {
+            outcome = outcome_of(run_training(plan.options[size_t(trial)], group, &hooks));
+        } catch (const DivergenceError& e) {  // every rank of the group sees the same loss
+            outcome = {"failed", e.what()};
+        } catch (const UsageError& e) {  // settings: the same on every rank of the group
+            outcome = {"failed", e.what()};
+        } catch (const std::exception& e) {
+            tensorboard.on_failure(e.what());
+            if (group.size() > 1) throw;  // the others may wait in a collective: end the job
+            outcome = {"failed", e.what()};
+        }
+        if (outcome.status == "failed" && !outcome.reason.empty()) tensorboard.on_failure(outcome.reason);
+        if (leader) link.finish(trial, outcome);
+    }
+}
+
+volatile std::sig_atomic_t g_coordinator_signal = 0;
+extern "C" void on_coordinator_signal(int sig) { g_coordinator_signal = sig; }
+
+Ledger open_ledger(const SearchPlan& plan, const TrainOptions& o) {
+    const std::string dir = o.logdir + "/tune";
+    if (Ledger::exists(dir)) {
+        if (o.resume.empty())
+            throw UsageError("--tune: " + dir + " holds a search already; continue it with --resume auto, or use another --logdir");
+        Ledger l = Ledger::load(dir);
+        if (l.fingerprint != plan.fingerprint || l.trials.size() != plan.trials.size())
+            throw UsageError("--resume: the search in " + dir + " was started with another search space, --search, "
+                             "--trials or --seed");
+        return l;
+    }
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (ec) throw std::runtime_error("cannot create " + dir + ": " + ec.message());
+    Ledger l;
+    l.dir = dir;
+    l.fingerprint = plan.fingerprint;
+    for (size_t k = 0; k < plan.trials.size(); ++k) {
+        TrialRecord t;
+        t.id = int(k);
+        t.params = plan.trials[k];
+        l.trials.push_back(std::move(t));
+    }
+    return l;
+}
+
+Coordinator make_coordinator(const SearchPlan& plan, const TrainOptions& o) {
+    SchedulerConfig sc;
+    sc.kind = o.scheduler;
+    sc.grace_period = o.grace_period;
+    sc.reduction_factor = o.reduction_factor;
+    std::vector<int> max_epochs;
+    for (const TrainOptions& t : plan.options) max_epochs.push_back(t.epochs);
+    return Coordinator(open_ledger(plan, o), sc, max_epochs, o.max_failures);
+}
+
+// The ranking, and the best trial's checkpoint and settings in <logdir>/best/.
+void finish_search(const Coordinator& c, const SearchPlan& plan, const TrainOptions& o, double seconds) {
+    const Ledger& l = c.ledger();
+    const std::string md = write_ranking(l);
+    int completed = 0, stopped = 0, failed = 0;
+    for (const TrialRecord& t : l.trials)
+        completed += t.status == "completed", stopped += t.status == "stopped", failed += t.status == "failed";
+    std::printf("\nranking (%s/ranking.md):\n%s\n", l.dir.c_str(), md.c_str());
+    if (!c.search_finished()) {
+        std::printf("search interrupted after %.1f s: continue it with --resume auto\n", seconds);
+        return;
+    }
+    std::printf("search finished: %zu trials (%d completed, %d stopped early, %d failed) in %.1f s\n", l.trials.size(),
+                completed, stopped, failed, l.elapsed);
+    const std::vector<const TrialRecord*> ranked = rank_trials(l);
+    if (ranked.empty()) return;
+    const TrialRecord& best = *ranked.front();
+    const std::string from = plan.options[size_t(best.id)].logdir + "/checkpoint_best.h5", dir = o.logdir + "/best";
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    fs::copy_file(from, dir + "/checkpoint_best.h5", fs::copy_options::overwrite_existing, ec);
+    if (ec) {
+        std::printf("best trial %d: could not copy %s (%s)\n", best.id, from.c_str(), ec.message().c_str());
+        return;
+    }
+    std::ostringstream about;
+    about << "trial = " << best.id << "\nbest_dice = " << best.best_dice() << "\n# " << params_label(best.params) << "\n"
+          << plan.options[size_t(best.id)].describe();
+    write_file_atomically(dir + "/trial.txt", about.str());
+    std::printf("best: trial %d, validation Dice %.4f (%s) -> %s/checkpoint_best.h5\n", best.id, best.best_dice(),
+                params_label(best.params).c_str(), dir.c_str());
+}
+
+// World rank 0 under mpirun: answers the groups until every one has been told there is no more.
+void coordinate(Comm& world, Coordinator& c, int groups) {
+    struct sigaction sa {};
+    sa.sa_handler = on_coordinator_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, nullptr);
+    sigaction(SIGINT, &sa, nullptr);
+    int released = 0;
+    while (released < groups) {
+        int from = 0, tag = 0;
+        const std::string msg = world.receive_text(-1, -1, &from, &tag);
+        if (g_coordinator_signal) c.stop_handing_out();
+        std::istringstream in(msg);
+        if (tag == kRequest) {
+            int group = 0;
+            in >> group;
+            const int trial = c.next_trial(group);
+            released += trial < 0;
+            world.send_text(from, kAssign, std::to_string(trial));
+        } else if (tag == kReport) {
+            int trial = 0, epoch = 0;
+            double dice = 0;
+            in >> trial >> epoch >> dice;
+            world.send_text(from, kDecision, c.report_epoch(trial, epoch, dice) ? "1" : "0");
+        } else if (tag == kResult) {
+            int trial = 0;
+            TrialOutcome o;
+            in >> trial >> o.status;
+            in.ignore(1);
+            std::getline(in, o.reason, '\0');
+            c.finish_trial(trial, o);
+        } else {
+            throw std::runtime_error("tuner: unexpected message tag " + std::to_string(tag) + " from rank " +
+                                     std::to_string(from));
+        }
+    }
+}
+
+}  // namespace
+
+SearchPlan plan_search(int argc, char** argv, const TrainOptions& o) {
+    SearchPlan plan;
+    plan.space = read_search_space(o.tune_file);
+    plan.trials = o.search == "grid" ? grid_trials(plan.space, o.trials) : random_trials(plan.space, o.trials, o.seed);
+    std::string all;
+    for (size_t k = 0; k < plan.trials.size(); ++k) {
+        const TrialParams& p = plan.trials[k];
+        TrainOptions t;
+        try {
+            parse_train_options(argc, argv, t, params_text(p));
+        } catch (const UsageError& e) {
+            throw UsageError("--tune: trial " + std::to_string(k) + " (" + params_label(p) + "): " + e.what());
+        }
+        t.logdir = o.logdir + "/tune/trial_" + std::to_string(k);
+        t.resume = "auto";  // a trial that ran before (crash, retry, --resume) continues from its checkpoint
+        plan.options.push_back(t);
+        all += params_label(p) + "\n";
+    }
+    plan.fingerprint = fnv1a_hex(all + plan.space.fixed_text());
+    return plan;
+}
+
+int run_tuning(int argc, char** argv, const TrainOptions& o) {
+    const SearchPlan plan = plan_search(argc, argv, o);
+    Comm& world = Comm::world();
+    // Open MPI's mpirun has a --tune FILE of its own (a file of MCA parameters) and takes it from
+    // anywhere on the command line; the program still gets it, but the file was read twice.
+    const char* ompi_tune = std::getenv("OMPI_MCA_mca_base_envar_file_prefix");
+    if (world.is_root() && ompi_tune && o.tune_file == ompi_tune)
+        std::printf("note: mpirun also read %s as its own --tune parameter file (the keyval parser lines above); "
+                    "write --tune=%s to keep mpirun out of it\n", ompi_tune, ompi_tune);
+    const auto t0 = std::chrono::steady_clock::now();
+    auto seconds = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
+    if (world.size() == 1) {
+        Coordinator c = make_coordinator(plan, o);
+        std::printf("search: %zu trials (%s), scheduler %s, one process\n", plan.trials.size(), o.search.c_str(),
+                    o.scheduler.c_str());
+        LocalLink link(c);
+        run_group(plan, world, link, 0);
+        finish_search(c, plan, o, seconds());
+        return 0;
+    }
+    const int trainers = world.size() - 1;
+    if (o.group_size > trainers || trainers % o.group_size != 0)
+        throw UsageError("--group_size: the " + std::to_string(trainers) + " training ranks (all but rank 0) do not split into groups of " +
+                         std::to_string(o.group_size));
+    const int groups = trainers / o.group_size;
+    // Rank 0 gets a communicator of its own; ranks 1.. form groups of consecutive ranks.
+    const int color = world.is_root() ? 0 : 1 + (world.rank() - 1) / o.group_size;
+    std::unique_ptr<Comm> group = world.split(color);
+    if (world.is_root()) {
+        Coordinator c = make_coordinator(plan, o);
+        std::printf("search: %zu trials (%s), scheduler %s, %d group%s of %d rank%s\n", plan.trials.size(),
+                    o.search.c_str(), o.scheduler.c_str(), groups, groups > 1 ? "s" : "", o.group_size,
+                    o.group_size > 1 ? "s" : "");
+        std::fflush(stdout);
+        coordinate(world, c, groups);
+        finish_search(c, plan, o, seconds());
+    } else {
+        MpiLink link(world);
+        run_group(plan, *group, link, color - 1);
+    }
+    return 0;
+}
+
+}  // namespace unet
