@@ -83,7 +83,7 @@ fi
 train_flags() {  # DATA RESTART(0|1)
   local skip=0 a
   TRAIN_ARGS=(--config "$SETTINGS" --data "$1" --logdir "$LOGDIR")
-  [ -z "$TUNE" ] || TRAIN_ARGS+=(--tune "$TUNE")
+  [ -z "$TUNE" ] || TRAIN_ARGS+=(--tune="$TUNE")  # with "=": mpirun has a --tune option of its own
   for a in "${PASS[@]+"${PASS[@]}"}"; do
     if [ "$skip" -eq 1 ]; then skip=0; continue; fi
     if [ "$2" -eq 1 ]; then

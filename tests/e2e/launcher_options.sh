@@ -15,7 +15,7 @@ out=$(OMP_NUM_THREADS= $L --dry-run --epochs 2 --tune settings/quick.ini) || fai
 cmd=$(echo "$out" | sed -n 's/^would run: mpirun/mpirun/p')
 [ -n "$cmd" ] || fail "no mpirun line in: $out"
 echo "$cmd" | grep -q -- "^mpirun -np 3 " || fail "not 3 ranks: $cmd"
-echo "$cmd" | grep -q -- "--config settings/quick.ini .*--logdir runs/[0-9-]* --tune settings/quick.ini --epochs 2$" ||
+echo "$cmd" | grep -q -- "--config settings/quick.ini .*--logdir runs/[0-9-]* --tune=settings/quick.ini --epochs 2$" ||
   fail "flags not passed through in order: $cmd"
 cores=$(nproc)
 if [ $((3 * (cores / 2))) -le "$cores" ]; then

@@ -5,7 +5,7 @@
 # (passes the signal to that process) and scontrol (records the requeue) on PATH. Checks that
 # srun gets --cpus-per-task and the ranks OMP_NUM_THREADS from SLURM_CPUS_PER_TASK; that SIGTERM
 # before the time limit ends in a checkpoint, exit 0 and a requeue; that the requeued job resumes
-# from that checkpoint; and that the tuning variant passes --tune.
+# from that checkpoint; and that the tuning variant runs a search.
 set -u
 BUILD=${BUILD:-build}
 tmp=$(mktemp -d)
@@ -64,7 +64,12 @@ grep -q "resumed from .*checkpoint_latest.h5 at step $stopped " "$tmp/run102/tra
 grep -q "done: $((stopped + 2)) steps" "$tmp/run102/training.log" || fail "requeued job did not end at step $((stopped + 2))"
 
 # 4. the tuning variant passes --tune (unet_train's side of it is tested with --tune itself)
-grep -q -- '--tune "${UNET_TUNE:-settings/tune.ini}"' scripts/slurm/unet_tune.sbatch || fail "unet_tune.sbatch does not pass --tune"
+# 4. the tuning variant runs a search (2 short trials, one after another in the stub's one process)
+SLURM_JOB_ID=103 SLURM_JOB_NAME=unet_tune UNET_LOGDIR=$tmp/run103 \
+  bash scripts/slurm/unet_tune.sbatch --trials 2 --epochs 1 --input_size 32,32 --toy_samples 16 \
+  > "$tmp/103.out" 2>&1 || fail "tuning job exit $?"
+grep -q -- "--tune=settings/tune_quick.ini" "$tmp/calls" || fail "unet_tune.sbatch does not pass --tune"
+[ -f "$tmp/run103/tune/ranking.md" ] || fail "tuning job: no ranking"
 for f in scripts/slurm/*.sbatch scripts/slurm/train_step.sh; do bash -n "$f" || fail "$f: syntax"; done
 for f in scripts/slurm/*.sbatch; do
   for d in --nodes --ntasks-per-node --cpus-per-task --time --signal=B:TERM@ --requeue; do
