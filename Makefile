@@ -73,6 +73,7 @@ $(BUILD)/bin/fma_peak: bench/fma_peak.cpp | $(DEPS_STAMP)
 # Every test program prints its own result lines; tests/run_all.sh counts them and prints the
 # final "N passed, N failed" line.
 test: all $(TESTS) $(BENCH_BINS)
+	@scripts/install_deps.sh --slurm || echo "note: Slurm not installed; tests/e2e/slurm_real.sh will say it skipped"
 	@tests/run_all.sh $(BUILD)
 
 unit-tests: $(TESTS)

@@ -140,11 +140,19 @@ run_with_restarts() {
 
 report() {
   echo
+  local dice
+  if [ -n "$TUNE" ]; then
+    echo "results: $LOGDIR (tune/trials.csv, tune/ranking.md, tune/trial_<k>/ per trial, best/)"
+    echo "TensorBoard: tensorboard --logdir $LOGDIR/tune   (HParams tab compares the trials)"
+    # The last line: the best trial's validation Dice, from the ranking (rank,trial,best_dice,...).
+    dice=$(sed -n '2s/^[^,]*,\([^,]*\),\([^,]*\),.*/best trial \1: validation Dice \2/p' "$LOGDIR/tune/ranking.csv" 2>/dev/null || true)
+    echo "${dice:-no ranking: see $LOGDIR/tune/trials.csv}"
+    return
+  fi
   echo "results: $LOGDIR (training.log, checkpoint_best.h5, checkpoint_latest.h5, TensorBoard event files)"
   echo "TensorBoard: tensorboard --logdir runs/   (then open http://localhost:6006)"
   # The last line: the final validation Dice, from rank 0's log.
-  local dice
-  dice=$(sed -n 's/.*done:.*\(validation Dice .*\)/\1/p' "$LOGDIR/training.log" 2>/dev/null | tail -1)
+  dice=$(sed -n 's/.*done:.*\(validation Dice .*\)/\1/p' "$LOGDIR/training.log" 2>/dev/null | tail -1 || true)
   echo "${dice:-validation Dice: see $LOGDIR/training.log}"
 }
 

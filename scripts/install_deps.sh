@@ -4,6 +4,8 @@
 #
 #   scripts/install_deps.sh            build + test dependencies
 #   scripts/install_deps.sh --check    exit 1 if something is missing, install nothing
+#   scripts/install_deps.sh --slurm    only Slurm and munge, for tests/e2e/slurm_real.sh (make test
+#                                      asks for them, best effort); their daemons are not started
 set -euo pipefail
 
 PACKAGES=(
@@ -23,6 +25,12 @@ PACKAGES=(
   zlib1g-dev
   ansible ansible-lint rsync        # launching on hosts (ansible/), and its tests
 )
+
+START_SERVICES=1
+if [ "${1:-}" = "--slurm" ]; then
+  PACKAGES=(slurmctld slurmd slurm-client munge)
+  START_SERVICES=0  # the test runs its own private slurmctld / slurmd; none should start system-wide
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -45,4 +53,10 @@ fi
 echo "install_deps.sh: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -q
+if [ "$START_SERVICES" -eq 0 ] && [ ! -e /usr/sbin/policy-rc.d ]; then
+  # Debian's way to keep maintainer scripts from starting daemons: policy-rc.d exiting 101.
+  printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+  $SUDO chmod +x /usr/sbin/policy-rc.d
+  trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
+fi
 $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"

@@ -40,6 +40,9 @@ grep -q 'failed=0' "$tmp/play.out" || fail "playbook reported failures"
 [ -s "$run/training.log" ] && [ -f "$run/checkpoint_latest.h5" ] && [ -s "$run/launch.log" ] ||
   { ls -la "$run"; fail "run directory without training.log, checkpoint or launch.log"; }
 grep -q "3 ranks (rank 0 parameter server)" "$run/training.log" || fail "not 3 ranks under the parameter server"
+for d in train validation; do
+  ls "$run/$d"/events.out.tfevents.* >/dev/null 2>&1 || fail "no TensorBoard event file in $run/$d"
+done
 grep -q "done: 4 steps" "$run/training.log" || fail "training did not finish"
 grep -q "done: 4 steps" "$tmp/play.out" || fail "the playbook did not show the result"
 # The hostfile the launch role wrote from the inventory is the one the launcher generates.

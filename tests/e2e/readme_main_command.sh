@@ -10,6 +10,9 @@ run=$(echo "$out" | sed -n 's/^results: \(runs\/[0-9-]*\).*/\1/p')
 [ -n "$run" ] && [ -s "$run/training.log" ] && [ -f "$run/checkpoint_best.h5" ] || { echo "$out" | tail -5; echo "no run directory"; exit 1; }
 trap 'rm -rf "$run"' EXIT
 grep -q "3 ranks (rank 0 parameter server)" "$run/training.log" || { echo "not a parameter server and two workers"; exit 1; }
+for d in train validation; do
+  ls "$run/$d"/events.out.tfevents.* >/dev/null 2>&1 || { echo "no TensorBoard event file in $run/$d"; exit 1; }
+done
 echo "$out" | grep -q "^TensorBoard: tensorboard --logdir runs/" || { echo "no TensorBoard hint"; exit 1; }
 dice=$(echo "$out" | tail -1 | sed -n 's/^validation Dice \([0-9.]*\) (best [0-9.]*)$/\1/p')
 [ -n "$dice" ] || { echo "$out" | tail -3; echo "does not end with the validation Dice"; exit 1; }
