@@ -18,13 +18,14 @@ namespace unet {
 
 namespace {
 
-double now_seconds() {
+
+}  // namespace
+
+double unix_time_seconds() {
     timeval tv{};
     gettimeofday(&tv, nullptr);
     return double(tv.tv_sec) + 1e-6 * double(tv.tv_usec);
 }
-
-}  // namespace
 
 std::string event_file_name() {
     char host[256] = "localhost";
@@ -78,7 +79,7 @@ void EventWriter::flush_loop(double interval_s) {
 }
 
 void EventWriter::write(tb::Event event) {
-    if (event.wall_time() == 0) event.set_wall_time(now_seconds());
+    if (event.wall_time() == 0) event.set_wall_time(unix_time_seconds());
     std::string data;
     if (!event.SerializeToString(&data)) throw std::logic_error("tb::Event does not serialize");
     const std::string record = frame_record(data);

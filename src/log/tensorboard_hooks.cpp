@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <sstream>
 
+#include "unet/log/event_writer.h"
 #include "unet/log/histogram.h"
 #include "unet/log/summaries.h"
 
@@ -13,11 +14,6 @@ namespace unet {
 
 namespace {
 
-double now_seconds() {
-    timeval tv{};
-    gettimeofday(&tv, nullptr);
-    return double(tv.tv_sec) + 1e-6 * double(tv.tv_usec);
-}
 
 // A float flag as the decimal the user wrote (0.0005, not 0.0005000000237).
 double decimal(float x) {
@@ -83,7 +79,7 @@ void TensorBoardHooks::on_start(const TrainOptions& o, const Batch& sample) {
     train_ = std::move(train);
     validation_ = std::move(validation);
 
-    session_->write_value(0, hparams_session_start(hparams_of(o), now_seconds()));
+    session_->write_value(0, hparams_session_start(hparams_of(o), unix_time_seconds()));
     train_->write_value(0, text_summary("config/resolved", as_code_block(o.describe())));
     train_->write_value(0, text_summary("config/command_line", as_code_block(o.command_line)));
     if (sample.n >= 1) {
@@ -156,7 +152,7 @@ void TensorBoardHooks::on_end(const RunSummary& s) {
     text << s.status << ": " << s.epochs << " epochs, " << s.steps << " steps in " << s.seconds
          << " s; validation Dice " << s.final_val_dice << " (best " << s.best_val_dice << ")";
     train_->write_value(s.steps, text_summary("run/summary", text.str()));
-    session_->write_value(s.steps, hparams_session_end(status_of(s.status), now_seconds()));
+    session_->write_value(s.steps, hparams_session_end(status_of(s.status), unix_time_seconds()));
     flush_all();
 }
 
@@ -164,7 +160,7 @@ void TensorBoardHooks::on_failure(const std::string& why) {
     if (!writer_ || !session_ || ended_) return;
     ended_ = true;
     train_->write_value(last_step_, text_summary("run/summary", "failed: " + why));
-    session_->write_value(last_step_, hparams_session_end(tb::hparams::STATUS_FAILURE, now_seconds()));
+    session_->write_value(last_step_, hparams_session_end(tb::hparams::STATUS_FAILURE, unix_time_seconds()));
     flush_all();
 }
 

@@ -23,6 +23,9 @@
 #include <vector>
 
 #include "unet/dist/checkpoint.h"
+#include "../support/test_files.h"
+
+using unet::test_support::FileSizeLimit;
 
 using namespace unet;
 namespace fs = std::filesystem;
@@ -105,27 +108,6 @@ Checkpoint small_checkpoint(uint64_t seed) {
     return c;
 }
 
-// Restores RLIMIT_FSIZE and the SIGXFSZ disposition however the test ends.
-class FileSizeLimit {
-   public:
-    explicit FileSizeLimit(rlim_t bytes) {
-        getrlimit(RLIMIT_FSIZE, &old_);
-        old_handler_ = signal(SIGXFSZ, SIG_IGN);  // else the kernel kills us instead of failing write()
-        rlimit r = old_;
-        r.rlim_cur = bytes;
-        ok_ = setrlimit(RLIMIT_FSIZE, &r) == 0;
-    }
-    ~FileSizeLimit() {
-        setrlimit(RLIMIT_FSIZE, &old_);
-        signal(SIGXFSZ, old_handler_);
-    }
-    bool ok() const { return ok_; }
-
-   private:
-    rlimit old_{};
-    void (*old_handler_)(int) = SIG_DFL;
-    bool ok_ = false;
-};
 
 class CheckpointTest : public ::testing::Test {
    protected:

@@ -18,6 +18,10 @@
 #include "unet/log/event_writer.h"
 #include "unet/log/records.h"
 #include "unet/log/summaries.h"
+#include "../support/test_files.h"
+
+using unet::test_support::TempDir;
+using unet::test_support::FileSizeLimit;
 
 using namespace unet;
 namespace fs = std::filesystem;
@@ -30,42 +34,7 @@ tb::Event parse_event(const std::string& data) {
     return e;
 }
 
-class TempDir {
-   public:
-    TempDir() {
-        char tmpl[] = "/tmp/unet_test_events_XXXXXX";
-        path_ = mkdtemp(tmpl);
-    }
-    ~TempDir() { fs::remove_all(path_); }
-    const std::string& path() const { return path_; }
 
-   private:
-    std::string path_;
-};
-
-// RLIMIT_FSIZE binds root too: a write crossing it is cut short, the next one fails with EFBIG,
-// as a full disk would (ENOSPC). SIGXFSZ is ignored so the kernel fails write() instead of
-// killing the process.
-class FileSizeLimit {
-   public:
-    explicit FileSizeLimit(rlim_t bytes) {
-        getrlimit(RLIMIT_FSIZE, &old_);
-        old_handler_ = signal(SIGXFSZ, SIG_IGN);
-        rlimit r = old_;
-        r.rlim_cur = bytes;
-        ok_ = setrlimit(RLIMIT_FSIZE, &r) == 0;
-    }
-    ~FileSizeLimit() {
-        setrlimit(RLIMIT_FSIZE, &old_);
-        signal(SIGXFSZ, old_handler_);
-    }
-    bool ok() const { return ok_; }
-
-   private:
-    rlimit old_{};
-    void (*old_handler_)(int) = SIG_DFL;
-    bool ok_ = false;
-};
 
 }  // namespace
 

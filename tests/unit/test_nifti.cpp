@@ -18,30 +18,15 @@
 
 #include "unet/data/nifti.h"
 #include "unet/data/volume.h"
+#include "../support/test_files.h"
+
+using unet::test_support::TempDir;
 
 using namespace unet;
 namespace fs = std::filesystem;
 
 namespace {
 
-class TempDir {
-   public:
-    TempDir() {
-        path_ = fs::temp_directory_path() /
-                ("unet_test_nifti_" + std::to_string(::getpid()) + "_" + std::to_string(counter_++));
-        fs::remove_all(path_);
-        fs::create_directories(path_);
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path_, ec);
-    }
-    std::string file(const std::string& name) const { return (path_ / name).string(); }
-
-   private:
-    static inline int counter_ = 0;
-    fs::path path_;
-};
 
 Volume pattern(int64_t c, int64_t d, int64_t h, int64_t w, float scale, float offset, bool integer) {
     Volume v;

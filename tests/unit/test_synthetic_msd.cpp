@@ -20,6 +20,9 @@
 #include "unet/data/msd_index.h"
 #include "unet/data/nifti.h"
 #include "unet/data/synthetic_msd.h"
+#include "../support/test_files.h"
+
+using unet::test_support::TempDir;
 
 using namespace unet;
 namespace fs = std::filesystem;
@@ -63,23 +66,6 @@ std::vector<uint8_t> brain_mask(const Volume& im) {
     return b;
 }
 
-class TempDir {
-   public:
-    TempDir() {
-        p_ = fs::temp_directory_path() / ("unet_test_synth_" + std::to_string(::getpid()) + "_" + std::to_string(n_++));
-        fs::remove_all(p_);
-        fs::create_directories(p_);
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(p_, ec);
-    }
-    std::string str() const { return p_.string(); }
-
-   private:
-    static inline int n_ = 0;
-    fs::path p_;
-};
 
 }  // namespace
 
@@ -285,10 +271,10 @@ TEST(SyntheticMsd, WritesAnMsdDataset) {
     TempDir dir;
     const SyntheticSpec s = small_spec(9, 3);
     std::vector<std::pair<int, int>> calls;
-    write_synthetic_msd(dir.str(), s, [&](int done, int total) { calls.emplace_back(done, total); });
+    write_synthetic_msd(dir.path(), s, [&](int done, int total) { calls.emplace_back(done, total); });
     EXPECT_EQ(calls, (std::vector<std::pair<int, int>>{{1, 3}, {2, 3}, {3, 3}}));
 
-    std::ifstream in(fs::path(dir.str()) / "dataset.json");
+    std::ifstream in(fs::path(dir.path()) / "dataset.json");
     const auto j = nlohmann::json::parse(in);
     EXPECT_EQ(j["name"], "BrainTumour");
     EXPECT_EQ(j["modality"], (nlohmann::json{{"0", "FLAIR"}, {"1", "T1w"}, {"2", "t1gd"}, {"3", "T2w"}}));
@@ -299,7 +285,7 @@ TEST(SyntheticMsd, WritesAnMsdDataset) {
     EXPECT_EQ(j["training"][0]["image"], "./imagesTr/BRATS_001.nii.gz");
     EXPECT_EQ(j["training"][2]["label"], "./labelsTr/BRATS_003.nii.gz");
 
-    const MsdIndex idx = read_msd_index(dir.str());
+    const MsdIndex idx = read_msd_index(dir.path());
     ASSERT_EQ(idx.cases.size(), 3u);
     EXPECT_EQ(idx.cases[1].id, "BRATS_002");
     for (int i = 0; i < 3; ++i) {
@@ -332,7 +318,7 @@ TEST(SyntheticMsd, Errors) {
     tiny.width = 4;
     Volume a, b;
     EXPECT_THROW(synthesize_case(tiny, 0, a, b), std::runtime_error);
-    const std::string blocker = dir.str() + "/file";
+    const std::string blocker = dir.path() + "/file";
     std::ofstream(blocker) << "x";
     SyntheticSpec s = small_spec(1, 1);
     try {
@@ -342,5 +328,5 @@ TEST(SyntheticMsd, Errors) {
         EXPECT_NE(std::string(e.what()).find("msd"), std::string::npos) << e.what();
     }
     s.cases = 0;
-    EXPECT_THROW(write_synthetic_msd(dir.str() + "/empty", s), std::runtime_error);
+    EXPECT_THROW(write_synthetic_msd(dir.path() + "/empty", s), std::runtime_error);
 }

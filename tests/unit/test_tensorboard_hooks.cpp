@@ -18,24 +18,15 @@
 #include "unet/log/sample_pictures.h"
 #include "unet/log/summaries.h"
 #include "unet/log/tensorboard_hooks.h"
+#include "../support/test_files.h"
+
+using unet::test_support::TempDir;
 
 using namespace unet;
 namespace fs = std::filesystem;
 
 namespace {
 
-class TempDir {
-   public:
-    TempDir() {
-        char tmpl[] = "/tmp/unet_test_tbhooks_XXXXXX";
-        path_ = mkdtemp(tmpl);
-    }
-    ~TempDir() { fs::remove_all(path_); }
-    const std::string& path() const { return path_; }
-
-   private:
-    std::string path_;
-};
 
 // Every event of the single event file in `dir`, checked record by record.
 std::vector<tb::Event> events_in(const std::string& dir) {

@@ -71,4 +71,7 @@ class EventWriter {
 // The name TensorBoard expects: events.out.tfevents.<seconds>.<host>.<pid>
 std::string event_file_name();
 
+// Wall-clock seconds since the Unix epoch, with microseconds: the time stamp events carry.
+double unix_time_seconds();
+
 }  // namespace unet
