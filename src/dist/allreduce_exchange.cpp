@@ -2,9 +2,11 @@
 
 #define OMPI_SKIP_MPICXX 1
 #include <mpi.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <stdexcept>
+#include <string>
 
 #include "unet/core/check.h"
 
@@ -55,10 +57,18 @@ void AllreduceExchange::ready(float* grads, int64_t ready_from) {
     check_mpi(MPI_Testall(int(open_->list.size()), open_->list.data(), &all, MPI_STATUSES_IGNORE), "MPI_Testall");
 }
 
-double AllreduceExchange::finish(float* grads) {
+double AllreduceExchange::finish(float* grads, int64_t step, double timeout_s) {
     while (next_ > 0) start(--next_, grads);
     const double t0 = MPI_Wtime();
-    check_mpi(MPI_Waitall(int(open_->list.size()), open_->list.data(), MPI_STATUSES_IGNORE), "MPI_Waitall");
+    for (int done = 0; !done;) {
+        check_mpi(MPI_Testall(int(open_->list.size()), open_->list.data(), &done, MPI_STATUSES_IGNORE), "MPI_Testall");
+        if (done) break;
+        if (timeout_s > 0 && MPI_Wtime() - t0 > timeout_s)
+            throw std::runtime_error("the gradient all-reduce of step " + std::to_string(step) +
+                                     " did not complete within --step_timeout " + std::to_string(int(timeout_s)) +
+                                     " s (a rank stalled in backward?); stopping the job (the last checkpoint is intact)");
+        usleep(50);  // leave the core to the other ranks on small machines
+    }
     open_->list.clear();
     next_ = int(begin_.size());
     return MPI_Wtime() - t0;

@@ -73,8 +73,9 @@ StepResult train_step(UNet& model, Optimizer& opt, const LrSchedule& schedule, L
     lap(result.compute_s);
     // The loss of the whole batch (Dice is not a sum over samples) is known only after every
     // worker's forward: one small all-reduce, after the workers have checked in with rank 0.
-    if (ps) {
-        if (comm->is_root()) comm->await_workers(step, step_timeout_s, ps->servers());
+    if (ps || ar) {
+        const int first_worker = ps ? ps->servers() : 1;  // with all-reduce, rank 0 is a worker too
+        if (comm->is_root()) comm->await_workers(step, step_timeout_s, first_worker);
         else if (!server) comm->report_step(step);
     }
     if (comm) {
@@ -108,7 +109,7 @@ StepResult train_step(UNet& model, Optimizer& opt, const LrSchedule& schedule, L
         if (ps) {
             result.comm_s += ps->worker_finish(grads, store.params()).wait_s;
         } else {
-            if (ar) result.comm_s += ar->finish(grads);
+            if (ar) result.comm_s += ar->finish(grads, step, step_timeout_s);
             else if (comm) comm->sum(grads, store.size());
             lap(result.comm_s);
             opt.step(store.params(), grads, lr);

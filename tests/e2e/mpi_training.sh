@@ -96,6 +96,12 @@ a, b = (h5py.File(p, "r")["arrays"]["params"][:] for p in sys.argv[1:])
 assert a.tobytes() == b.tobytes()
 PY
 
+# The same stall under --sync allreduce: rank 0 (a worker too) notices it the same way.
+msg=$(timeout 120 "${MPI[@]}" -np 3 -x UNET_TEST_STALL=2:3 "$BIN" "${ARGS[@]}" --sync allreduce --steps 50 \
+      --step_timeout 3 --logdir "$T/stall_ar" 2>&1); rc=$?
+[ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] || fail "allreduce stall: exit $rc"
+echo "$msg" | grep -q "worker rank 2 sent nothing for step 3 within --step_timeout 3" || fail "allreduce stall message: $msg"
+
 # A worker killed with SIGKILL: Open MPI ends the whole job; the checkpoint is intact and resumes.
 "${MPI[@]}" -np 3 "$BIN" "${ARGS[@]}" --steps 1000000 --checkpoint_every 50 --logdir "$T/kill" >/dev/null 2>&1 &
 pid=$!

@@ -24,8 +24,9 @@ class AllreduceExchange {
     // From UNet::backward's GradientsReady: starts every bucket wholly at or above `ready_from`.
     void ready(float* grads, int64_t ready_from);
     // Starts what is left and waits until `grads` holds the sum over the ranks; returns the
-    // seconds spent waiting.
-    double finish(float* grads);
+    // seconds spent waiting. Throws std::runtime_error naming `step` when that takes longer than
+    // `timeout_s` (0: wait forever): a rank stalled in backward would otherwise hang the job.
+    double finish(float* grads, int64_t step, double timeout_s);
 
    private:
     struct Requests;
