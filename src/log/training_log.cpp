@@ -24,7 +24,8 @@ void make_writable_dir(const std::string& dir) {
         throw std::runtime_error(dir + ": directory is not writable (" + std::strerror(errno) + ")");
 }
 
-TrainingLog::TrainingLog(const std::string& dir) : path_(dir + "/training.log") {
+TrainingLog::TrainingLog(const std::string& dir, std::string tag)
+    : path_(dir + "/training.log"), tag_(tag.empty() ? "" : "[" + tag + "] ") {
     make_writable_dir(dir);
     file_ = std::fopen(path_.c_str(), "a");
     if (!file_) throw std::runtime_error(path_ + ": cannot open for writing (" + std::strerror(errno) + ")");
@@ -43,7 +44,7 @@ void TrainingLog::line(const char* fmt, ...) {
     if (!file_) return;
     // On a terminal the line replaces the training progress bar, which is redrawn after it.
     static const bool tty = isatty(STDERR_FILENO) != 0;
-    std::fprintf(stderr, "%s%s\n", tty ? "\r\033[K" : "", text);
+    std::fprintf(stderr, "%s%s%s\n", tty ? "\r\033[K" : "", tag_.c_str(), text);
     char stamp[32];
     const std::time_t now = std::time(nullptr);
     std::tm tm{};

@@ -437,7 +437,7 @@ RunSummary run_training(const TrainOptions& opts, Comm& comm, TrainingHooks* hoo
         throw UsageError("the ranks were started with different settings (compare their command lines; every rank "
                          "needs the same flags, --logdir and --data)");
     // Only rank 0 writes the run directory; an unwritable logdir stops the job here, before any work.
-    TrainingLog log = comm.is_root() ? TrainingLog(o.logdir) : TrainingLog();
+    TrainingLog log = comm.is_root() ? TrainingLog(o.logdir, o.console_tag) : TrainingLog();
     const std::string latest = o.logdir + "/checkpoint_latest.h5", best = o.logdir + "/checkpoint_best.h5";
     std::unique_ptr<BatchSource> train, val;
     if (!o.data.empty()) {
@@ -543,7 +543,7 @@ RunSummary run_training(const TrainOptions& opts, Comm& comm, TrainingHooks* hoo
     // The whole run's steps, for the terminal's ETA: every epoch's, or --steps if that comes first.
     const int64_t planned = o.epochs * train->steps_per_epoch();
     const int64_t run_total = (o.steps > 0 ? std::min(o.steps, planned) : planned) - p.step, first_step = p.step;
-    TrainingProgress bar(comm.is_root());
+    TrainingProgress bar(comm.is_root() && o.console_tag.empty());  // tuning trials share the terminal
     for (int epoch = p.epoch; epoch < o.epochs && !limit; ++epoch) {
         train->start_epoch(epoch);
         // After a resume, the batches of this epoch already trained on are skipped: the order

@@ -251,6 +251,7 @@ SearchPlan plan_search(int argc, char** argv, const TrainOptions& o) {
             throw UsageError("--tune: trial " + std::to_string(k) + " (" + params_label(p) + "): " + e.what());
         }
         t.logdir = o.logdir + "/tune/trial_" + std::to_string(k);
+        t.console_tag = "trial " + std::to_string(k);
         t.resume = "auto";  // a trial that ran before (crash, retry, --resume) continues from its checkpoint
         plan.options.push_back(t);
         all += params_label(p) + "\n";

@@ -48,6 +48,7 @@ struct TrainOptions {
     int64_t image_every = 50;        // TensorBoard pictures of a validation sample every N steps (0: per epoch)
     std::string config_file;         // INI settings, or a DistMIS .json config (see json_config.h)
     std::string command_line;
+    std::string console_tag;  // not a flag: prefixes this run's stderr lines (the tuner's "trial 3")
 
     // Hyperparameter tuning (--tune FILE; see include/unet/tune/tuner.h).
     std::string tune_file;           // search-space INI file; empty: train one model

@@ -12,9 +12,12 @@ class TrainingLog {
    public:
     TrainingLog() = default;  // writes nothing at all (ranks other than 0)
     // Opens <dir>/training.log for appending (creating dir); throws naming the path if it cannot.
-    explicit TrainingLog(const std::string& dir);
+    // A `tag` prefixes the copies on stderr ("[trial 3] ..."), where several runs may interleave.
+    explicit TrainingLog(const std::string& dir, std::string tag = "");
     ~TrainingLog();
-    TrainingLog(TrainingLog&& o) noexcept : file_(o.file_), path_(std::move(o.path_)) { o.file_ = nullptr; }
+    TrainingLog(TrainingLog&& o) noexcept : file_(o.file_), path_(std::move(o.path_)), tag_(std::move(o.tag_)) {
+        o.file_ = nullptr;
+    }
     TrainingLog(const TrainingLog&) = delete;
     TrainingLog& operator=(const TrainingLog&) = delete;
 
@@ -24,6 +27,7 @@ class TrainingLog {
    private:
     std::FILE* file_ = nullptr;
     std::string path_;
+    std::string tag_;
 };
 
 // Creates a directory and its parents; throws std::runtime_error naming it when that fails or it
