@@ -1,10 +1,12 @@
-// The communicator the trainer sees. One process (no mpirun, or -np 1) is a world of one and
-// every collective is a no-op; under mpirun with --sync allreduce every rank is a worker and the
-// collectives are MPI's, over MPI_COMM_WORLD. Results of sums depend only on the rank count, not
-// on timing (Open MPI picks a fixed algorithm per size), so runs are repeatable.
+// The communicator the trainer sees: MPI_COMM_WORLD, or a group split from it (a tuning trial's
+// ranks). One process (no mpirun, or -np 1) is a world of one and every collective is a no-op.
+// Results of sums depend only on the rank count, not on timing (Open MPI picks a fixed algorithm
+// per size), so runs are repeatable. The gradient exchanges (ps_exchange.h, allreduce_exchange.h)
+// speak MPI on the same communicator through mpi_comm().
 //
-// MPI is initialised on first use of Comm::world() only when launched by mpirun with more than
-// one rank (OMPI_COMM_WORLD_SIZE), so single-process runs never touch MPI.
+// MPI is initialised on first use of Comm::world() only when launched as one of several ranks (by
+// mpirun: OMPI_COMM_WORLD_SIZE > 1; by srun --mpi=pmix: PMIX_RANK and SLURM_STEP_NUM_TASKS > 1),
+// so single-process runs never touch MPI.
 #pragma once
 
 #include <cstdint>
