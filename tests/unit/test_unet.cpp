@@ -244,7 +244,9 @@ TEST(UNet, GradientsReportedReadyAreFinal) {
         ASSERT_FALSE(seen.empty());
         EXPECT_EQ(seen.back().first, 0);
         for (size_t k = 0; k < seen.size(); ++k) {
-            if (k > 0) EXPECT_LT(seen[k].first, seen[k - 1].first);
+            if (k > 0) {
+                EXPECT_LT(seen[k].first, seen[k - 1].first);
+            }
             const int64_t from = seen[k].first;
             for (int64_t i = from; i < store.size(); ++i)
                 ASSERT_EQ(seen[k].second[size_t(i - from)], store.grads()[i]) << "offset " << i << " call " << k;
