@@ -39,7 +39,13 @@ PsExchange::PsExchange(Comm& comm, int servers, int64_t params, int64_t bucket_f
     UNET_CHECK(comm_ && servers >= 1 && servers < size_, "PsExchange needs MPI, at least one server and one worker");
     cut_buckets(params, bucket_floats, kMaxBuckets, begin_, end_);
     next_ = buckets();
-    if (is_server()) inbox_.assign(size_t(workers() * params), 0.f);
+    // A server receives only its own buckets: they sit packed in its inbox, one copy per worker.
+    for (int b = 0; b < buckets(); ++b) {
+        if (owner(b) != rank_) continue;
+        inbox_at_.push_back(shard_);
+        shard_ += end_[size_t(b)] - begin_[size_t(b)];
+    }
+    if (is_server()) inbox_.assign(size_t(workers() * shard_), 0.f);
 }
 
 PsExchange::~PsExchange() = default;
@@ -75,7 +81,7 @@ ExchangeTimes PsExchange::worker_finish(const float* grads, float* params) {
 
 ExchangeTimes PsExchange::serve(Optimizer& opt, float lr, float* grads, float* params, int64_t step, double timeout_s) {
     ExchangeTimes t;
-    const int64_t n = end_.empty() ? 0 : end_.back();
+    const int64_t n = shard_;  // one worker's part of the inbox
     const int W = workers();
     std::vector<int> mine, pending(size_t(buckets()), 0);
     for (int b = 0; b < buckets(); ++b)
@@ -87,7 +93,7 @@ ExchangeTimes PsExchange::serve(Optimizer& opt, float lr, float* grads, float* p
         const int count = int(end_[size_t(b)] - begin_[size_t(b)]);
         pending[size_t(b)] = W;
         for (int w = 0; w < W; ++w)
-            check_mpi(MPI_Irecv(inbox_.data() + w * n + begin_[size_t(b)], count, MPI_FLOAT, servers_ + w, kGradTag + b,
+            check_mpi(MPI_Irecv(inbox_.data() + w * n + inbox_at_[k], count, MPI_FLOAT, servers_ + w, kGradTag + b,
                                 native(comm_), &recv[k * size_t(W) + size_t(w)]),
                       "MPI_Irecv");
     }
@@ -121,15 +127,18 @@ ExchangeTimes PsExchange::serve(Optimizer& opt, float lr, float* grads, float* p
         last_progress = now();
         remaining -= size_t(count);
         for (int i = 0; i < count; ++i) {
-            const int b = mine[size_t(done[size_t(i)]) / size_t(W)];
+            const size_t k = size_t(done[size_t(i)]) / size_t(W);
+            const int b = mine[k];
             if (--pending[size_t(b)] > 0) continue;
             const double u0 = now();
             // Worker order, whatever the arrival order: runs are repeatable.
             const int64_t lo = begin_[size_t(b)], hi = end_[size_t(b)];
-            std::copy(inbox_.data() + lo, inbox_.data() + hi, grads + lo);
+            const float* first = inbox_.data() + inbox_at_[k];
+            std::copy(first, first + (hi - lo), grads + lo);
             for (int w = 1; w < W; ++w) {
-                const float* in = inbox_.data() + w * n;
-                for (int64_t j = lo; j < hi; ++j) grads[j] += in[j];
+                const float* in = first + w * n;
+                float* out = grads + lo;
+                for (int64_t j = 0; j < hi - lo; ++j) out[j] += in[j];
             }
             opt.update(params, grads, lo, hi, lr);
             for (int w = 0; w < W; ++w) {

@@ -63,7 +63,9 @@ class PsExchange {
     std::vector<int64_t> begin_, end_;
     int next_ = 0;  // worker: buckets >= next_ have been posted (they go from the last down)
     std::unique_ptr<Requests> open_;
-    std::vector<float> inbox_;  // server: one full-size gradient buffer per worker
+    int64_t shard_ = 0;              // server: floats in its own buckets
+    std::vector<int64_t> inbox_at_;  // server: where its k-th own bucket sits in a worker's inbox part
+    std::vector<float> inbox_;       // server: workers x shard_ floats
 };
 
 }  // namespace unet
