@@ -1,13 +1,12 @@
 #include "unet/dist/allreduce_exchange.h"
 
-#define OMPI_SKIP_MPICXX 1
-#include <mpi.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <stdexcept>
 #include <string>
 
+#include "mpi_call.h"
 #include "unet/core/check.h"
 
 namespace unet {
@@ -27,12 +26,6 @@ struct AllreduceExchange::Requests {
     std::vector<MPI_Request> list;
 };
 
-static MPI_Comm native(void* c) { return *static_cast<MPI_Comm*>(c); }
-
-static void check_mpi(int rc, const char* what) {
-    if (rc != MPI_SUCCESS) throw std::runtime_error(std::string(what) + " failed in the gradient all-reduce");
-}
-
 AllreduceExchange::AllreduceExchange(Comm& comm, int64_t params, int64_t bucket_floats)
     : comm_(comm.mpi_comm()), open_(new Requests) {
     UNET_CHECK(comm_, "AllreduceExchange needs MPI");
@@ -45,7 +38,7 @@ AllreduceExchange::~AllreduceExchange() = default;
 void AllreduceExchange::start(int b, float* grads) {
     MPI_Request r;
     check_mpi(MPI_Iallreduce(MPI_IN_PLACE, grads + begin_[size_t(b)], int(end_[size_t(b)] - begin_[size_t(b)]), MPI_FLOAT,
-                             MPI_SUM, native(comm_), &r),
+                             MPI_SUM, native_comm(comm_), &r),
               "MPI_Iallreduce");
     open_->list.push_back(r);
 }

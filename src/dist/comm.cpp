@@ -1,7 +1,5 @@
 #include "unet/dist/comm.h"
 
-#define OMPI_SKIP_MPICXX 1  // the C API only
-#include <mpi.h>
 
 #include <algorithm>
 #include <unistd.h>
@@ -11,18 +9,10 @@
 #include <stdexcept>
 #include <string>
 
+#include "mpi_call.h"
+
 namespace unet {
 
-static void check(int rc, const char* what) {
-    if (rc != MPI_SUCCESS) {
-        char text[MPI_MAX_ERROR_STRING];
-        int len = 0;
-        MPI_Error_string(rc, text, &len);
-        throw std::runtime_error(std::string(what) + " failed: " + std::string(text, size_t(len)));
-    }
-}
-
-static MPI_Comm handle(void* c) { return *static_cast<MPI_Comm*>(c); }
 
 // Whether this process is one of several ranks: started by Open MPI's mpirun, or directly by
 // Slurm's srun --mpi=pmix (which sets no OMPI_* variables; without this check every task of an
@@ -39,11 +29,11 @@ static bool launched_as_one_of_several_ranks() {
 Comm::Comm() {
     if (!launched_as_one_of_several_ranks()) return;
     int provided = 0;
-    check(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided), "MPI_Init_thread");
+    check_mpi(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided), "MPI_Init_thread");
     // Errors come back as codes (and become exceptions) instead of killing the job silently.
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
-    check(MPI_Comm_rank(MPI_COMM_WORLD, &rank_), "MPI_Comm_rank");
-    check(MPI_Comm_size(MPI_COMM_WORLD, &size_), "MPI_Comm_size");
+    check_mpi(MPI_Comm_rank(MPI_COMM_WORLD, &rank_), "MPI_Comm_rank");
+    check_mpi(MPI_Comm_size(MPI_COMM_WORLD, &size_), "MPI_Comm_size");
     comm_ = new MPI_Comm(MPI_COMM_WORLD);
     mpi_ = true;
 }
@@ -52,7 +42,7 @@ Comm::~Comm() {
     if (!comm_) return;
     int finalized = 0;
     MPI_Finalized(&finalized);
-    MPI_Comm c = handle(comm_);
+    MPI_Comm c = native_comm(comm_);
     if (!finalized && c != MPI_COMM_WORLD) MPI_Comm_free(&c);
     delete static_cast<MPI_Comm*>(comm_);
 }
@@ -61,12 +51,12 @@ std::unique_ptr<Comm> Comm::split(int color) {
     std::unique_ptr<Comm> out(new Comm(Private{}));
     if (!mpi_) return out;
     MPI_Comm* c = new MPI_Comm;
-    check(MPI_Comm_split(handle(comm_), color, rank_, c), "MPI_Comm_split");
+    check_mpi(MPI_Comm_split(native_comm(comm_), color, rank_, c), "MPI_Comm_split");
     MPI_Comm_set_errhandler(*c, MPI_ERRORS_RETURN);
     out->comm_ = c;
     out->mpi_ = true;
-    check(MPI_Comm_rank(*c, &out->rank_), "MPI_Comm_rank");
-    check(MPI_Comm_size(*c, &out->size_), "MPI_Comm_size");
+    check_mpi(MPI_Comm_rank(*c, &out->rank_), "MPI_Comm_rank");
+    check_mpi(MPI_Comm_size(*c, &out->size_), "MPI_Comm_size");
     return out;
 }
 
@@ -85,36 +75,27 @@ static void in_pieces(int64_t n, F f) {
 template <class T>
 static void allreduce_sum(MPI_Comm comm, T* data, int64_t n, MPI_Datatype type) {
     in_pieces(n, [&](int64_t off, int count) {
-        check(MPI_Allreduce(MPI_IN_PLACE, data + off, count, type, MPI_SUM, comm), "MPI_Allreduce");
+        check_mpi(MPI_Allreduce(MPI_IN_PLACE, data + off, count, type, MPI_SUM, comm), "MPI_Allreduce");
     });
 }
 
 void Comm::sum(double* data, int64_t n) {
-    if (mpi_) allreduce_sum(handle(comm_), data, n, MPI_DOUBLE);
+    if (mpi_) allreduce_sum(native_comm(comm_), data, n, MPI_DOUBLE);
 }
 void Comm::sum(float* data, int64_t n) {
-    if (mpi_) allreduce_sum(handle(comm_), data, n, MPI_FLOAT);
+    if (mpi_) allreduce_sum(native_comm(comm_), data, n, MPI_FLOAT);
 }
-void Comm::reduce_to(int root, float* data, int64_t n) {
-    if (!mpi_) return;
-    in_pieces(n, [&](int64_t off, int count) {
-        check(MPI_Reduce(rank_ == root ? MPI_IN_PLACE : data + off, data + off, count, MPI_FLOAT, MPI_SUM, root,
-                         handle(comm_)),
-              "MPI_Reduce");
-    });
-}
-
 void Comm::broadcast(int root, float* data, int64_t n) {
     if (!mpi_) return;
     in_pieces(n, [&](int64_t off, int count) {
-        check(MPI_Bcast(data + off, count, MPI_FLOAT, root, handle(comm_)), "MPI_Bcast");
+        check_mpi(MPI_Bcast(data + off, count, MPI_FLOAT, root, native_comm(comm_)), "MPI_Bcast");
     });
 }
 
 constexpr int kStepTag = 17;
 
 void Comm::report_step(int64_t step) {
-    if (mpi_) check(MPI_Send(&step, 1, MPI_INT64_T, 0, kStepTag, handle(comm_)), "MPI_Send");
+    if (mpi_) check_mpi(MPI_Send(&step, 1, MPI_INT64_T, 0, kStepTag, native_comm(comm_)), "MPI_Send");
 }
 
 void Comm::await_workers(int64_t step, double timeout_s, int first_worker) {
@@ -123,11 +104,11 @@ void Comm::await_workers(int64_t step, double timeout_s, int first_worker) {
     std::vector<int64_t> got(static_cast<size_t>(workers), -1);
     std::vector<MPI_Request> req(static_cast<size_t>(workers));
     for (int w = 0; w < workers; ++w)
-        check(MPI_Irecv(&got[size_t(w)], 1, MPI_INT64_T, w + first_worker, kStepTag, handle(comm_), &req[size_t(w)]), "MPI_Irecv");
+        check_mpi(MPI_Irecv(&got[size_t(w)], 1, MPI_INT64_T, w + first_worker, kStepTag, native_comm(comm_), &req[size_t(w)]), "MPI_Irecv");
     const double start = MPI_Wtime();
     for (;;) {
         int all = 0;
-        check(MPI_Testall(workers, req.data(), &all, MPI_STATUSES_IGNORE), "MPI_Testall");
+        check_mpi(MPI_Testall(workers, req.data(), &all, MPI_STATUSES_IGNORE), "MPI_Testall");
         if (all) break;
         if (timeout_s > 0 && MPI_Wtime() - start > timeout_s) {
             std::string missing;
@@ -150,20 +131,20 @@ void Comm::await_workers(int64_t step, double timeout_s, int first_worker) {
 
 void Comm::send_text(int dest, int tag, const std::string& text) {
     if (!mpi_) throw std::logic_error("send_text: a world of one has no one to send to");
-    check(MPI_Send(text.data(), int(text.size()), MPI_CHAR, dest, tag, handle(comm_)), "MPI_Send");
+    check_mpi(MPI_Send(text.data(), int(text.size()), MPI_CHAR, dest, tag, native_comm(comm_)), "MPI_Send");
 }
 
 bool Comm::poll_text(int source, int tag, std::string& text, int* from, int* got_tag) {
     if (!mpi_) return false;
     int ready = 0;
     MPI_Status st;
-    check(MPI_Iprobe(source < 0 ? MPI_ANY_SOURCE : source, tag < 0 ? MPI_ANY_TAG : tag, handle(comm_), &ready, &st),
+    check_mpi(MPI_Iprobe(source < 0 ? MPI_ANY_SOURCE : source, tag < 0 ? MPI_ANY_TAG : tag, native_comm(comm_), &ready, &st),
           "MPI_Iprobe");
     if (!ready) return false;
     int n = 0;
     MPI_Get_count(&st, MPI_CHAR, &n);
     text.assign(size_t(n), '\0');
-    check(MPI_Recv(&text[0], n, MPI_CHAR, st.MPI_SOURCE, st.MPI_TAG, handle(comm_), MPI_STATUS_IGNORE), "MPI_Recv");
+    check_mpi(MPI_Recv(&text[0], n, MPI_CHAR, st.MPI_SOURCE, st.MPI_TAG, native_comm(comm_), MPI_STATUS_IGNORE), "MPI_Recv");
     if (from) *from = st.MPI_SOURCE;
     if (got_tag) *got_tag = st.MPI_TAG;
     return true;
@@ -181,17 +162,17 @@ std::string Comm::receive_text(int source, int tag, int* from, int* got_tag) {
 bool Comm::all_equal(uint64_t value) {
     if (!mpi_) return true;
     uint64_t lo = value, hi = value;
-    check(MPI_Allreduce(MPI_IN_PLACE, &lo, 1, MPI_UINT64_T, MPI_MIN, handle(comm_)), "MPI_Allreduce");
-    check(MPI_Allreduce(MPI_IN_PLACE, &hi, 1, MPI_UINT64_T, MPI_MAX, handle(comm_)), "MPI_Allreduce");
+    check_mpi(MPI_Allreduce(MPI_IN_PLACE, &lo, 1, MPI_UINT64_T, MPI_MIN, native_comm(comm_)), "MPI_Allreduce");
+    check_mpi(MPI_Allreduce(MPI_IN_PLACE, &hi, 1, MPI_UINT64_T, MPI_MAX, native_comm(comm_)), "MPI_Allreduce");
     return lo == hi;
 }
 
 int Comm::max(int value) {
-    if (mpi_) check(MPI_Allreduce(MPI_IN_PLACE, &value, 1, MPI_INT, MPI_MAX, handle(comm_)), "MPI_Allreduce");
+    if (mpi_) check_mpi(MPI_Allreduce(MPI_IN_PLACE, &value, 1, MPI_INT, MPI_MAX, native_comm(comm_)), "MPI_Allreduce");
     return value;
 }
 void Comm::barrier() {
-    if (mpi_) check(MPI_Barrier(handle(comm_)), "MPI_Barrier");
+    if (mpi_) check_mpi(MPI_Barrier(native_comm(comm_)), "MPI_Barrier");
 }
 void Comm::abort(int code) {
     if (mpi_) MPI_Abort(MPI_COMM_WORLD, code);

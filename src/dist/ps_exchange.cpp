@@ -1,13 +1,12 @@
 #include "unet/dist/ps_exchange.h"
 
-#define OMPI_SKIP_MPICXX 1
-#include <mpi.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <stdexcept>
 #include <string>
 
+#include "mpi_call.h"
 #include "unet/core/check.h"
 #include "unet/dist/allreduce_exchange.h"
 
@@ -23,12 +22,6 @@ namespace {
 constexpr int kGradTag = 1000;
 constexpr int kMaxBuckets = 100000;
 constexpr int kParamTag = kGradTag + kMaxBuckets;
-
-void check_mpi(int rc, const char* what) {
-    if (rc != MPI_SUCCESS) throw std::runtime_error(std::string(what) + " failed in the parameter-server exchange");
-}
-
-MPI_Comm native(void* c) { return *static_cast<MPI_Comm*>(c); }
 
 double now() { return MPI_Wtime(); }
 
@@ -53,9 +46,9 @@ PsExchange::~PsExchange() = default;
 void PsExchange::post(int b, const float* grads, float* params) {
     const int count = int(end_[size_t(b)] - begin_[size_t(b)]);
     MPI_Request send, recv;
-    check_mpi(MPI_Isend(grads + begin_[size_t(b)], count, MPI_FLOAT, owner(b), kGradTag + b, native(comm_), &send),
+    check_mpi(MPI_Isend(grads + begin_[size_t(b)], count, MPI_FLOAT, owner(b), kGradTag + b, native_comm(comm_), &send),
               "MPI_Isend");
-    check_mpi(MPI_Irecv(params + begin_[size_t(b)], count, MPI_FLOAT, owner(b), kParamTag + b, native(comm_), &recv),
+    check_mpi(MPI_Irecv(params + begin_[size_t(b)], count, MPI_FLOAT, owner(b), kParamTag + b, native_comm(comm_), &recv),
               "MPI_Irecv");
     open_->list.push_back(send);
     open_->list.push_back(recv);
@@ -94,7 +87,7 @@ ExchangeTimes PsExchange::serve(Optimizer& opt, float lr, float* grads, float* p
         pending[size_t(b)] = W;
         for (int w = 0; w < W; ++w)
             check_mpi(MPI_Irecv(inbox_.data() + w * n + inbox_at_[k], count, MPI_FLOAT, servers_ + w, kGradTag + b,
-                                native(comm_), &recv[k * size_t(W) + size_t(w)]),
+                                native_comm(comm_), &recv[k * size_t(W) + size_t(w)]),
                       "MPI_Irecv");
     }
     opt.begin_step();
@@ -143,7 +136,7 @@ ExchangeTimes PsExchange::serve(Optimizer& opt, float lr, float* grads, float* p
             opt.update(params, grads, lo, hi, lr);
             for (int w = 0; w < W; ++w) {
                 MPI_Request r;
-                check_mpi(MPI_Isend(params + lo, int(hi - lo), MPI_FLOAT, servers_ + w, kParamTag + b, native(comm_), &r),
+                check_mpi(MPI_Isend(params + lo, int(hi - lo), MPI_FLOAT, servers_ + w, kParamTag + b, native_comm(comm_), &r),
                           "MPI_Isend");
                 sends.push_back(r);
             }
@@ -167,9 +160,9 @@ void PsExchange::gather_to_root(Optimizer& opt, float* params, float* grads) {
         for (size_t k = 0; k < buffers.size(); ++k) {
             float* at = buffers[k] + begin_[size_t(b)];
             if (rank_ == owner(b))
-                check_mpi(MPI_Send(at, count, MPI_FLOAT, 0, kGradTag - 1, native(comm_)), "MPI_Send");
+                check_mpi(MPI_Send(at, count, MPI_FLOAT, 0, kGradTag - 1, native_comm(comm_)), "MPI_Send");
             else if (rank_ == 0)
-                check_mpi(MPI_Recv(at, count, MPI_FLOAT, owner(b), kGradTag - 1, native(comm_), MPI_STATUS_IGNORE),
+                check_mpi(MPI_Recv(at, count, MPI_FLOAT, owner(b), kGradTag - 1, native_comm(comm_), MPI_STATUS_IGNORE),
                           "MPI_Recv");
         }
     }

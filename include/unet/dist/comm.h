@@ -39,8 +39,6 @@ class Comm {
     void await_workers(int64_t step, double timeout_s, int first_worker = 1);
     // True when every rank passed the same value (e.g. a hash of its resolved configuration).
     bool all_equal(uint64_t value);
-    // Sums `data` over all ranks into rank `root`'s buffer (others' buffers are left as they were).
-    void reduce_to(int root, float* data, int64_t n);
     void broadcast(int root, float* data, int64_t n);
     void barrier();
     // Point-to-point text messages (the tuner's coordinator and group leaders; a few per epoch).
