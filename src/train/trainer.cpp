@@ -4,7 +4,6 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-#include <csignal>
 #include <ctime>
 
 #include <algorithm>
@@ -19,6 +18,7 @@
 
 #include "unet/core/check.h"
 #include "unet/core/rng.h"
+#include "unet/core/stop_signals.h"
 #include "unet/data/loader.h"
 #include "unet/dist/checkpoint.h"
 #include "unet/dist/ps_exchange.h"
@@ -180,6 +180,16 @@ Shares worker_shares(Comm& comm, const PsExchange* ps, double compute, double co
     return {v[0] / workers, v[1] / workers, ps ? v[2] / ps->servers() : v[3] / workers, v[4] / workers};
 }
 
+// Server ranks of a run over `comm`: --num_ps with --sync ps under mpirun, else none. Throws
+// UsageError when the servers would leave no worker.
+static int server_ranks(const Comm& comm, const TrainOptions& o) {
+    if (comm.size() < 2 || o.sync != "ps") return 0;
+    if (o.num_ps >= comm.size())
+        throw UsageError("--num_ps: " + std::to_string(o.num_ps) + " server ranks leave no worker among " +
+                         std::to_string(comm.size()) + " ranks (start more ranks or lower --num_ps)");
+    return o.num_ps;
+}
+
 // The gradient exchange of a multi-rank run, by --sync: parameter servers or all-reduce.
 struct Exchanges {
     std::unique_ptr<PsExchange> ps;
@@ -205,11 +215,8 @@ BenchmarkResult run_benchmark(const TrainOptions& o, Comm& comm) {
     UNet model(o.model);
     Optimizer opt(o.optimizer, model.store().size());
     // Under mpirun the same steps run distributed, as training would (--sync, --num_ps).
-    const bool ps = comm.size() > 1 && o.sync == "ps";
-    if (ps && o.num_ps >= comm.size())
-        throw UsageError("--num_ps: leaves no worker among " + std::to_string(comm.size()) + " ranks");
+    const int servers = server_ranks(comm, o), workers = comm.size() - servers, worker = comm.rank() - servers;
     Exchanges exchange(comm, o, model.store().size());
-    const int servers = ps ? o.num_ps : 0, workers = comm.size() - servers, worker = comm.rank() - servers;
     if (comm.is_root()) print_model_summary(model, o, opt.state_copies());
     const int64_t n = worker < 0 ? 0 : int64_t(Loader::share(o.batch_size, o.batch_size, worker, workers, 0).size());
     Rng rng(o.seed + uint64_t(comm.rank()));
@@ -364,17 +371,6 @@ void sum_over_ranks(Comm& comm, MetricSums& m) {
 
 namespace {
 
-volatile std::sig_atomic_t g_stop_signal = 0;
-extern "C" void on_stop_signal(int sig) { g_stop_signal = sig; }
-
-void install_stop_handlers() {
-    struct sigaction sa {};
-    sa.sa_handler = on_stop_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, nullptr);
-    sigaction(SIGINT, &sa, nullptr);
-}
-
 std::string default_logdir() {
     char name[64];
     const std::time_t now = std::time(nullptr);
@@ -423,11 +419,8 @@ RunSummary run_training(const TrainOptions& opts, Comm& comm, TrainingHooks* hoo
     if (o.logdir.empty()) o.logdir = default_logdir();
     if (comm.size() > 1 && opts.logdir.empty())
         throw UsageError("--logdir: required under mpirun (every rank must agree on the run directory)");
-    const bool ps = comm.size() > 1 && o.sync == "ps";
-    const int servers = ps ? o.num_ps : 0;
-    if (ps && servers >= comm.size())
-        throw UsageError("--num_ps: " + std::to_string(servers) + " server ranks leave no worker among " +
-                         std::to_string(comm.size()) + " ranks (start more ranks or lower --num_ps)");
+    const int servers = server_ranks(comm, o);
+    const bool ps = servers > 0;
     const int workers = comm.size() - servers, worker = comm.rank() - servers;  // worker < 0: a server
     if (o.batch_size < workers)
         throw UsageError("--batch_size: the global batch (" + std::to_string(o.batch_size) +
@@ -484,14 +477,16 @@ RunSummary run_training(const TrainOptions& opts, Comm& comm, TrainingHooks* hoo
     // With parameter servers, batch-norm statistics live on the workers and each server holds
     // only its shard up to date; rank 0 collects both (and the shards of the last gradient, for
     // TensorBoard) before it draws or checkpoints.
+    Progress p;
+    int64_t synced_at = -1;  // nothing changes between steps: one gather serves every use at a step
     auto sync_buffers = [&] {
-        if (!ps) return;
+        if (!ps || synced_at == p.step) return;
+        synced_at = p.step;
         comm.broadcast(servers, model.store().buffers(), model.store().buffers_size());
         exchange.ps->gather_to_root(opt, model.store().params(), model.store().grads());
     };
-    Progress p;
-    double val_dice_now = 0;
-    const auto t_start_all = Clock::now();
+    double val_dice = 0;  // the last validation Dice (before the first epoch: the best so far)
+    const auto t_start = Clock::now();
     std::string resume_from = o.resume == "auto" ? (file_exists(latest) ? latest : "") : o.resume;
     if (!resume_from.empty()) {
         p = restore_state(read_checkpoint(resume_from), resume_from, model, opt);
@@ -509,7 +504,7 @@ RunSummary run_training(const TrainOptions& opts, Comm& comm, TrainingHooks* hoo
     log.line("data: %s, %lld training samples, %lld validation samples, %lld steps per epoch",
              o.data.empty() ? "generated in memory" : o.data.c_str(), (long long)train->samples(),
              (long long)val->samples(), (long long)train->steps_per_epoch());
-    install_stop_handlers();
+    catch_stop_signals();
     hooks.on_start(o, picture_sample(*val));
     // Pictures need the current batch-norm statistics on the rank that draws them.
     auto show_model = [&] {
@@ -521,9 +516,9 @@ RunSummary run_training(const TrainOptions& opts, Comm& comm, TrainingHooks* hoo
     auto finish = [&](const std::string& status) {
         summary.status = status;
         summary.steps = p.step;
-        summary.final_val_dice = val_dice_now;
+        summary.final_val_dice = val_dice;
         summary.best_val_dice = std::max(0.0, p.best_val_dice);
-        summary.seconds = seconds_since(t_start_all);
+        summary.seconds = seconds_since(t_start);
         hooks.on_end(summary);
         return summary;
     };
@@ -535,9 +530,7 @@ RunSummary run_training(const TrainOptions& opts, Comm& comm, TrainingHooks* hoo
     };
     std::vector<float> scratch;
     Batch batch;
-    double& val_dice = val_dice_now;
     val_dice = p.best_val_dice < 0 ? 0 : p.best_val_dice;
-    const auto t_start = t_start_all;
     auto t_checkpoint = Clock::now();
     bool limit = o.steps > 0 && p.step >= o.steps;
     // The whole run's steps, for the terminal's ETA: every epoch's, or --steps if that comes first.
@@ -581,16 +574,16 @@ RunSummary run_training(const TrainOptions& opts, Comm& comm, TrainingHooks* hoo
                 hooks.on_step(report);
                 log.line("step %lld  epoch %d  loss %.4f  dice %.4f  lr %.3g  %.1f samples/s  compute %.0f%% comm %.0f%% "
                          "update %.0f%% data %.0f%%",
-                         (long long)p.step, epoch + 1, r.loss, r.dice, o.schedule.at(p.step - 1),
-                         double(done * o.batch_size) / elapsed, 100 * sh.compute / elapsed, 100 * sh.comm / elapsed,
-                         100 * sh.update / elapsed, 100 * sh.data / elapsed);
+                         (long long)p.step, epoch + 1, r.loss, r.dice, report.learning_rate, report.samples_per_s,
+                         100 * sh.compute / elapsed, 100 * report.comm_fraction, 100 * sh.update / elapsed,
+                         100 * report.data_wait_fraction);
             }
             // Ranks may see a signal, or a checkpoint come due by the clock, at different steps; they
             // agree here, so all checkpoint and stop together.
             const bool due = comm.max((o.checkpoint_every_steps > 0 && p.step % o.checkpoint_every_steps == 0) ||
                                       (o.checkpoint_every_seconds > 0 &&
                                        seconds_since(t_checkpoint) >= o.checkpoint_every_seconds)) != 0;
-            const int stop = comm.max(int(g_stop_signal));
+            const int stop = comm.max(stop_signal());
             if (due || stop) {
                 save(latest);
                 t_checkpoint = Clock::now();
@@ -619,10 +612,16 @@ RunSummary run_training(const TrainOptions& opts, Comm& comm, TrainingHooks* hoo
             p.epoch = epoch + 1;
             p.epoch_step = 0;
         }
+        EpochReport er;
+        er.epoch = epoch;
+        er.step = p.step;
+        er.train_loss = loss_sum / double(std::max<int64_t>(1, done));
+        er.train_dice = dice_sum / double(std::max<int64_t>(1, done));
+        er.validation = v;
+        er.seconds = epoch_s;
         log.line("epoch %d/%d  train loss %.4f dice %.4f  val loss %.4f dice %.4f sensitivity %.4f specificity %.4f"
                  "  %.1fs, data wait %.1f%%, communication %.1f%%, update %.1f%%",
-                 epoch + 1, o.epochs, loss_sum / double(std::max<int64_t>(1, done)),
-                 dice_sum / double(std::max<int64_t>(1, done)), v.mean_loss(), val_dice, v.mean_sensitivity(),
+                 epoch + 1, o.epochs, er.train_loss, er.train_dice, v.mean_loss(), val_dice, v.mean_sensitivity(),
                  v.mean_specificity(), epoch_s, 100.0 * wait_share, epoch_s > 0 ? 100.0 * sh.comm / epoch_s : 0.0,
                  epoch_s > 0 ? 100.0 * sh.update / epoch_s : 0.0);
         if (val_dice > p.best_val_dice) {
@@ -631,13 +630,6 @@ RunSummary run_training(const TrainOptions& opts, Comm& comm, TrainingHooks* hoo
         }
         summary.epochs = epoch + 1;
         show_model();
-        EpochReport er;
-        er.epoch = epoch;
-        er.step = p.step;
-        er.train_loss = loss_sum / double(std::max<int64_t>(1, done));
-        er.train_dice = dice_sum / double(std::max<int64_t>(1, done));
-        er.validation = v;
-        er.seconds = epoch_s;
         if (comm.max(hooks.on_epoch(er, model) ? 0 : 1)) {
             save(latest);
             log.line("stopped early after epoch %d at step %lld", epoch + 1, (long long)p.step);

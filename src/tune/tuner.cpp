@@ -1,7 +1,6 @@
 #include "unet/tune/tuner.h"
 
 #include <climits>
-#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -9,6 +8,7 @@
 #include <sstream>
 
 #include "unet/core/check.h"
+#include "unet/core/stop_signals.h"
 #include "unet/dist/comm.h"
 #include "unet/log/tensorboard_hooks.h"
 #include "unet/train/hook_chain.h"
@@ -125,9 +125,6 @@ void run_group(const SearchPlan& plan, Comm& group, CoordinatorLink& link, int g
     }
 }
 
-volatile std::sig_atomic_t g_coordinator_signal = 0;
-extern "C" void on_coordinator_signal(int sig) { g_coordinator_signal = sig; }
-
 Ledger open_ledger(const SearchPlan& plan, const TrainOptions& o) {
     const std::string dir = o.logdir + "/tune";
     if (Ledger::exists(dir)) {
@@ -199,16 +196,12 @@ void finish_search(const Coordinator& c, const SearchPlan& plan, const TrainOpti
 
 // World rank 0 under mpirun: answers the groups until every one has been told there is no more.
 void coordinate(Comm& world, Coordinator& c, int groups) {
-    struct sigaction sa {};
-    sa.sa_handler = on_coordinator_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, nullptr);
-    sigaction(SIGINT, &sa, nullptr);
+    catch_stop_signals();
     int released = 0;
     while (released < groups) {
         int from = 0, tag = 0;
         const std::string msg = world.receive_text(-1, -1, &from, &tag);
-        if (g_coordinator_signal) c.stop_handing_out();
+        if (stop_signal()) c.stop_handing_out();
         std::istringstream in(msg);
         if (tag == kRequest) {
             int group = 0;
