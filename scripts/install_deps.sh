@@ -21,6 +21,7 @@ PACKAGES=(
   nlohmann-json3-dev                # dataset.json, DistMIS configs
   python3-torch python3-numpy       # PyTorch cross-check and benchmark baseline (/usr/bin/python3)
   python3-nibabel python3-h5py      # independent NIfTI / HDF5 readers and writers for the data tests
+  python3-scipy                     # distance transforms of the reference metrics (MONAI HD95)
   python3-venv                      # the virtual environment TensorBoard is installed into (scripts/tensorboard_venv.sh)
   zlib1g-dev
   ansible ansible-lint rsync        # launching on hosts (ansible/), and its tests
