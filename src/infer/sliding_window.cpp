@@ -120,8 +120,8 @@ void add_unflipped(const float* y, int64_t K, const Grid& roi, int flip, float s
         }
 }
 
-// out (K x in) += weight * acc and weights (in) += weight, over the window's voxels inside the
-// unpadded volume. Windows are scattered one at a time: overlapping windows never race.
+// out (K x in) += weight * acc and weights (in) += weight (each when given), over the window's
+// voxels inside the unpadded volume. Windows are scattered one at a time: overlapping windows never race.
 void scatter(const float* acc, int64_t K, const std::vector<float>& weight, const Grid& in, const Grid& pad_before,
              const Grid& roi, const Window& win, float* out, float* weights) {
 #pragma omp parallel for schedule(static)
@@ -135,7 +135,8 @@ void scatter(const float* acc, int64_t K, const std::vector<float>& weight, cons
             const int64_t x1 = std::min<int64_t>(roi.w, in.w + pad_before.w - win.x);
             const float* w = weight.data() + (z * roi.h + y) * roi.w;
             const int64_t base = (iz * in.h + iy) * in.w + win.x - pad_before.w;
-            for (int64_t x = x0; x < x1; ++x) weights[base + x] += w[x];
+            if (weights)
+                for (int64_t x = x0; x < x1; ++x) weights[base + x] += w[x];
             for (int64_t k = 0; k < K; ++k) {
                 const float* a = acc + ((k * roi.d + z) * roi.h + y) * roi.w;
                 float* o = out + k * in.voxels() + base;
@@ -176,6 +177,12 @@ std::vector<float> importance_map(const Dims& roi_dims, Blend blend) {
 
 std::vector<float> sliding_window_predict(UNet& model, const float* input, const Dims& spatial,
                                           const WindowOptions& o, const WindowProgress& progress) {
+    return std::move(sliding_window_predict(model, std::vector<const float*>{input}, spatial, o, progress)[0]);
+}
+
+std::vector<std::vector<float>> sliding_window_predict(UNet& model, const std::vector<const float*>& inputs,
+                                                       const Dims& spatial, const WindowOptions& o,
+                                                       const WindowProgress& progress) {
     const UNetConfig& cfg = model.config();
     o.validate(cfg);
     UNET_CHECK(spatial.size() == o.roi.size(), "spatial rank " << spatial.size() << " roi rank " << o.roi.size());
@@ -184,31 +191,46 @@ std::vector<float> sliding_window_predict(UNet& model, const float* input, const
     const Grid pad_before((padded.d - in.d) / 2, (padded.h - in.h) / 2, (padded.w - in.w) / 2);
     const std::vector<Window> wins = windows_of(padded, roi, o.overlap);
     const std::vector<float> weight = importance_map(o.roi, o.blend);
-    const int64_t C = cfg.in_channels, K = cfg.out_channels, R = roi.voxels(), B = o.batch;
+    const int64_t C = cfg.in_channels, K = cfg.out_channels, R = roi.voxels(), B = o.batch, V = in.voxels();
+    // 2D flips are W and H (bits 0, 1); 3D adds D (bit 2).
     const int flips = o.mirror ? (1 << cfg.dims) : 1;
-    // 2D flips are W and H only (bits 0, 1); 3D adds D (bit 2).
+    const int64_t per_image = int64_t(wins.size()), total = per_image * int64_t(inputs.size());
 
-    std::vector<float> out(size_t(K * in.voxels()), 0.f), weights(size_t(in.voxels()), 0.f);
+    std::vector<std::vector<float>> out(inputs.size(), std::vector<float>(size_t(K * V), 0.f));
+    std::vector<float> weights(size_t(V), 0.f);  // the same for every image
     std::vector<float> batch_in(size_t(B * C * R)), acc(size_t(B * K * R));
-    const int64_t total = int64_t(wins.size());
+    for (const Window& w : wins) {
+        std::vector<float> one(size_t(R), 1.f);
+        scatter(one.data(), 0, weight, in, pad_before, roi, w, nullptr, weights.data());
+    }
     for (int64_t first = 0; first < total; first += B) {
         const int64_t n = std::min(B, total - first);
         std::fill(acc.begin(), acc.end(), 0.f);
         for (int f = 0; f < flips; ++f) {
-            for (int64_t b = 0; b < n; ++b) gather(input, C, in, pad_before, roi, wins[size_t(first + b)], f, &batch_in[size_t(b * C * R)]);
+            for (int64_t b = 0; b < n; ++b) {
+                const int64_t k = first + b;
+                gather(inputs[size_t(k / per_image)], C, in, pad_before, roi, wins[size_t(k % per_image)], f,
+                       &batch_in[size_t(b * C * R)]);
+            }
             if (n < B) std::fill(batch_in.begin() + n * C * R, batch_in.end(), 0.f);
             const float* y = model.forward(batch_in.data(), B, o.roi, /*training=*/false);
-            for (int64_t b = 0; b < n; ++b) add_unflipped(y + b * K * R, K, roi, f, 1.f / float(flips), &acc[size_t(b * K * R)]);
+            for (int64_t b = 0; b < n; ++b)
+                add_unflipped(y + b * K * R, K, roi, f, 1.f / float(flips), &acc[size_t(b * K * R)]);
         }
-        for (int64_t b = 0; b < n; ++b)
-            scatter(&acc[size_t(b * K * R)], K, weight, in, pad_before, roi, wins[size_t(first + b)], out.data(), weights.data());
+        for (int64_t b = 0; b < n; ++b) {
+            const int64_t k = first + b;
+            scatter(&acc[size_t(b * K * R)], K, weight, in, pad_before, roi, wins[size_t(k % per_image)],
+                    out[size_t(k / per_image)].data(), nullptr);
+        }
         if (progress) progress(first + n, total);
     }
-    const int64_t V = in.voxels();
+    for (auto& o_img : out) {
+        float* p = o_img.data();
 #pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < V; ++i) {
-        const float inv = 1.f / weights[size_t(i)];
-        for (int64_t k = 0; k < K; ++k) out[size_t(k * V + i)] *= inv;
+        for (int64_t i = 0; i < V; ++i) {
+            const float inv = 1.f / weights[size_t(i)];
+            for (int64_t k = 0; k < K; ++k) p[k * V + i] *= inv;
+        }
     }
     return out;
 }

@@ -11,7 +11,7 @@ set -u
 cd "$(dirname "$0")/../.."
 BUILD=${BUILD:-build}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
-if ! scripts/reference_venv.sh "$BUILD/refvenv" >/dev/null 2>&1; then
+if ! scripts/reference_venv.sh "$BUILD" >/dev/null 2>&1; then
   echo "SKIPPED: could not build $BUILD/refvenv with MONAI from PyPI (scripts/reference_venv.sh)"
   exit 77
 fi
