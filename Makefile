@@ -21,7 +21,7 @@ PROTO_CCS  := $(patsubst %.proto,$(BUILD)/gen/%.pb.cc,$(wildcard proto/*.proto))
 PROTO_HDRS := $(PROTO_CCS:.cc=.h)
 PROTO_OBJS := $(patsubst $(BUILD)/gen/%.cc,$(BUILD)/obj/gen/%.o,$(PROTO_CCS))
 
-LIB_SRCS   := $(wildcard src/core/*.cpp src/nn/*.cpp src/cli/*.cpp src/train/*.cpp src/data/*.cpp src/log/*.cpp src/dist/*.cpp src/infer/*.cpp src/tune/*.cpp)
+LIB_SRCS   := $(wildcard src/core/*.cpp src/nn/*.cpp src/cli/*.cpp src/train/*.cpp src/data/*.cpp src/log/*.cpp src/parallel/*.cpp src/io/*.cpp src/infer/*.cpp src/tune/*.cpp)
 LIB_OBJS   := $(LIB_SRCS:%.cpp=$(BUILD)/obj/%.o) $(PROTO_OBJS)
 LIB        := $(BUILD)/libunet.a
 APPS       := $(patsubst src/apps/%.cpp,$(BUILD)/bin/%,$(wildcard src/apps/*.cpp))

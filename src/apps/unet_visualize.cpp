@@ -10,7 +10,7 @@
 #include "unet/cli/program.h"
 #include "unet/core/check.h"
 #include "unet/data/hdf5_dataset.h"
-#include "unet/dist/checkpoint.h"
+#include "unet/io/checkpoint.h"
 #include "unet/log/image_writers.h"
 #include "unet/train/training_state.h"
 
@@ -69,7 +69,7 @@ std::vector<float> predict(const std::string& checkpoint, const std::vector<floa
                                std::to_string(spatial.size()) + "D samples with " + std::to_string(channels));
     unet::UNet model(o.model);
     unet::Optimizer opt(o.optimizer, model.store().size());
-    unet::restore_state(c, checkpoint, model, opt);
+    unet::restore_state(c, checkpoint, model.store(), opt);
     const unet::Dims sp(spatial.begin(), spatial.end());
     model.config().validate(sp);
     const float* y = model.forward(img.data(), 1, sp, false);

@@ -1,4 +1,4 @@
-#include "unet/core/hdf5_util.h"
+#include "unet/io/hdf5_util.h"
 #include "unet/data/hdf5_dataset.h"
 
 #include <hdf5.h>

@@ -142,33 +142,39 @@ struct UNet::Plan {
 
 UNet::UNet(const UNetConfig& config) : config_(config) {
     config_.validate();
-    register_params();
+    register_params(store_, config_, &unit_start_);
     store_.finalize();
     initialize(config_.seed);
 }
 
 UNet::~UNet() = default;
 
-void UNet::register_params() {
-    const UNetConfig& c = config_;
+void UNet::register_params(ParamStore& store, const UNetConfig& c, std::map<std::string, int64_t>* unit_start) {
+    // Each unit's tensors are registered together: its first offset is the store's size before.
+    auto unit = [&](const std::string& name) {
+        if (unit_start) (*unit_start)[name] = store.size();
+        return name;
+    };
     int64_t in = c.in_channels;
     for (int l = 0; l <= c.depth; ++l) {
-        register_block(store_, c, level_name("enc", l), in, c.filters(l));
+        register_block(store, c, unit(level_name("enc", l)), in, c.filters(l));
         in = c.filters(l);
     }
     for (int l = c.depth - 1; l >= 0; --l) {
         int64_t up_channels = c.filters(l + 1);
         if (c.upsampling == Upsampling::transposed) {
-            ConvLayer::register_params(store_, level_name("up", l), c.filters(l + 1),
+            ConvLayer::register_params(store, unit(level_name("up", l)), c.filters(l + 1),
                                        {c.filters(l), 2, PostOp::none, true}, c.dims);
             up_channels = c.filters(l);
         }
-        register_block(store_, c, level_name("dec", l), up_channels + c.filters(l), c.filters(l));
+        register_block(store, c, unit(level_name("dec", l)), up_channels + c.filters(l), c.filters(l));
     }
-    ConvLayer::register_params(store_, "out", c.filters(0), {c.out_channels, 1, PostOp::sigmoid, false}, c.dims);
+    ConvLayer::register_params(store, unit("out"), c.filters(0), {c.out_channels, 1, PostOp::sigmoid, false}, c.dims);
 }
 
-void UNet::initialize(uint64_t seed) {
+void UNet::initialize(uint64_t seed) { initialize_params(store_, seed); }
+
+void UNet::initialize_params(ParamStore& store_, uint64_t seed) {
     Rng rng(seed);
     for (int i = 0; i < int(store_.views().size()); ++i) {
         const ParamView& v = store_.view(i);
@@ -354,16 +360,6 @@ const float* UNet::forward(const float* input, int64_t batch, const Dims& spatia
     return P.plain_output.data();
 }
 
-// The smallest flat offset of the parameters named "<unit>.*". Units are registered in the
-// reverse of the order backward() finishes them, so each finished unit moves the ready frontier
-// down to its first offset.
-static int64_t unit_offset(const ParamStore& store, const std::string& unit) {
-    int64_t lo = store.size();
-    for (const ParamView& v : store.views())
-        if (v.name.compare(0, unit.size() + 1, unit + ".") == 0) lo = std::min(lo, v.offset);
-    return lo;
-}
-
 void UNet::backward(const float* diff_output, const GradientsReady& ready) {
     UNET_CHECK(last_ && last_->training, "backward() without a training forward()");
     Plan& P = *last_;
@@ -372,7 +368,7 @@ void UNet::backward(const float* diff_output, const GradientsReady& ready) {
     auto finished = [&](const std::string& unit) {
         if (!ready) return;
         s.wait();
-        ready(unit_offset(store_, unit));
+        ready(unit_start_.at(unit));
     };
     if (P.plain_output.empty())
         std::copy(diff_output, diff_output + product(P.d_output.get_desc().dims()),

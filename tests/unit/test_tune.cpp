@@ -8,8 +8,8 @@
 #include <fstream>
 #include <set>
 
-#include "unet/cli/json_config.h"
-#include "unet/cli/train_options.h"
+#include "unet/train/json_config.h"
+#include "unet/train/train_options.h"
 #include "unet/core/check.h"
 #include "unet/train/hook_chain.h"
 #include "unet/tune/coordinator.h"
@@ -46,7 +46,7 @@ TrainOptions parse(std::vector<std::string> args, const std::string& overrides =
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     TrainOptions o;
-    EXPECT_TRUE(parse_train_options(int(argv.size()), argv.data(), o, overrides));
+    EXPECT_TRUE(parse_train_options(int(argv.size()), argv.data(), o, overrides, tune_file_settings));
     return o;
 }
 
@@ -298,7 +298,7 @@ TEST(HookChain, EveryHookHearsEveryEpochAndAnyStopStops) {
         bool answer;
         int epochs = 0, ends = 0;
         explicit Counting(bool a) : answer(a) {}
-        bool on_epoch(const EpochReport&, UNet&) override { return ++epochs, answer; }
+        bool on_epoch(const EpochReport&, const ParamStore&) override { return ++epochs, answer; }
         void on_end(const RunSummary&) override { ++ends; }
     };
     Counting go(true), stop(false), also(true);
@@ -312,7 +312,7 @@ TEST(HookChain, EveryHookHearsEveryEpochAndAnyStopStops) {
     cfg.base_filters = 4;
     cfg.depth = 1;
     UNet model(cfg);
-    EXPECT_FALSE(chain.on_epoch(EpochReport{}, model));
+    EXPECT_FALSE(chain.on_epoch(EpochReport{}, model.store()));
     EXPECT_EQ(go.epochs + stop.epochs + also.epochs, 3);  // the hook after the stopping one was asked too
     chain.on_end(RunSummary{});
     EXPECT_EQ(go.ends + stop.ends + also.ends, 3);

@@ -70,12 +70,19 @@ class UNet {
     UNet& operator=(const UNet&) = delete;
 
     const UNetConfig& config() const { return config_; }
+    // Registers the parameters and buffers of a UNet of `config` in `store` (not finalized), in
+    // the model's flat layout, without building any layer: the parameter server's view of the
+    // model. `unit_start`, if given, receives each unit's first offset.
+    static void register_params(ParamStore& store, const UNetConfig& config,
+                                std::map<std::string, int64_t>* unit_start = nullptr);
     ParamStore& store() { return store_; }
     const ParamStore& store() const { return store_; }
 
     // Re-initialises every parameter from `seed` (He normal for convolutions, zero biases,
     // gamma 1, beta 0, running mean 0, running var 1).
     void initialize(uint64_t seed);
+    // The same on any finalized store with a UNet's layout (register_params).
+    static void initialize_params(ParamStore& store, uint64_t seed);
 
     // Runs the network on `batch` samples of `spatial` size; returns the output probabilities
     // (plain layout, batch * out_channels * prod(spatial) floats, valid until the next call).
@@ -104,12 +111,15 @@ class UNet {
    private:
     struct Plan;
     Plan& plan_for(int64_t batch, const Dims& spatial);
-    void register_params();
 
     UNetConfig config_;
     ParamStore store_;
     std::map<std::pair<int64_t, Dims>, std::unique_ptr<Plan>> plans_;
     Plan* last_ = nullptr;
+    // Each unit's ("enc0", "up1", "out", ...) first flat offset, recorded as it is registered.
+    // Units are registered in the reverse of the order backward() finishes them, so each finished
+    // unit moves the ready frontier down to its first offset.
+    std::map<std::string, int64_t> unit_start_;
 };
 
 }  // namespace unet

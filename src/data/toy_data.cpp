@@ -1,4 +1,4 @@
-#include "unet/train/toy_data.h"
+#include "unet/data/toy_data.h"
 
 #include <cmath>
 #include <cstring>
@@ -7,8 +7,8 @@
 
 namespace unet {
 
-ToyBatch make_toy_batch(int64_t n, int64_t channels, const Dims& spatial, uint64_t seed, int64_t first_index) {
-    ToyBatch b;
+Batch make_toy_batch(int64_t n, int64_t channels, const Dims& spatial, uint64_t seed, int64_t first_index) {
+    Batch b;
     b.n = n;
     b.channels = channels;
     b.spatial = spatial;
@@ -59,15 +59,17 @@ ToyBatch make_toy_batch(int64_t n, int64_t channels, const Dims& spatial, uint64
     return b;
 }
 
-void take_samples(const ToyBatch& src, const std::vector<int64_t>& indices, ToyBatch& dst) {
+void take_samples(const Batch& src, const std::vector<int64_t>& indices, Batch& dst) {
     const int64_t V = src.voxels();
     dst.n = int64_t(indices.size());
     dst.channels = src.channels;
     dst.spatial = src.spatial;
     dst.images.resize(size_t(dst.n * src.channels * V));
     dst.masks.resize(size_t(dst.n * V));
+    dst.indices.resize(indices.size());
     for (size_t k = 0; k < indices.size(); ++k) {
         const int64_t i = indices[k] % src.n;
+        dst.indices[k] = i;
         std::memcpy(dst.images.data() + k * size_t(src.channels * V), src.images.data() + i * src.channels * V,
                     sizeof(float) * size_t(src.channels * V));
         std::memcpy(dst.masks.data() + k * size_t(V), src.masks.data() + i * V, sizeof(float) * size_t(V));

@@ -1,5 +1,5 @@
-#include "unet/core/hdf5_util.h"
-#include "unet/dist/checkpoint.h"
+#include "unet/io/hdf5_util.h"
+#include "unet/io/checkpoint.h"
 
 #include <fcntl.h>
 #include <hdf5.h>
@@ -46,7 +46,7 @@ const char* const kIntegers = "integers";
 const char* const kStrings = "strings";
 
 // ------------------------------------------------------------------------------------------------
-// Errors from the file system around HDF5 (see unet/core/hdf5_util.h for the HDF5 ones)
+// Errors from the file system around HDF5 (see unet/io/hdf5_util.h for the HDF5 ones)
 
 [[noreturn]] void fail_errno(const std::string& path, const std::string& object, const std::string& what) {
     fail_format(path, object, what + ": " + std::strerror(errno));

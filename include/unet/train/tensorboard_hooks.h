@@ -36,8 +36,8 @@ class TensorBoardHooks : public TrainingHooks {
 
     void on_start(const TrainOptions& resolved, const Batch& sample) override;
     void on_step(const StepReport& report) override;
-    void on_model(int64_t step, UNet& model) override;
-    bool on_epoch(const EpochReport& report, UNet& model) override;
+    void on_model(int64_t step, const float* sample_prediction) override;
+    bool on_epoch(const EpochReport& report, const ParamStore& model) override;
     void on_end(const RunSummary& summary) override;
     // For the caller when run_training threw (the trainer calls no hook then): marks the HParams
     // session failed, records why, and flushes.

@@ -7,21 +7,13 @@
 #include <cstdint>
 #include <vector>
 
-#include "unet/core/dnnl_util.h"
+#include "unet/data/batch.h"
 
 namespace unet {
 
-struct ToyBatch {
-    int64_t n = 0, channels = 0;
-    Dims spatial;
-    std::vector<float> images;  // n x channels x spatial, plain
-    std::vector<float> masks;   // n x 1 x spatial, {0, 1}
-    int64_t voxels() const { return product(spatial); }
-};
-
-ToyBatch make_toy_batch(int64_t n, int64_t channels, const Dims& spatial, uint64_t seed, int64_t first_index = 0);
+Batch make_toy_batch(int64_t n, int64_t channels, const Dims& spatial, uint64_t seed, int64_t first_index = 0);
 
 // Copies the samples `indices` of `src` (taken modulo src.n), in that order, into `dst`.
-void take_samples(const ToyBatch& src, const std::vector<int64_t>& indices, ToyBatch& dst);
+void take_samples(const Batch& src, const std::vector<int64_t>& indices, Batch& dst);
 
 }  // namespace unet

@@ -1,4 +1,4 @@
-#include "unet/cli/json_config.h"
+#include "unet/train/json_config.h"
 
 #include <map>
 #include <nlohmann/json.hpp>

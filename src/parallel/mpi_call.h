@@ -1,4 +1,4 @@
-// For the .cpp files of src/dist that speak MPI themselves (comm, the gradient exchanges): one
+// For the .cpp files of src/parallel that speak MPI themselves (comm, the gradient exchanges): one
 // way to turn an MPI error code into an exception, and the MPI_Comm behind Comm::mpi_comm().
 #pragma once
 

@@ -1,4 +1,4 @@
-#include "unet/dist/comm.h"
+#include "unet/parallel/comm.h"
 
 
 #include <algorithm>
@@ -92,41 +92,25 @@ void Comm::broadcast(int root, float* data, int64_t n) {
     });
 }
 
-constexpr int kStepTag = 17;
-
-void Comm::report_step(int64_t step) {
-    if (mpi_) check_mpi(MPI_Send(&step, 1, MPI_INT64_T, 0, kStepTag, native_comm(comm_)), "MPI_Send");
+void Comm::broadcast(int root, int64_t* data, int64_t n) {
+    if (!mpi_) return;
+    in_pieces(n, [&](int64_t off, int count) {
+        check_mpi(MPI_Bcast(data + off, count, MPI_INT64_T, root, native_comm(comm_)), "MPI_Bcast");
+    });
 }
 
-void Comm::await_workers(int64_t step, double timeout_s, int first_worker) {
-    if (!mpi_) return;
-    const int workers = size_ - first_worker;
-    std::vector<int64_t> got(static_cast<size_t>(workers), -1);
-    std::vector<MPI_Request> req(static_cast<size_t>(workers));
-    for (int w = 0; w < workers; ++w)
-        check_mpi(MPI_Irecv(&got[size_t(w)], 1, MPI_INT64_T, w + first_worker, kStepTag, native_comm(comm_), &req[size_t(w)]), "MPI_Irecv");
-    const double start = MPI_Wtime();
-    for (;;) {
-        int all = 0;
-        check_mpi(MPI_Testall(workers, req.data(), &all, MPI_STATUSES_IGNORE), "MPI_Testall");
-        if (all) break;
-        if (timeout_s > 0 && MPI_Wtime() - start > timeout_s) {
-            std::string missing;
-            for (int w = 0; w < workers; ++w) {
-                int done = 0;
-                if (req[size_t(w)] != MPI_REQUEST_NULL) MPI_Test(&req[size_t(w)], &done, MPI_STATUS_IGNORE);
-                if (req[size_t(w)] != MPI_REQUEST_NULL && !done) missing += (missing.empty() ? "" : ", ") + std::to_string(w + first_worker);
-            }
-            throw std::runtime_error("worker rank " + missing + " sent nothing for step " + std::to_string(step) +
-                                     " within --step_timeout " + std::to_string(int(timeout_s)) +
-                                     " s; stopping the job (the last checkpoint is intact)");
-        }
-        usleep(200);  // a core is precious on small machines; 0.2 ms is far below a step
-    }
-    for (int w = 0; w < workers; ++w)
-        if (got[size_t(w)] != step)
-            throw std::runtime_error("worker rank " + std::to_string(w + first_worker) + " is at step " +
-                                     std::to_string(got[size_t(w)]) + ", the server at " + std::to_string(step));
+void Comm::send(int dest, int tag, const float* data, int64_t n) {
+    if (!mpi_) throw std::logic_error("send: a world of one has no one to send to");
+    in_pieces(n, [&](int64_t off, int count) {
+        check_mpi(MPI_Send(data + off, count, MPI_FLOAT, dest, tag, native_comm(comm_)), "MPI_Send");
+    });
+}
+
+void Comm::receive(int source, int tag, float* data, int64_t n) {
+    if (!mpi_) throw std::logic_error("receive: a world of one has no one to hear from");
+    in_pieces(n, [&](int64_t off, int count) {
+        check_mpi(MPI_Recv(data + off, count, MPI_FLOAT, source, tag, native_comm(comm_), MPI_STATUS_IGNORE), "MPI_Recv");
+    });
 }
 
 void Comm::send_text(int dest, int tag, const std::string& text) {

@@ -1,4 +1,4 @@
-#include "unet/cli/train_options.h"
+#include "unet/train/train_options.h"
 
 #include <algorithm>
 #include <boost/program_options.hpp>
@@ -6,9 +6,8 @@
 #include <iostream>
 #include <sstream>
 
-#include "unet/cli/json_config.h"
+#include "unet/train/json_config.h"
 #include "unet/core/check.h"
-#include "unet/tune/search_space.h"
 
 namespace po = boost::program_options;
 
@@ -149,7 +148,8 @@ bool is_train_flag(const std::string& name) {
     return describe_flags(o, r).find_nothrow(name, false) != nullptr;
 }
 
-bool parse_train_options(int argc, char** argv, TrainOptions& o, const std::string& overrides) {
+bool parse_train_options(int argc, char** argv, TrainOptions& o, const std::string& overrides,
+                         const TuneSettings& tune_settings) {
     RawOptions r;
     po::options_description flags = describe_flags(o, r);
     po::variables_map vm;
@@ -166,11 +166,7 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o, const std::stri
             std::cout << flags << "\n";
             return false;
         }
-        if (vm.count("tune")) {
-            const SearchSpace space = read_search_space(vm["tune"].as<std::string>());
-            space.check_names(is_train_flag);
-            store_settings(space.fixed_text() + space.tune_text());
-        }
+        if (vm.count("tune") && tune_settings) store_settings(tune_settings(vm["tune"].as<std::string>()));
         if (vm.count("config")) {
             const std::string file = vm["config"].as<std::string>();
             std::ifstream in(file);

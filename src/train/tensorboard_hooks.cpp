@@ -1,4 +1,4 @@
-#include "unet/log/tensorboard_hooks.h"
+#include "unet/train/tensorboard_hooks.h"
 
 #include <sys/time.h>
 
@@ -106,18 +106,17 @@ void TensorBoardHooks::on_step(const StepReport& r) {
     train_->write_summary(r.step, s);
 }
 
-void TensorBoardHooks::on_model(int64_t step, UNet& model) {
+void TensorBoardHooks::on_model(int64_t step, const float* probabilities) {
     // The trainer also calls this at each epoch end, which may be a step that already has pictures.
-    if (!writer_ || !validation_ || !pictures_ || step == last_picture_step_) return;
+    if (!writer_ || !validation_ || !pictures_ || !probabilities || step == last_picture_step_) return;
     last_picture_step_ = step;
-    const float* probabilities = model.forward(sample_.images.data(), 1, sample_.spatial, false);
     tb::Summary s;
     *s.add_value() = image_summary("images/prediction", pictures_->prediction(probabilities));
     *s.add_value() = image_summary("images/overlay", pictures_->overlay(probabilities));
     validation_->write_summary(step, s);
 }
 
-bool TensorBoardHooks::on_epoch(const EpochReport& r, UNet& model) {
+bool TensorBoardHooks::on_epoch(const EpochReport& r, const ParamStore& store) {
     if (!writer_ || !train_) return true;
     last_step_ = r.step;
     tb::Summary val;
@@ -132,7 +131,6 @@ bool TensorBoardHooks::on_epoch(const EpochReport& r, UNet& model) {
     *train.add_value() = scalar_summary("train/epoch_dice", r.train_dice);
     train_->write_summary(r.step, train);
     // One event per tensor keeps every record small.
-    ParamStore& store = model.store();
     for (const ParamView& v : store.views()) {
         Histogram weights, gradients;
         weights.add(store.params() + v.offset, v.count);

@@ -5,10 +5,11 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
-#include "unet/core/dnnl_util.h"
+#include "unet/core/dims.h"
 #include "unet/nn/loss.h"
 #include "unet/nn/lr_schedule.h"
 #include "unet/nn/optimizer.h"
@@ -67,11 +68,18 @@ struct TrainOptions {
     std::string describe() const;  // resolved configuration, one "key = value" per line
 };
 
+// The settings a --tune FILE contributes ("key = value" lines of its [fixed] and [tune] sections);
+// the tuning floor supplies the reader (tune/search_space.h: tune_file_settings), so this floor
+// knows nothing of search spaces. Throws UsageError naming the file.
+using TuneSettings = std::function<std::string(const std::string& file)>;
+
 // Parses argv. Returns false when --help was asked (help text already printed to stdout).
 // Throws UsageError (one line naming the flag) for anything invalid.
 // `overrides` ("key = value" lines, e.g. a tuning trial's hyperparameters) win over the command
-// line, which wins over the --tune file's [fixed] and [tune] sections, which win over --config.
-bool parse_train_options(int argc, char** argv, TrainOptions& out, const std::string& overrides = "");
+// line, which wins over the --tune file's settings (from `tune_settings`; without a reader the
+// file only names itself), which win over --config.
+bool parse_train_options(int argc, char** argv, TrainOptions& out, const std::string& overrides = "",
+                         const TuneSettings& tune_settings = {});
 
 // Options from settings text ("key = value" lines, as TrainOptions::describe() writes and
 // checkpoints store); flags not given keep their defaults. Throws UsageError.

@@ -31,15 +31,13 @@ class Comm {
     void sum(double* data, int64_t n);  // in place, over all ranks
     void sum(float* data, int64_t n);
     int max(int value);
-    // Parameter-server heartbeat: each worker tells rank 0 it reached `step` (a small eager send);
-    // rank 0 waits for all of them for at most `timeout_s` seconds (0: forever) and throws
-    // std::runtime_error naming the ranks that did not report and the step.
-    void report_step(int64_t step);
-    // Workers are ranks first_worker..size-1 (the ranks below are servers).
-    void await_workers(int64_t step, double timeout_s, int first_worker = 1);
     // True when every rank passed the same value (e.g. a hash of its resolved configuration).
     bool all_equal(uint64_t value);
     void broadcast(int root, float* data, int64_t n);
+    void broadcast(int root, int64_t* data, int64_t n);
+    // Point-to-point floats (a first worker's batch-norm statistics or picture for rank 0).
+    void send(int dest, int tag, const float* data, int64_t n);
+    void receive(int source, int tag, float* data, int64_t n);
     void barrier();
     // Point-to-point text messages (the tuner's coordinator and group leaders; a few per epoch).
     void send_text(int dest, int tag, const std::string& text);
@@ -47,7 +45,7 @@ class Comm {
     bool poll_text(int source, int tag, std::string& text, int* from = nullptr, int* got_tag = nullptr);
     // Waits for one, sleeping between probes so that a waiting rank leaves its core to the others.
     std::string receive_text(int source, int tag, int* from = nullptr, int* got_tag = nullptr);
-    // The MPI_Comm* behind this communicator, for code in src/dist that speaks MPI itself
+    // The MPI_Comm* behind this communicator, for code in src/parallel that speaks MPI itself
     // (null in a world of one).
     void* mpi_comm() const { return comm_; }
     // Ends every rank of the job (one clear line from the caller first).
