@@ -1,5 +1,5 @@
 # unet_train build. `make` builds the library and programs, `make test` runs every test and ends
-# with one line "N passed, N failed", `make bench` runs the standard benchmark shapes.
+# with one line "N passed, N failed, N skipped", `make bench` runs the standard benchmark shapes.
 # Missing Debian packages are installed on demand by scripts/install_deps.sh.
 
 CXX        ?= g++
@@ -71,7 +71,7 @@ $(BUILD)/bin/fma_peak: bench/fma_peak.cpp | $(DEPS_STAMP)
 	$(CXX) -std=c++17 -O2 $(ARCH) -fopenmp $< -o $@
 
 # Every test program prints its own result lines; tests/run_all.sh counts them and prints the
-# final "N passed, N failed" line.
+# final "N passed, N failed, N skipped" line.
 test: all $(TESTS) $(BENCH_BINS)
 	@scripts/install_deps.sh --slurm || echo "note: Slurm not installed; tests/e2e/slurm_real.sh will say it skipped"
 	@tests/run_all.sh $(BUILD)

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# Runs every test of the project and ends with one line "N passed, N failed".
+# Runs every test of the project and ends with one line "N passed, N failed, N skipped".
 #   tests/run_all.sh BUILD_DIR [--unit-only]
-# GoogleTest binaries count one per test case; each script in tests/e2e/*.sh and
-# tests/reference/*.sh counts as one test (exit 0 = pass).
+# GoogleTest binaries count one per test case (GTEST_SKIP counts as skipped, not passed); each
+# script in tests/e2e/*.sh and tests/reference/*.sh counts as one test (exit 0 = pass; exit 0
+# with a line starting "SKIPPED" = skipped).
 set -u
 BUILD=${1:-build}
 MODE=${2:-}
 passed=0
 failed=0
+skipped=0
 failed_names=()
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 # Busy-waiting OpenMP threads make tests 50x slower when anything else shares the cores.
@@ -23,12 +25,15 @@ for t in "$BUILD"/tests/test_*; do
   # in "[==========] N tests from M test suites ran."
   total=$(echo "$out" | sed -n 's/^\[==========\] \([0-9]*\) tests\{0,1\} from .* ran\..*/\1/p' | tail -1)
   f=$(echo "$out" | grep -c '^\[  FAILED  \] [^ ]* (')
+  # and "[  SKIPPED ] N test(s)..." once when some were skipped.
+  k=$(echo "$out" | sed -n 's/^\[  SKIPPED \] \([0-9]*\) tests\{0,1\}[,.].*/\1/p' | tail -1)
   total=${total:-0}
-  p=$((total - f))
+  k=${k:-0}
+  p=$((total - f - k))
   if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi   # crashed before reporting
-  passed=$((passed + p)); failed=$((failed + f))
+  passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + k))
   [ "$f" -ne 0 ] && failed_names+=("$name")
-  echo "[$name] $p passed, $f failed"
+  echo "[$name] $p passed, $f failed, $k skipped"
 done
 
 if [ "$MODE" != "--unit-only" ]; then
@@ -37,7 +42,11 @@ if [ "$MODE" != "--unit-only" ]; then
     name=$(basename "$s")
     start=$(date +%s)
     if out=$(BUILD="$BUILD" bash "$s" 2>&1); then
-      passed=$((passed + 1)); echo "[$name] ok ($(( $(date +%s) - start ))s)"
+      if echo "$out" | grep -q '^SKIPPED'; then
+        skipped=$((skipped + 1)); echo "[$name] $(echo "$out" | grep '^SKIPPED' | head -1)"
+      else
+        passed=$((passed + 1)); echo "[$name] ok ($(( $(date +%s) - start ))s)"
+      fi
     else
       failed=$((failed + 1)); failed_names+=("$name")
       echo "$out" | tail -30 | sed "s/^/[$name] /"
@@ -47,5 +56,5 @@ if [ "$MODE" != "--unit-only" ]; then
 fi
 
 [ ${#failed_names[@]} -gt 0 ] && echo "failing: ${failed_names[*]}"
-echo "$passed passed, $failed failed"
+echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]

@@ -1,13 +1,8 @@
 #include "unet/train/train_step.h"
 
-#include <signal.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <cstdio>
-#include <cstdlib>
 #include <string>
 
 #include "unet/core/check.h"
@@ -28,19 +23,6 @@ struct Lap {
     }
 };
 
-// UNET_TEST_STALL=RANK:STEP makes that rank hang at that step (tests of --step_timeout).
-void test_stall(int64_t step) {
-    static const char* spec = std::getenv("UNET_TEST_STALL");
-    if (!spec) return;
-    static const int rank = [] {
-        const char* r = std::getenv("OMPI_COMM_WORLD_RANK");
-        return r ? std::atoi(r) : 0;
-    }();
-    int r = -1;
-    long long s = -1;
-    if (std::sscanf(spec, "%d:%lld", &r, &s) == 2 && r == rank && s == step) pause();
-}
-
 // The whole batch's loss from the control message's totals; every rank throws alike.
 double batch_loss(LossKind loss, const StepControl& ctl, int64_t step, LossSums& sums) {
     std::copy_n(ctl.sums.begin() + kLossSlot, LossSums::kCount, sums.data());
@@ -60,7 +42,6 @@ double batch_dice(const StepControl& ctl) {
 StepResult train_step(StepContext& c, const Batch& batch, int64_t step, float lr, StepControl& ctl) {
     StepResult result;
     Lap lap;
-    test_stall(step);
     const int64_t n = batch.n, voxels = product(batch.spatial) * c.model.config().out_channels;
     const float* pred = c.model.forward(batch.images.data(), n, batch.spatial, true, uint64_t(step));
     const float* masks = batch.masks.data();

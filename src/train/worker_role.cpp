@@ -1,6 +1,9 @@
 // A worker rank: its share of the data, the UNet and a gradient exchange (rank_role.h).
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 
 #include "unet/core/check.h"
 #include "unet/data/batch_source.h"
@@ -11,6 +14,15 @@
 namespace unet {
 
 namespace {
+
+// UNET_TEST_STALL=RANK:STEP makes that rank of the run hang at that step (tests of --step_timeout).
+void test_stall(int rank, int64_t step) {
+    static const char* spec = std::getenv("UNET_TEST_STALL");
+    if (!spec) return;
+    int r = -1;
+    long long s = -1;
+    if (std::sscanf(spec, "%d:%lld", &r, &s) == 2 && r == rank && s == step) pause();
+}
 
 // The validation sample TensorBoard shows as training goes on: the one with the most tumour among
 // the first validation samples (the first slices are often at the edge of the brain, empty and dull
@@ -78,6 +90,7 @@ class WorkerRole : public RankRole {
     }
     bool step(int64_t step, StepControl& ctl, StepResult& result) override {
         if (!train_->next(batch_)) return false;
+        test_stall(comm_.rank(), step);
         result = train_step(*step_, batch_, step, s_.o.schedule.at(step), ctl);
         return true;
     }
