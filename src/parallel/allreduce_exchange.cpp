@@ -4,53 +4,34 @@
 
 #include <stdexcept>
 #include <string>
-#include <vector>
 
-#include "mpi_call.h"
-#include "unet/core/check.h"
+#include "requests.h"
 
 namespace unet {
 
-struct AllreduceExchange::Requests {
-    std::vector<MPI_Request> list;
-};
-
 AllreduceExchange::AllreduceExchange(Comm& comm, Optimizer& opt, float* params, float* grads, int64_t size,
                                      int64_t bucket_floats, double timeout_s)
-    : comm_(comm.mpi_comm()),
+    : BucketedExchange(comm, size, bucket_floats, "AllreduceExchange"),
       opt_(opt),
       params_(params),
       grads_(grads),
-      timeout_s_(timeout_s),
-      buckets_(cut_buckets(size, bucket_floats)),
-      open_(new Requests) {
-    UNET_CHECK(comm_, "AllreduceExchange needs MPI");
-    next_ = buckets_.count();
-}
+      timeout_s_(timeout_s) {}
 
-AllreduceExchange::~AllreduceExchange() = default;
-
-void AllreduceExchange::start(int b) {
+void AllreduceExchange::post(int b) {
     MPI_Request r;
     check_mpi(MPI_Iallreduce(MPI_IN_PLACE, grads_ + buckets_.begin[size_t(b)], int(buckets_.size(b)), MPI_FLOAT, MPI_SUM,
                              native_comm(comm_), &r),
               "MPI_Iallreduce");
-    open_->list.push_back(r);
-}
-
-void AllreduceExchange::push(int64_t ready_from) {
-    while (next_ > 0 && buckets_.begin[size_t(next_ - 1)] >= ready_from) start(--next_);
-    if (open_->list.empty()) return;
-    int all = 0;  // drives progress only
-    check_mpi(MPI_Testall(int(open_->list.size()), open_->list.data(), &all, MPI_STATUSES_IGNORE), "MPI_Testall");
+    requests().list.push_back(r);
 }
 
 ExchangeTimes AllreduceExchange::wait(int64_t step, float lr) {
-    while (next_ > 0) start(--next_);
+    post_rest();
+    std::vector<MPI_Request>& open = requests().list;
     ExchangeTimes t;
     const double t0 = MPI_Wtime();
     for (int done = 0; !done;) {
-        check_mpi(MPI_Testall(int(open_->list.size()), open_->list.data(), &done, MPI_STATUSES_IGNORE), "MPI_Testall");
+        check_mpi(MPI_Testall(int(open.size()), open.data(), &done, MPI_STATUSES_IGNORE), "MPI_Testall");
         if (done) break;
         if (timeout_s_ > 0 && MPI_Wtime() - t0 > timeout_s_)
             throw std::runtime_error("the gradient all-reduce of step " + std::to_string(step) +
@@ -58,8 +39,7 @@ ExchangeTimes AllreduceExchange::wait(int64_t step, float lr) {
                                      " s (a rank stalled in backward?); stopping the job (the last checkpoint is intact)");
         usleep(50);  // leave the core to the other ranks on small machines
     }
-    open_->list.clear();
-    next_ = buckets_.count();
+    open.clear();
     const double t1 = MPI_Wtime();
     t.wait_s = t1 - t0;
     opt_.step(params_, grads_, lr);

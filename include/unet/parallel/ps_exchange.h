@@ -5,10 +5,8 @@
 #pragma once
 
 #include <cstdint>
-#include <memory>
 
-#include "unet/parallel/buckets.h"
-#include "unet/parallel/gradient_exchange.h"
+#include "unet/parallel/bucketed_exchange.h"
 
 namespace unet {
 
@@ -16,27 +14,17 @@ namespace unet {
 constexpr int kGradTag = 1000;
 constexpr int kParamTag = kGradTag + int(kMaxBuckets);
 
-class PsWorkerExchange : public GradientExchange {
+class PsWorkerExchange : public BucketedExchange {
    public:
     // Collective over `comm`: ranks 0..servers-1 are servers (1 <= servers < comm.size()).
     PsWorkerExchange(Comm& comm, int servers, float* params, const float* grads, int64_t size, int64_t bucket_floats);
-    ~PsWorkerExchange() override;
-    PsWorkerExchange(const PsWorkerExchange&) = delete;
-    PsWorkerExchange& operator=(const PsWorkerExchange&) = delete;
-
-    void push(int64_t ready_from) override;
     ExchangeTimes wait(int64_t step, float lr) override;
 
    private:
-    struct Requests;  // MPI requests in flight (mpi.h stays in the .cpp)
-    void post(int bucket);
-    void* comm_;  // MPI_Comm*
+    void post(int bucket) override;
     int servers_;
     float* params_;
     const float* grads_;
-    Buckets buckets_;
-    int next_ = 0;  // buckets >= next_ have been posted (they go from the last down)
-    std::unique_ptr<Requests> open_;
 };
 
 }  // namespace unet
