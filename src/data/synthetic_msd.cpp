@@ -14,6 +14,7 @@
 
 #include "unet/core/rng.h"
 #include "unet/data/nifti.h"
+#include "unet/io/atomic_file.h"
 
 namespace unet {
 
@@ -452,15 +453,7 @@ void write_synthetic_msd(const std::string& dir, const SyntheticSpec& spec,
     j["training"] = training;
     j["test"] = nlohmann::json::array();
     const std::string path = (fs::path(dir) / "dataset.json").string();
-    const std::string tmp = path + ".tmp";
-    {
-        std::ofstream out(tmp);
-        out << j.dump(4) << "\n";
-        out.flush();
-        if (!out) throw std::runtime_error("synthetic MSD " + path + ": write failed");
-    }
-    fs::rename(tmp, path, ec);
-    if (ec) throw std::runtime_error("synthetic MSD " + path + ": cannot rename: " + ec.message());
+    write_file_atomically(path, j.dump(4) + "\n");
 }
 
 }  // namespace unet

@@ -1,5 +1,6 @@
 #include "unet/io/hdf5_util.h"
 #include "unet/io/checkpoint.h"
+#include "unet/io/atomic_file.h"
 
 #include <fcntl.h>
 #include <hdf5.h>
@@ -44,13 +45,6 @@ const char* const kFormatAttr = "checkpoint_format";
 const char* const kArrays = "arrays";
 const char* const kIntegers = "integers";
 const char* const kStrings = "strings";
-
-// ------------------------------------------------------------------------------------------------
-// Errors from the file system around HDF5 (see unet/io/hdf5_util.h for the HDF5 ones)
-
-[[noreturn]] void fail_errno(const std::string& path, const std::string& object, const std::string& what) {
-    fail_format(path, object, what + ": " + std::strerror(errno));
-}
 
 // ------------------------------------------------------------------------------------------------
 // Names
@@ -107,26 +101,14 @@ bool unescape_name(const std::string& name, std::string& key) {
 // ------------------------------------------------------------------------------------------------
 // Writer
 
-void write_int_attr(hid_t loc, const std::string& name, int64_t value, hid_t file_type, hid_t acpl,
-                    const std::string& path, const std::string& object) {
-    Handle space = checked(H5Screate(H5S_SCALAR), H5Sclose, path, object, "H5Screate");
-    Handle attr = checked(H5Acreate2(loc, name.c_str(), file_type, space.get(), acpl, H5P_DEFAULT), H5Aclose, path,
-                          object, "H5Acreate2");
-    check(H5Awrite(attr.get(), H5T_NATIVE_INT64, &value), path, object, "H5Awrite");
-    check(attr.close(), path, object, "H5Aclose");
-}
-
 void write_string(hid_t group, const std::string& name, const std::string& value, hid_t lcpl, hid_t acpl,
                   const std::string& path, const std::string& object) {
-    Handle type = vlen_string_type(path, object);
-    Handle space = checked(H5Screate(H5S_SCALAR), H5Sclose, path, object, "H5Screate");
-    const char* p = value.c_str();
     if (value.size() <= kMaxStringAttributeBytes) {
-        Handle attr = checked(H5Acreate2(group, name.c_str(), type.get(), space.get(), acpl, H5P_DEFAULT), H5Aclose,
-                              path, object, "H5Acreate2");
-        check(H5Awrite(attr.get(), type.get(), &p), path, object, "H5Awrite");
-        check(attr.close(), path, object, "H5Aclose");
+        write_string_attr(group, name, value, path, object, acpl);
     } else {
+        Handle type = vlen_string_type(path, object);
+        Handle space = checked(H5Screate(H5S_SCALAR), H5Sclose, path, object, "H5Screate");
+        const char* p = value.c_str();
         Handle ds = checked(H5Dcreate2(group, name.c_str(), type.get(), space.get(), lcpl, H5P_DEFAULT, H5P_DEFAULT),
                             H5Dclose, path, object, "H5Dcreate2");
         check(H5Dwrite(ds.get(), type.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, &p), path, object, "H5Dwrite");
@@ -141,8 +123,8 @@ void write_contents(hid_t file, const Checkpoint& c, const std::string& path) {
     Handle acpl = checked(H5Pcreate(H5P_ATTRIBUTE_CREATE), H5Pclose, path, "attribute create", "H5Pcreate");
     check(H5Pset_char_encoding(acpl.get(), H5T_CSET_UTF8), path, "attribute create", "H5Pset_char_encoding");
 
-    write_int_attr(file, kFormatAttr, kCheckpointFormatVersion, H5T_STD_I32LE, acpl.get(), path,
-                   std::string("attribute ") + kFormatAttr);
+    write_int_attr(file, kFormatAttr, kCheckpointFormatVersion, H5T_STD_I32LE, path,
+                   std::string("attribute ") + kFormatAttr, acpl.get());
 
     auto group = [&](const char* name) {
         return checked(H5Gcreate2(file, name, lcpl.get(), H5P_DEFAULT, H5P_DEFAULT), H5Gclose, path,
@@ -174,8 +156,7 @@ void write_contents(hid_t file, const Checkpoint& c, const std::string& path) {
         Handle g = group(kIntegers);
         for (const auto& kv : c.integers) {
             const std::string name = escape_name(kv.first);
-            write_int_attr(g.get(), name, kv.second, H5T_STD_I64LE, acpl.get(), path,
-                           "/integers attribute " + name);
+            write_int_attr(g.get(), name, kv.second, H5T_STD_I64LE, path, "/integers attribute " + name, acpl.get());
         }
         check(g.close(), path, "/integers", "H5Gclose");
     }
@@ -187,40 +168,6 @@ void write_contents(hid_t file, const Checkpoint& c, const std::string& path) {
         }
         check(g.close(), path, "/strings", "H5Gclose");
     }
-}
-
-std::string parent_directory(const std::string& path) {
-    const size_t slash = path.find_last_of('/');
-    if (slash == std::string::npos) return ".";
-    if (slash == 0) return "/";
-    return path.substr(0, slash);
-}
-
-// Owns a POSIX file descriptor.
-class Fd {
-   public:
-    explicit Fd(int fd) : fd_(fd) {}
-    Fd(const Fd&) = delete;
-    Fd& operator=(const Fd&) = delete;
-    ~Fd() { close(); }
-    int get() const { return fd_; }
-    int close() {
-        const int r = fd_ >= 0 ? ::close(fd_) : 0;
-        fd_ = -1;
-        return r;
-    }
-
-   private:
-    int fd_;
-};
-
-void fsync_directory(const std::string& dir, const std::string& path) {
-    const std::string object = "directory " + dir;
-    Fd fd(::open(dir.c_str(), O_RDONLY | O_CLOEXEC | O_DIRECTORY));
-    if (fd.get() < 0) fail_errno(path, object, "open for fsync");
-    // Some file systems cannot sync a directory and say so with EINVAL; nothing more to do there.
-    if (::fsync(fd.get()) != 0 && errno != EINVAL) fail_errno(path, object, "fsync");
-    if (fd.close() != 0) fail_errno(path, object, "close after fsync");
 }
 
 // The file is built in memory (core driver, no backing store) and written out by write_checkpoint
@@ -247,7 +194,7 @@ size_t estimated_file_size(const Checkpoint& c) {
 }  // namespace
 
 void write_checkpoint(const std::string& path, const Checkpoint& c) {
-    const std::string tmp = path + ".tmp";
+    const std::string tmp = temporary_path(path);
     silence_hdf5_errors(tmp);
     // HDF5 strings end at the first NUL: refuse what could not be read back exactly.
     for (const auto& kv : c.strings)
@@ -273,35 +220,8 @@ void write_checkpoint(const std::string& path, const Checkpoint& c) {
         if (file.close() < 0) fail_h5(tmp, "file", "H5Fclose failed");
     }
 
-    // 2. Write it to <path>.tmp, fsync, rename over <path>.
-    bool created = false;  // the .tmp file exists and is ours to remove
-    try {
-        {
-            // A stale .tmp from a crash is overwritten; anything but a regular file is not ours.
-            struct stat st;
-            if (::lstat(tmp.c_str(), &st) == 0 && !S_ISREG(st.st_mode))
-                fail_format(tmp, "file", "exists and is not a regular file");
-            Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666));
-            if (fd.get() < 0) fail_errno(tmp, "file", "cannot create");
-            created = true;
-            for (size_t done = 0; done < size;) {
-                const ssize_t w = ::write(fd.get(), image.get() + done, std::min<size_t>(size - done, size_t(1) << 30));
-                if (w < 0 && errno == EINTR) continue;
-                if (w < 0) fail_errno(tmp, "file", "write");
-                done += size_t(w);
-            }
-            if (::fsync(fd.get()) != 0) fail_errno(tmp, "file", "fsync");
-            if (fd.close() != 0) fail_errno(tmp, "file", "close");
-        }
-        image.reset();
-        if (std::rename(tmp.c_str(), path.c_str()) != 0) fail_errno(path, "file", "cannot rename " + tmp);
-        created = false;
-    } catch (...) {
-        if (created) std::remove(tmp.c_str());
-        throw;
-    }
-    // 3. The new file is in place; make the rename itself durable.
-    fsync_directory(parent_directory(path), path);
+    // 2. Write it to <path>.tmp, fsync, rename over <path>, fsync the directory.
+    write_file_atomically(path, image.get(), size);
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -360,12 +280,6 @@ void insert_unique(std::map<std::string, V>& m, std::string key, V value, const 
     if (!m.emplace(std::move(key), std::move(value)).second) fail_format(path, object, "duplicate entry");
 }
 
-std::vector<hsize_t> extent(hid_t space, const std::string& path, const std::string& object) {
-    const int rank = check(H5Sget_simple_extent_ndims(space), path, object, "H5Sget_simple_extent_ndims");
-    std::vector<hsize_t> dims(static_cast<size_t>(rank));
-    check(H5Sget_simple_extent_dims(space, dims.data(), nullptr), path, object, "H5Sget_simple_extent_dims");
-    return dims;
-}
 
 
 
@@ -395,7 +309,7 @@ void read_arrays(hid_t file, Checkpoint& c, const std::string& path) {
         if (check(H5Tget_class(type.get()), path, object, "H5Tget_class") != H5T_FLOAT || H5Tget_size(type.get()) != 4)
             fail_format(path, object, "is not float32");
         Handle space = checked(H5Dget_space(ds.get()), H5Sclose, path, object, "H5Dget_space");
-        const std::vector<hsize_t> dims = extent(space.get(), path, object);
+        const std::vector<hsize_t> dims = space_dims(space.get(), path, object);
         if (dims.size() != 1) fail_format(path, object, "is not one-dimensional");
         std::vector<float> v(static_cast<size_t>(dims[0]));
         if (!v.empty())
@@ -441,7 +355,7 @@ Checkpoint read_checkpoint(const std::string& path) {
         "expected a unet checkpoint with checkpoint_format " + std::to_string(kCheckpointFormatVersion);
 
     struct stat st;
-    if (::stat(path.c_str(), &st) != 0) fail_errno(path, "file", "cannot open");
+    if (::stat(path.c_str(), &st) != 0) fail_format(path, "file", std::string("cannot open: ") + std::strerror(errno));
     if (S_ISDIR(st.st_mode)) fail_format(path, "file", "is a directory (" + expect + ")");
     const htri_t is_h5 = H5Fis_hdf5(path.c_str());
     if (is_h5 == 0) fail_format(path, "file", "not an HDF5 file (" + expect + ")");

@@ -108,4 +108,31 @@ std::string read_string(hid_t obj, bool is_attr, const std::string& path, const 
     return s;
 }
 
+void write_int_attr(hid_t loc, const std::string& name, int64_t value, hid_t file_type, const std::string& path,
+                    const std::string& object, hid_t acpl) {
+    Handle space = checked(H5Screate(H5S_SCALAR), H5Sclose, path, object, "H5Screate");
+    Handle attr = checked(H5Acreate2(loc, name.c_str(), file_type, space.get(), acpl, H5P_DEFAULT), H5Aclose, path,
+                          object, "H5Acreate2");
+    check(H5Awrite(attr.get(), H5T_NATIVE_INT64, &value), path, object, "H5Awrite");
+    check(attr.close(), path, object, "H5Aclose");
+}
+
+void write_string_attr(hid_t loc, const std::string& name, const std::string& value, const std::string& path,
+                       const std::string& object, hid_t acpl) {
+    Handle type = vlen_string_type(path, object);
+    Handle space = checked(H5Screate(H5S_SCALAR), H5Sclose, path, object, "H5Screate");
+    Handle attr = checked(H5Acreate2(loc, name.c_str(), type.get(), space.get(), acpl, H5P_DEFAULT), H5Aclose, path,
+                          object, "H5Acreate2");
+    const char* p = value.c_str();
+    check(H5Awrite(attr.get(), type.get(), &p), path, object, "H5Awrite");
+    check(attr.close(), path, object, "H5Aclose");
+}
+
+std::vector<hsize_t> space_dims(hid_t space, const std::string& path, const std::string& object) {
+    const int rank = check(H5Sget_simple_extent_ndims(space), path, object, "H5Sget_simple_extent_ndims");
+    std::vector<hsize_t> dims(static_cast<size_t>(rank));
+    check(H5Sget_simple_extent_dims(space, dims.data(), nullptr), path, object, "H5Sget_simple_extent_dims");
+    return dims;
+}
+
 }  // namespace unet

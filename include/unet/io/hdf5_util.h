@@ -5,7 +5,9 @@
 
 #include <hdf5.h>
 
+#include <cstdint>
 #include <string>
+#include <vector>
 
 namespace unet {
 
@@ -65,6 +67,15 @@ Handle checked(hid_t id, Handle::Closer closer, const std::string& path, const s
                const char* what);
 // A variable-length UTF-8 string type.
 Handle vlen_string_type(const std::string& path, const std::string& object);
+
+// Scalar attributes, created with `acpl` (H5P_DEFAULT, or a UTF-8 name encoding): an integer
+// stored as `file_type`, a variable-length UTF-8 string. Errors name `object`.
+void write_int_attr(hid_t loc, const std::string& name, int64_t value, hid_t file_type, const std::string& path,
+                    const std::string& object, hid_t acpl = H5P_DEFAULT);
+void write_string_attr(hid_t loc, const std::string& name, const std::string& value, const std::string& path,
+                       const std::string& object, hid_t acpl = H5P_DEFAULT);
+// The dimensions of a simple dataspace.
+std::vector<hsize_t> space_dims(hid_t space, const std::string& path, const std::string& object);
 
 // A scalar signed integer attribute of at most 64 bits (anything else fails naming `object`).
 int64_t read_int_attr(hid_t loc, const std::string& name, const std::string& path, const std::string& object);
