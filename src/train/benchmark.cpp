@@ -9,6 +9,7 @@
 
 #include "unet/core/rng.h"
 #include "unet/data/loader.h"
+#include "unet/train/flags.h"
 #include "unet/train/rank_role.h"
 #include "unet/train/trainer.h"
 
@@ -38,13 +39,14 @@ void print_model_summary(UNet& model, const TrainOptions& o, int state_copies) {
 std::string BenchmarkResult::json(const TrainOptions& o) const {
     std::ostringstream os;
     os.precision(4);
-    os << "{\"program\":\"unet_train\",\"dims\":" << o.model.dims << ",\"input_size\":[";
-    for (size_t i = 0; i < o.input_size.size(); ++i) os << (i ? "," : "") << o.input_size[i];
-    os << "],\"in_channels\":" << o.model.in_channels << ",\"filters\":" << o.model.base_filters
-       << ",\"depth\":" << o.model.depth << ",\"upsampling\":\"" << upsampling_name(o.model.upsampling)
-       << "\",\"norm\":\"" << norm_name(o.model.norm) << "\",\"conv_algorithm\":\""
-       << (o.model.winograd ? "winograd" : "direct") << "\",\"batch_size\":" << o.batch_size << ",\"steps\":" << o.steps
-       << ",\"sync\":\"" << (ranks > 1 ? o.sync : "none") << "\",\"ranks\":" << ranks << ",\"num_ps\":"
+    os << "{\"program\":\"unet_train\"";
+    for (const FlagValue& v : flag_values(o, kBenchmark)) {
+        os << ",\"" << v.name << "\":";
+        if (v.kind == FlagKind::text) os << "\"" << v.value << "\"";
+        else if (v.kind == FlagKind::list) os << "[" << v.value << "]";
+        else os << v.value;
+    }
+    os << ",\"sync\":\"" << (ranks > 1 ? o.sync : "none") << "\",\"ranks\":" << ranks << ",\"num_ps\":"
        << (ranks > 1 && o.sync == "ps" ? o.num_ps : 0) << ",\"threads\":" << threads << std::fixed
        << ",\"step_ms\":" << step_ms << ",\"samples_per_s\":" << samples_per_s
        << ",\"gflop_per_sample\":" << gflop_per_sample << ",\"gflops\":" << gflops << ",\"peak_rss_mib\":" << peak_rss_mib

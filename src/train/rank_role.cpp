@@ -5,6 +5,7 @@
 #include <string>
 
 #include "unet/core/check.h"
+#include "unet/train/flags.h"
 
 namespace unet {
 
@@ -38,7 +39,7 @@ RunSetup plan_run(const TrainOptions& opts, Comm& comm) {
         throw UsageError("--batch_size: the global batch (" + std::to_string(o.batch_size) +
                          ") must be at least the number of workers (" + std::to_string(s.workers) + ")");
     // Every rank must train the same thing: compare a hash of the resolved configuration.
-    if (!comm.all_equal(std::hash<std::string>{}(o.describe() + o.logdir + o.data + o.sync)))
+    if (!comm.all_equal(std::hash<std::string>{}(settings_text(o, kConfig | kAgreement))))
         throw UsageError("the ranks were started with different settings (compare their command lines; every rank "
                          "needs the same flags, --logdir and --data)");
     return s;

@@ -9,36 +9,22 @@
 #include "unet/log/event_writer.h"
 #include "unet/log/histogram.h"
 #include "unet/log/summaries.h"
+#include "unet/train/flags.h"
 
 namespace unet {
 
 namespace {
 
 
-// A float flag as the decimal the user wrote (0.0005, not 0.0005000000237).
-double decimal(float x) {
-    char text[32];
-    std::snprintf(text, sizeof text, "%.7g", double(x));
-    return std::strtod(text, nullptr);
-}
-
-// The HParams table's columns for one run.
+// The HParams table's columns for one run: the registry's kHParam flags (flags.h).
 std::vector<HParam> hparams_of(const TrainOptions& o) {
-    return {
-        {"learning_rate", decimal(o.schedule.learningrate)},
-        {"optimizer", o.optimizer.kind},
-        {"beta1", decimal(o.optimizer.beta1)},
-        {"beta2", decimal(o.optimizer.beta2)},
-        {"amsgrad", o.optimizer.amsgrad},
-        {"batch_size", double(o.batch_size)},
-        {"filters", double(o.model.base_filters)},
-        {"depth", double(o.model.depth)},
-        {"norm", std::string(norm_name(o.model.norm))},
-        {"dropout", decimal(o.model.dropout)},
-        {"loss", std::string(loss_name(o.loss))},
-        {"upsampling", std::string(upsampling_name(o.model.upsampling))},
-        {"dims", double(o.model.dims)},
-    };
+    std::vector<HParam> out;
+    for (const FlagValue& v : flag_values(o, kHParam)) {
+        if (v.kind == FlagKind::flag) out.push_back({v.hparam, v.value == "1"});
+        else if (v.kind == FlagKind::number) out.push_back({v.hparam, std::stod(v.value)});
+        else out.push_back({v.hparam, v.value});
+    }
+    return out;
 }
 
 // Markdown: a block indented by four spaces is shown verbatim.
