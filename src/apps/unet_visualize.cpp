@@ -12,6 +12,7 @@
 #include "unet/data/hdf5_dataset.h"
 #include "unet/io/checkpoint.h"
 #include "unet/log/image_writers.h"
+#include "unet/nn/unet.h"
 #include "unet/train/training_state.h"
 
 namespace po = boost::program_options;

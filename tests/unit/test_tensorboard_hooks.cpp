@@ -17,6 +17,7 @@
 #include "unet/log/records.h"
 #include "unet/log/sample_pictures.h"
 #include "unet/log/summaries.h"
+#include "unet/nn/unet.h"
 #include "unet/train/tensorboard_hooks.h"
 #include "../support/test_files.h"
 

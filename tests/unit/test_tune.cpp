@@ -11,6 +11,7 @@
 #include "unet/train/json_config.h"
 #include "unet/train/train_options.h"
 #include "unet/core/check.h"
+#include "unet/nn/unet.h"
 #include "unet/train/hook_chain.h"
 #include "unet/tune/coordinator.h"
 #include "unet/tune/ledger.h"

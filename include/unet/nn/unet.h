@@ -29,31 +29,9 @@
 
 #include "unet/core/param_store.h"
 #include "unet/nn/norm.h"
+#include "unet/nn/unet_config.h"
 
 namespace unet {
-
-enum class Upsampling { transposed, nearest, linear };
-Upsampling parse_upsampling(const std::string& name);  // throws UsageError
-const char* upsampling_name(Upsampling u);
-
-struct UNetConfig {
-    int dims = 2;                  // 2 or 3
-    int64_t in_channels = 4;
-    int64_t out_channels = 1;
-    int64_t base_filters = 32;
-    int depth = 4;
-    Upsampling upsampling = Upsampling::transposed;
-    NormKind norm = NormKind::none;
-    int64_t norm_groups = 8;
-    float dropout = 0.f;
-    bool winograd = false;         // 2D with base_filters a multiple of 16: 3x3 convs on Winograd
-    uint64_t seed = 42;            // He initialisation and dropout masks
-
-    // Throws UsageError naming the flag if the model is impossible; `spatial` (optional) is the
-    // input size to check against 2^depth.
-    void validate(const Dims& spatial = {}) const;
-    int64_t filters(int level) const { return base_filters << level; }
-};
 
 struct MemoryEstimate {
     int64_t activation_bytes = 0;  // activations, their gradients, workspaces (one batch size)

@@ -13,7 +13,7 @@
 #include "unet/nn/loss.h"
 #include "unet/nn/lr_schedule.h"
 #include "unet/nn/optimizer.h"
-#include "unet/nn/unet.h"
+#include "unet/nn/unet_config.h"
 
 namespace unet {
 
