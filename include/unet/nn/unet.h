@@ -86,8 +86,11 @@ class UNet {
     int input_reorders(int64_t batch, const Dims& spatial);
     int winograd_layers(int64_t batch, const Dims& spatial);
 
-   private:
+    // The primitives and buffers of one (batch, input size); defined in unet.cpp, where the helpers
+    // that build it live.
     struct Plan;
+
+   private:
     Plan& plan_for(int64_t batch, const Dims& spatial);
 
     UNetConfig config_;
