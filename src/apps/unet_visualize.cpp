@@ -10,10 +10,10 @@
 #include "unet/cli/program.h"
 #include "unet/core/check.h"
 #include "unet/data/hdf5_dataset.h"
-#include "unet/io/checkpoint.h"
+#include "unet/data/nifti.h"
+#include "unet/infer/case_prediction.h"
 #include "unet/log/image_writers.h"
-#include "unet/nn/unet.h"
-#include "unet/train/training_state.h"
+#include "unet/train/trained_model.h"
 
 namespace po = boost::program_options;
 
@@ -59,53 +59,98 @@ unet::RgbImage render_slice(const std::vector<float>& img, const std::vector<flo
     return out;
 }
 
-// The model of a checkpoint, run in eval mode on one sample: probabilities, spatial size of the sample.
+// The model of a checkpoint on one prepared sample, in eval mode, by sliding windows of its
+// training patch (unet_predict's code), so memory is bounded by the window, not the volume.
 std::vector<float> predict(const std::string& checkpoint, const std::vector<float>& img, int channels,
                            const std::vector<int64_t>& spatial) {
-    const unet::Checkpoint c = unet::read_checkpoint(checkpoint);
-    const unet::TrainOptions o = unet::options_of(c, checkpoint);
-    if (o.model.in_channels != channels || o.model.dims != int(spatial.size()))
-        throw unet::UsageError("--checkpoint: " + checkpoint + " is a " + std::to_string(o.model.dims) + "D model for " +
-                               std::to_string(o.model.in_channels) + " channels; this dataset has " +
+    unet::TrainedModel t = unet::load_trained_model(checkpoint);
+    const unet::UNetConfig& m = t.options.model;
+    if (m.in_channels != channels || m.dims != int(spatial.size()))
+        throw unet::UsageError("--checkpoint: " + checkpoint + " is a " + std::to_string(m.dims) + "D model for " +
+                               std::to_string(m.in_channels) + " channels; this dataset has " +
                                std::to_string(spatial.size()) + "D samples with " + std::to_string(channels));
-    unet::UNet model(o.model);
-    unet::Optimizer opt(o.optimizer, model.store().size());
-    unet::restore_state(c, checkpoint, model.store(), opt);
-    const unet::Dims sp(spatial.begin(), spatial.end());
-    model.config().validate(sp);
-    const float* y = model.forward(img.data(), 1, sp, false);
-    return std::vector<float>(y, y + unet::product(sp));
+    unet::WindowOptions w;
+    w.roi = t.training_window();
+    w.validate(m);
+    unet::Volume v;
+    v.channels = channels, v.depth = spatial.size() == 3 ? spatial[0] : 1;
+    v.height = spatial[spatial.size() - 2], v.width = spatial[spatial.size() - 1];
+    v.data = img;
+    return unet::predict_prepared_case(*t.model, v, m.dims, w).data;
+}
+
+// A NIfTI mask (a unet_predict output or an MSD label) as 0/1 on the image's grid.
+std::vector<float> nifti_mask(const std::string& flag, const std::string& path, const unet::Volume& like) {
+    unet::Volume m;
+    try {
+        m = unet::read_nifti(path);
+    } catch (const std::runtime_error& e) {
+        throw unet::UsageError(flag + ": " + e.what());
+    }
+    if (m.channels != 1 || m.depth != like.depth || m.height != like.height || m.width != like.width)
+        throw unet::UsageError(flag + ": " + path + " is " + m.shape_string() + ", not on the image's grid " +
+                               like.shape_string());
+    for (float& v : m.data) v = v != 0.f ? 1.f : 0.f;
+    return m.data;
 }
 
 int run(int argc, char** argv) {
-    std::string dataset, split = "train", out, checkpoint;
+    std::string dataset, split = "train", out, checkpoint, image, label, prediction;
     int64_t sample = 0, slice = -1;
     po::options_description flags(
         "unet_visualize: a dataset sample as an animated GIF through its axial slices, or one slice as PNG\n\n"
         "  unet_visualize --dataset data/brats.h5 --sample 3 --out sample.gif\n"
-        "  unet_visualize --dataset data/brats.h5 --sample 3 --slice 70 --out slice.png\n\nFlags");
+        "  unet_visualize --dataset data/brats.h5 --sample 3 --slice 70 --out slice.png\n"
+        "  unet_visualize --image BRATS_001.nii.gz --prediction pred/BRATS_001.nii.gz --slice 77 --out pred.png\n\nFlags");
     flags.add_options()
         ("dataset", po::value(&dataset), "prepared HDF5 dataset")
         ("sample", po::value(&sample)->default_value(0), "sample index in the split")
         ("split", po::value(&split)->default_value("train"), "train | val | test")
         ("slice", po::value(&slice)->default_value(-1), "write this axial slice as PNG instead of a GIF")
         ("checkpoint", po::value(&checkpoint), "a unet_train checkpoint: adds a panel with its prediction (green)")
+        ("image", po::value(&image), "instead of --dataset: a NIfTI scan (C channels, x fastest)")
+        ("label", po::value(&label), "with --image: its ground truth (NIfTI; any non-zero label is tumour)")
+        ("prediction", po::value(&prediction), "a NIfTI mask on the sample's grid, e.g. a unet_predict output (green)")
         ("out", po::value(&out), "output file (.gif, or .png with --slice)")
         ("help,h", "show this help");
     po::variables_map vm;
     if (!unet::parse_command_line(argc, argv, flags, vm)) return 0;
-    if (dataset.empty()) throw unet::UsageError("--dataset: required");
+    if (dataset.empty() == image.empty()) throw unet::UsageError("--dataset, --image: give one of them");
     if (out.empty()) throw unet::UsageError("--out: required");
-    unet::DatasetReader reader(dataset);
-    if (!reader.has_split(split)) throw unet::UsageError("--split: " + dataset + " has no '" + split + "' split");
-    if (sample < 0 || sample >= reader.count(split))
-        throw unet::UsageError("--sample: expected 0.." + std::to_string(reader.count(split) - 1) + " for split " + split);
-    const auto sp = reader.spatial();
-    const int64_t D = sp.size() == 3 ? sp[0] : 1, H = sp[sp.size() - 2], W = sp[sp.size() - 1];
-    const int C = reader.channels();
-    std::vector<float> img(size_t(C * D * H * W)), mask(size_t(D * H * W));
-    reader.read_sample(split, sample, img.data(), mask.data());
-    const std::vector<float> pred = checkpoint.empty() ? std::vector<float>() : predict(checkpoint, img, C, sp);
+    if (!prediction.empty() && !checkpoint.empty()) throw unet::UsageError("--prediction, --checkpoint: give one of them");
+    int64_t D, H, W;
+    int C;
+    std::vector<float> img, mask, pred;
+    std::string what;
+    if (!image.empty()) {
+        unet::Volume v;
+        try {
+            v = unet::read_nifti(image);
+        } catch (const std::runtime_error& e) {
+            throw unet::UsageError(std::string("--image: ") + e.what());
+        }
+        C = int(v.channels), D = v.depth, H = v.height, W = v.width;
+        mask = label.empty() ? std::vector<float>(size_t(D * H * W), 0.f) : nifti_mask("--label", label, v);
+        if (!prediction.empty()) pred = nifti_mask("--prediction", prediction, v);
+        if (!checkpoint.empty()) throw unet::UsageError("--checkpoint: with --image, segment it with unet_predict and pass --prediction");
+        img = std::move(v.data);
+        what = image;
+    } else {
+        unet::DatasetReader reader(dataset);
+        if (!reader.has_split(split)) throw unet::UsageError("--split: " + dataset + " has no '" + split + "' split");
+        if (sample < 0 || sample >= reader.count(split))
+            throw unet::UsageError("--sample: expected 0.." + std::to_string(reader.count(split) - 1) + " for split " + split);
+        const auto sp = reader.spatial();
+        D = sp.size() == 3 ? sp[0] : 1, H = sp[sp.size() - 2], W = sp[sp.size() - 1];
+        C = reader.channels();
+        img.resize(size_t(C * D * H * W)), mask.resize(size_t(D * H * W));
+        reader.read_sample(split, sample, img.data(), mask.data());
+        if (!checkpoint.empty()) pred = predict(checkpoint, img, C, sp);
+        unet::Volume grid;
+        grid.channels = 1, grid.depth = D, grid.height = H, grid.width = W;
+        if (!prediction.empty()) pred = nifti_mask("--prediction", prediction, grid);
+        what = split + " sample " + std::to_string(sample) + ": " + reader.case_id(split, sample);
+    }
     std::vector<Window> win;
     for (int c = 0; c < C; ++c) win.push_back(window_of(img.data() + c * D * H * W, D * H * W));
     if (slice >= 0) {
@@ -116,8 +161,7 @@ int run(int argc, char** argv) {
         for (int64_t z = 0; z < D; ++z) frames.push_back(render_slice(img, mask, pred, C, z, H, W, win));
         unet::write_gif(out, frames);
     }
-    std::printf("wrote %s (%s sample %lld: %s)\n", out.c_str(), split.c_str(), (long long)sample,
-                reader.case_id(split, sample).c_str());
+    std::printf("wrote %s (%s)\n", out.c_str(), what.c_str());
     return 0;
 }
 

@@ -1,0 +1,40 @@
+// Whole-volume validation for 3D training: every validation volume of a prepared dataset
+// segmented by sliding windows (sliding_window.h) and scored as unet_predict scores it (Dice, HD95,
+// sensitivity, specificity of the whole tumour; the BraTS empty-mask rule), so the Dice that picks
+// checkpoint_best.h5 is the Dice of whole brains, not of random patches.
+//
+// Distributed: rank `part` of `parts` scores the cases part, part + parts, ...; the sums are
+// added over the ranks by the caller, then mean() gives the same numbers on every rank.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "unet/data/hdf5_dataset.h"
+#include "unet/infer/sliding_window.h"
+
+namespace unet {
+
+struct VolumeScoreSums {
+    double dice = 0, hd95_mm = 0, sensitivity = 0, specificity = 0;
+    double cases = 0;  // a double so that the five sums travel in one all-reduce
+    static constexpr int kFields = 5;
+    double* data() { return &dice; }
+    double mean_dice() const { return cases > 0 ? dice / cases : 0; }
+    double mean_hd95() const { return cases > 0 ? hd95_mm / cases : 0; }
+    double mean_sensitivity() const { return cases > 0 ? sensitivity / cases : 0; }
+    double mean_specificity() const { return cases > 0 ? specificity / cases : 0; }
+};
+
+// Scores this rank's share of `split` (3D datasets; voxel spacing 1, as prepared).
+VolumeScoreSums score_volumes(UNet& model, const DatasetReader& data, const std::string& split,
+                              const WindowOptions& window, int part = 0, int parts = 1);
+
+// The default of --val_whole_every: every epoch when scoring the validation volumes costs at most a
+// quarter of an epoch's training arithmetic, otherwise every k epochs so that it averages to that
+// quarter: k = ceil(cost / (0.25 x epoch)), where cost = cases x windows per case x one window's
+// forward, and an epoch = training samples x (forward + backward) of one patch (3 forwards).
+int whole_volume_every(int64_t val_cases, int64_t windows_per_case, double window_voxels, int64_t train_samples,
+                       double patch_voxels);
+
+}  // namespace unet

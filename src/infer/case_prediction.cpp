@@ -1,0 +1,140 @@
+#include "unet/infer/case_prediction.h"
+
+#include <algorithm>
+#include <sstream>
+#include <stdexcept>
+
+#include "unet/core/check.h"
+#include "unet/data/preprocess.h"
+
+namespace unet {
+
+std::string InputPreprocessing::to_text() const {
+    std::ostringstream os;
+    os << "dims = " << dims << "\ngrid = ";
+    for (size_t i = 0; i < grid.size(); ++i) os << (i ? "," : "") << grid[i];
+    os << "\ncrop_distmis = " << (crop_distmis ? 1 : 0) << "\nstandardize = " << (standardize ? 1 : 0) << "\n";
+    return os.str();
+}
+
+InputPreprocessing InputPreprocessing::from_text(const std::string& text, const std::string& source) {
+    InputPreprocessing p;
+    p.grid.clear();
+    std::istringstream in(text);
+    std::string line;
+    int seen = 0;
+    while (std::getline(in, line)) {
+        const size_t eq = line.find(" = ");
+        if (eq == std::string::npos) continue;
+        const std::string key = line.substr(0, eq), value = line.substr(eq + 3);
+        try {
+            if (key == "dims") p.dims = std::stoi(value), ++seen;
+            if (key == "crop_distmis") p.crop_distmis = value == "1", ++seen;
+            if (key == "standardize") p.standardize = value == "1", ++seen;
+            if (key == "grid") {
+                std::istringstream g(value);
+                std::string part;
+                while (std::getline(g, part, ',')) p.grid.push_back(std::stoll(part));
+                ++seen;
+            }
+        } catch (const std::exception&) {
+            throw std::runtime_error(source + ": unreadable preprocessing record line '" + line + "'");
+        }
+    }
+    if (seen != 4 || (p.dims != 2 && p.dims != 3) || int64_t(p.grid.size()) != p.dims ||
+        std::any_of(p.grid.begin(), p.grid.end(), [](int64_t v) { return v < 1; }))
+        throw std::runtime_error(source + ": incomplete or invalid preprocessing record");
+    return p;
+}
+
+std::string InputPreprocessing::describe() const {
+    std::ostringstream os;
+    os << (dims == 3 ? "3D volumes on " : "2D axial slices resized to ");
+    for (size_t i = 0; i < grid.size(); ++i) os << (i ? "x" : "") << grid[i];
+    os << (crop_distmis ? ", cases of 155 slices cropped to [2, 154)" : "")
+       << (standardize ? ", channels standardised over the brain" : ", intensities as given");
+    return os.str();
+}
+
+InputPreprocessing preprocessing_of(const DatasetAttributes& a, const std::vector<int64_t>& spatial) {
+    InputPreprocessing p;
+    p.dims = a.mode == "2d" ? 2 : 3;
+    p.grid = Dims(spatial.begin(), spatial.end());
+    p.crop_distmis = a.crop.find("155 -> 152") != std::string::npos;
+    // Intel's npy files are standardised by Intel's own script; NIfTI cases given to such a model
+    // get the same per-channel z-score over the brain, the closest we can do.
+    p.standardize = true;
+    return p;
+}
+
+namespace {
+
+// D x H x W of volume v as Dims (2D slices: H x W).
+Dims spatial_of(const Volume& v, int dims) {
+    return dims == 3 ? Dims{v.depth, v.height, v.width} : Dims{v.height, v.width};
+}
+
+Volume as_volume(std::vector<float> data, int64_t d, int64_t h, int64_t w) {
+    Volume v;
+    v.channels = 1, v.depth = d, v.height = h, v.width = w;
+    v.data = std::move(data);
+    return v;
+}
+
+// The slices [2, 154) back into 155, the others background.
+Volume uncrop(const Volume& p, int64_t source_depth) {
+    if (p.depth == source_depth) return p;
+    Volume out;
+    out.resize(1, source_depth, p.height, p.width);
+    const int64_t plane = p.height * p.width;
+    std::copy(p.data.begin(), p.data.end(), out.data.begin() + 2 * plane);
+    return out;
+}
+
+}  // namespace
+
+Volume predict_prepared_case(UNet& model, const Volume& image, int dims, const WindowOptions& o,
+                             const WindowProgress& progress) {
+    if (dims == 3) {
+        std::vector<float> y = sliding_window_predict(model, image.data.data(), spatial_of(image, 3), o, progress);
+        return as_volume(std::move(y), image.depth, image.height, image.width);
+    }
+    // 2D: every axial slice is one image; the slices share the window batches.
+    const int64_t plane = image.height * image.width;
+    std::vector<Volume> slices(size_t(image.depth));
+    std::vector<const float*> inputs;
+    for (int64_t z = 0; z < image.depth; ++z) {
+        slices[size_t(z)] = axial_slice(image, z);
+        inputs.push_back(slices[size_t(z)].data.data());
+    }
+    const std::vector<std::vector<float>> ys =
+        sliding_window_predict(model, inputs, spatial_of(image, 2), o, progress);
+    Volume out;
+    out.resize(1, image.depth, image.height, image.width);
+    for (int64_t z = 0; z < image.depth; ++z) std::copy(ys[size_t(z)].begin(), ys[size_t(z)].end(), out.data.begin() + z * plane);
+    return out;
+}
+
+Volume predict_source_case(UNet& model, const Volume& image, const InputPreprocessing& p, const WindowOptions& o,
+                           const WindowProgress& progress) {
+    Volume x = image;
+    const int64_t source_depth = x.depth;
+    if (p.crop_distmis) crop_depth_distmis(x);
+    if (p.standardize) standardize_brain(x);
+    const int64_t D = x.depth, H = x.height, W = x.width;
+    if (p.dims == 3) {
+        const bool resize = Dims{D, H, W} != p.grid;
+        if (resize) x = resize_linear(x, p.grid[0], p.grid[1], p.grid[2]);
+        Volume y = predict_prepared_case(model, x, 3, o, progress);
+        if (resize) y = resize_linear(y, D, H, W);
+        return uncrop(y, source_depth);
+    }
+    // 2D: slices resized to the model's slice size and back.
+    const bool resize = Dims{H, W} != p.grid;
+    if (resize) x = resize_linear(x, D, p.grid[0], p.grid[1]);
+    Volume y = predict_prepared_case(model, x, 2, o, progress);
+    if (resize) y = resize_linear(y, D, H, W);
+    return uncrop(y, source_depth);
+}
+
+}  // namespace unet
