@@ -21,12 +21,14 @@ PROTO_CCS  := $(patsubst %.proto,$(BUILD)/gen/%.pb.cc,$(wildcard proto/*.proto))
 PROTO_HDRS := $(PROTO_CCS:.cc=.h)
 PROTO_OBJS := $(patsubst $(BUILD)/gen/%.cc,$(BUILD)/obj/gen/%.o,$(PROTO_CCS))
 
-LIB_SRCS   := $(wildcard src/core/*.cpp src/nn/*.cpp src/cli/*.cpp src/train/*.cpp src/data/*.cpp src/log/*.cpp src/dist/*.cpp src/infer/*.cpp src/tune/*.cpp)
+LIB_SRCS   := $(wildcard src/core/*.cpp src/nn/*.cpp src/cli/*.cpp src/train/*.cpp src/data/*.cpp src/log/*.cpp src/parallel/*.cpp src/io/*.cpp src/infer/*.cpp src/tune/*.cpp)
 LIB_OBJS   := $(LIB_SRCS:%.cpp=$(BUILD)/obj/%.o) $(PROTO_OBJS)
 LIB        := $(BUILD)/libunet.a
 APPS       := $(patsubst src/apps/%.cpp,$(BUILD)/bin/%,$(wildcard src/apps/*.cpp))
 TEST_SRCS  := $(wildcard tests/unit/test_*.cpp)
 TESTS      := $(patsubst tests/unit/%.cpp,$(BUILD)/tests/%,$(TEST_SRCS))
+# Multi-rank tests with their own main() (MPI), run under mpirun by tests/e2e/mpi_unit_tests.sh.
+MPI_TESTS  := $(patsubst tests/mpi/%.cpp,$(BUILD)/tests/mpi/%,$(wildcard tests/mpi/test_*.cpp))
 TEST_SUPPORT_OBJS := $(patsubst %.cpp,$(BUILD)/obj/%.o,$(wildcard tests/support/*.cpp))
 BENCH_BINS := $(BUILD)/bin/fma_peak
 DEPS_STAMP := $(BUILD)/.deps_ok
@@ -66,17 +68,21 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(TEST_SUPPORT_OBJS) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CXX) $(CXXFLAGS) $^ -o $@ $(LDLIBS) -lgtest -lgtest_main
 
+$(BUILD)/tests/mpi/%: $(BUILD)/obj/tests/mpi/%.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS) $^ -o $@ $(LDLIBS) -lgtest
+
 $(BUILD)/bin/fma_peak: bench/fma_peak.cpp | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CXX) -std=c++17 -O2 $(ARCH) -fopenmp $< -o $@
 
 # Every test program prints its own result lines; tests/run_all.sh counts them and prints the
 # final "N passed, N failed, N skipped" line.
-test: all $(TESTS) $(BENCH_BINS)
+test: all $(TESTS) $(MPI_TESTS) $(BENCH_BINS)
 	@scripts/install_deps.sh --slurm || echo "note: Slurm not installed; tests/e2e/slurm_real.sh will say it skipped"
 	@tests/run_all.sh $(BUILD)
 
-unit-tests: $(TESTS)
+unit-tests: $(TESTS) $(MPI_TESTS)
 
 # Unit tests under AddressSanitizer and UndefinedBehaviorSanitizer, in a separate build tree.
 asan:

@@ -25,7 +25,7 @@
 #include "unet/data/msd_index.h"
 #include "unet/data/nifti.h"
 #include "unet/data/preprocess.h"
-#include "unet/dist/comm.h"
+#include "unet/parallel/comm.h"
 #include "unet/infer/case_prediction.h"
 #include "unet/infer/segmentation_metrics.h"
 #include "unet/log/progress.h"

@@ -5,7 +5,7 @@
 #include <cstdio>
 #include <iostream>
 
-#include "unet/cli/train_options.h"
+#include "unet/train/train_options.h"
 #include "unet/cli/program.h"
 #include "unet/core/check.h"
 #include "unet/data/prepare.h"

@@ -12,10 +12,11 @@
 #include <iostream>
 
 #include "unet/cli/program.h"
-#include "unet/cli/train_options.h"
+#include "unet/train/train_options.h"
 #include "unet/core/check.h"
-#include "unet/log/tensorboard_hooks.h"
+#include "unet/train/tensorboard_hooks.h"
 #include "unet/train/trainer.h"
+#include "unet/tune/search_space.h"
 #include "unet/tune/tuner.h"
 
 // Intel's --blocktime (KMP_BLOCKTIME: ms an idle OpenMP thread spins before it sleeps) for GNU
@@ -43,7 +44,7 @@ int main(int argc, char** argv) {
     apply_blocktime(argc, argv);
     return unet::run_program("unet_train", [&] {
         unet::TrainOptions opts;
-        if (!unet::parse_train_options(argc, argv, opts)) return 0;
+        if (!unet::parse_train_options(argc, argv, opts, "", unet::tune_file_settings)) return 0;
         if (opts.num_threads > 0) omp_set_num_threads(opts.num_threads);
         // Flush denormals to zero on every compute thread: tiny activations and gradients late in
         // training otherwise run through microcode assists, many times slower.

@@ -5,7 +5,7 @@
 #include <string>
 
 #include "unet/core/check.h"
-#include "unet/dist/comm.h"
+#include "unet/parallel/comm.h"
 
 namespace po = boost::program_options;
 

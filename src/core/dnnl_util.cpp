@@ -18,12 +18,6 @@ Dims act_dims(int64_t n, int64_t c, const Dims& spatial) {
     return d;
 }
 
-int64_t product(const Dims& d) {
-    int64_t p = 1;
-    for (auto v : d) p *= v;
-    return p;
-}
-
 int64_t spatial_size(const memory::desc& md) {
     const Dims d = md.dims();
     int64_t s = 1;

@@ -50,17 +50,16 @@ struct Loader::Impl {
         cv.notify_all();
         if (worker.joinable()) worker.join();
     }
-    std::vector<int64_t> permutation(int epoch) const;
     void make_batch(const std::vector<int64_t>& order, int epoch, int64_t step, Batch& b, std::vector<float>& img,
                     std::vector<float>& msk) const;
     void run(int epoch);
 };
 
-std::vector<int64_t> Loader::Impl::permutation(int epoch) const {
+std::vector<int64_t> Loader::permutation(int64_t n, uint64_t seed, int epoch, bool shuffle) {
     std::vector<int64_t> order(static_cast<size_t>(n));
     for (int64_t i = 0; i < n; ++i) order[size_t(i)] = i;
-    if (!cfg.shuffle) return order;
-    Rng rng(cfg.seed * 0x9E3779B97F4A7C15ull + uint64_t(epoch) + 1);
+    if (!shuffle) return order;
+    Rng rng(seed * 0x9E3779B97F4A7C15ull + uint64_t(epoch) + 1);
     for (int64_t i = n - 1; i > 0; --i) std::swap(order[size_t(i)], order[size_t(rng.below(i + 1))]);
     return order;
 }
@@ -155,7 +154,7 @@ void Loader::Impl::run(int first) {
     try {
         std::vector<float> img, msk;
         for (int epoch = first; epoch == first || cfg.continuous; ++epoch) {
-            const std::vector<int64_t> order = permutation(epoch);
+            const std::vector<int64_t> order = permutation(n, cfg.seed, epoch, cfg.shuffle);
             for (int64_t step = 0; step <= steps; ++step) {
                 Batch b;
                 if (step < steps) make_batch(order, epoch, step, b, img, msk);

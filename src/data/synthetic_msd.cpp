@@ -14,6 +14,7 @@
 
 #include "unet/core/rng.h"
 #include "unet/data/nifti.h"
+#include "unet/io/atomic_file.h"
 
 namespace unet {
 
@@ -162,6 +163,49 @@ int tumour_count(int index, Rng& rng) {
     return u < 0.5f ? 1 : u < 0.8f ? 2 : 3;
 }
 
+// One tumour of case model `m` (its centre inside the inner 60% of the brain ellipsoid).
+Tumour make_tumour(Rng& rng, const CaseModel& m) {
+    Tumour tu;
+    Vec3 u;
+    do {
+        u = {rng.uniform(-1, 1), rng.uniform(-1, 1), rng.uniform(-1, 1)};
+    } while (u.x * u.x + u.y * u.y + u.z * u.z > 1);
+    tu.centre = {m.brain_c.x + 0.6 * u.x * m.brain_r[0], m.brain_c.y + 0.6 * u.y * m.brain_r[1],
+                 m.brain_c.z + 0.6 * u.z * m.brain_r[2]};
+    random_rotation(rng, tu.rot);
+    const double r = rng.uniform(12, 32);
+    for (double& ri : tu.radius) ri = r * rng.uniform(0.75f, 1.25f);
+    tu.core = rng.uniform(0.55f, 0.85f);
+    tu.necrosis = rng.uniform() < 0.2f ? 0.0 : rng.uniform(0.5f, 0.85f);
+    tu.noise_offset = {rng.uniform(0, 200), rng.uniform(0, 200), rng.uniform(0, 200)};
+    double pert = 0;
+    for (int k = 0; k < 4; ++k) {
+        tu.w[k] = random_unit(rng);
+        tu.amp[k] = rng.uniform(0.03f, 0.09f);
+        tu.freq[k] = rng.uniform(1.5f, 4.5f);
+        tu.phase[k] = rng.uniform(0, 2 * M_PI);
+        pert += tu.amp[k];
+        tu.w_core[k] = random_unit(rng);
+        tu.amp_core[k] = rng.uniform(0.03f, 0.08f);
+        tu.freq_core[k] = rng.uniform(1.5f, 4.5f);
+        tu.phase_core[k] = rng.uniform(0, 2 * M_PI);
+    }
+    tu.bound = std::max({tu.radius[0], tu.radius[1], tu.radius[2]}) * (1 + pert + 0.45) + 2;  // |irr| <= 0.12 * 3.47
+    tu.oed_flair = rng.uniform(0.35f, 0.75f);
+    tu.oed_t2 = rng.uniform(1.7f, 2.0f);
+    tu.oed_t1 = rng.uniform(0.78f, 0.88f);
+    tu.oed_fade = rng.uniform(0.5f, 0.9f);
+    tu.enh[kFlair] = rng.uniform(1.05f, 1.3f);
+    tu.enh[kT1] = rng.uniform(0.7f, 0.85f);
+    tu.enh[kT1gd] = rng.uniform(1.5f, 2.1f);
+    tu.enh[kT2] = rng.uniform(1.55f, 1.8f);
+    tu.nec[kFlair] = rng.uniform(0.95f, 1.2f);
+    tu.nec[kT1] = rng.uniform(0.45f, 0.7f);
+    tu.nec[kT1gd] = rng.uniform(0.4f, 0.65f);
+    tu.nec[kT2] = rng.uniform(1.7f, 2.1f);
+    return tu;
+}
+
 CaseModel make_model(const SyntheticSpec& spec, int index) {
     CaseModel m;
     Rng rng(mix64(spec.seed * 0x9E3779B97F4A7C15ull + uint64_t(index) * 0xD1B54A32D192ED03ull + 0x5EEDull));
@@ -218,48 +262,7 @@ CaseModel make_model(const SyntheticSpec& spec, int index) {
     m.noise_key = rng.next_u64();
 
     const int nt = tumour_count(index, rng);
-    for (int t = 0; t < nt; ++t) {
-        Tumour tu;
-        // Centre inside the inner 60% of the brain ellipsoid.
-        Vec3 u;
-        do {
-            u = {rng.uniform(-1, 1), rng.uniform(-1, 1), rng.uniform(-1, 1)};
-        } while (u.x * u.x + u.y * u.y + u.z * u.z > 1);
-        tu.centre = {m.brain_c.x + 0.6 * u.x * m.brain_r[0], m.brain_c.y + 0.6 * u.y * m.brain_r[1],
-                     m.brain_c.z + 0.6 * u.z * m.brain_r[2]};
-        random_rotation(rng, tu.rot);
-        const double r = rng.uniform(12, 32);
-        for (double& ri : tu.radius) ri = r * rng.uniform(0.75f, 1.25f);
-        tu.core = rng.uniform(0.55f, 0.85f);
-        tu.necrosis = rng.uniform() < 0.2f ? 0.0 : rng.uniform(0.5f, 0.85f);
-        tu.noise_offset = {rng.uniform(0, 200), rng.uniform(0, 200), rng.uniform(0, 200)};
-        double pert = 0;
-        for (int k = 0; k < 4; ++k) {
-            tu.w[k] = random_unit(rng);
-            tu.amp[k] = rng.uniform(0.03f, 0.09f);
-            tu.freq[k] = rng.uniform(1.5f, 4.5f);
-            tu.phase[k] = rng.uniform(0, 2 * M_PI);
-            pert += tu.amp[k];
-            tu.w_core[k] = random_unit(rng);
-            tu.amp_core[k] = rng.uniform(0.03f, 0.08f);
-            tu.freq_core[k] = rng.uniform(1.5f, 4.5f);
-            tu.phase_core[k] = rng.uniform(0, 2 * M_PI);
-        }
-        tu.bound = std::max({tu.radius[0], tu.radius[1], tu.radius[2]}) * (1 + pert + 0.45) + 2;  // |irr| <= 0.12 * 3.47
-        tu.oed_flair = rng.uniform(0.35f, 0.75f);
-        tu.oed_t2 = rng.uniform(1.7f, 2.0f);
-        tu.oed_t1 = rng.uniform(0.78f, 0.88f);
-        tu.oed_fade = rng.uniform(0.5f, 0.9f);
-        tu.enh[kFlair] = rng.uniform(1.05f, 1.3f);
-        tu.enh[kT1] = rng.uniform(0.7f, 0.85f);
-        tu.enh[kT1gd] = rng.uniform(1.5f, 2.1f);
-        tu.enh[kT2] = rng.uniform(1.55f, 1.8f);
-        tu.nec[kFlair] = rng.uniform(0.95f, 1.2f);
-        tu.nec[kT1] = rng.uniform(0.45f, 0.7f);
-        tu.nec[kT1gd] = rng.uniform(0.4f, 0.65f);
-        tu.nec[kT2] = rng.uniform(1.7f, 2.1f);
-        m.tumours.push_back(tu);
-    }
+    for (int t = 0; t < nt; ++t) m.tumours.push_back(make_tumour(rng, m));
     return m;
 }
 
@@ -297,6 +300,49 @@ inline int tumour_level(const CaseModel& m, const Tumour& t, double px, double p
 
 }  // namespace
 
+// The share of cerebrospinal fluid at (px, py, pz), `depth_mm` below the brain surface, where the
+// sulcus field is `sul`.
+static double csf_share(const CaseModel& m, double px, double py, double pz, double depth_mm, double sul) {
+    // Cerebrospinal fluid: a thin surface layer, sulci (thin sheets where a smooth noise
+    // field crosses zero, reaching ~20 mm deep), the interhemispheric fissure and two
+    // curved lateral ventricles; partial volume over one voxel.
+    const double rim = m.rim * (1 + 0.5 * m.gm_field(px + 50, py, pz));
+    double csf = 1 - smoothstep(rim - m.pv / 2, rim + m.pv / 2, depth_mm);
+    const double taper = 1 - smoothstep(m.sulcus_depth * 0.6, m.sulcus_depth, depth_mm);
+    const double sheet = m.sulcus_width * taper;
+    if (sheet > 0) csf = std::max(csf, 1 - smoothstep(sheet * 0.5, sheet * 1.5, std::fabs(sul)));
+    if (depth_mm < 35 && pz > m.brain_c.z - 5) {
+        const double d = std::fabs(px - m.brain_c.x) - m.fissure;
+        csf = std::max(csf, 1 - smoothstep(-m.pv / 2, m.pv / 2, d));
+    }
+    for (int v = 0; v < 2; ++v) {
+        const double vy = (py - m.vent_c[v].y) / m.vent_r[1];
+        const double vz = (pz - m.vent_c[v].z - m.vent_bend * vy * vy) / m.vent_r[2];
+        const double vx = (px - m.vent_c[v].x) / m.vent_r[0];
+        const double q = std::sqrt(vx * vx + vy * vy + vz * vz);
+        if (q < 1.6) csf = std::max(csf, 1 - smoothstep(-m.pv / 2, m.pv / 2, (q - 1) * m.vent_r[0]));
+    }
+    return csf;
+}
+
+// The share of grey matter at (px, py, pz), like csf_share.
+static double gm_share(const CaseModel& m, double px, double py, double pz, double depth_mm, double sul) {
+    // Grey matter: the cortex (a folded ribbon under the surface that follows the sulci)
+    // and the deep nuclei beside the ventricles; white matter elsewhere.
+    const double g = m.gm_field(px, py, pz);
+    const double ribbon = m.cortex * (1 + 0.35 * g);
+    double gm = 1 - smoothstep(ribbon - m.pv / 2, ribbon + m.pv / 2, depth_mm);
+    const double fold = m.sulcus_width * 4.5 * (1 - smoothstep(m.sulcus_depth, m.sulcus_depth + 5, depth_mm));
+    if (fold > 0) gm = std::max(gm, 1 - smoothstep(fold * 0.8, fold * 1.2, std::fabs(sul)));
+    for (int v = 0; v < 2; ++v) {
+        const double nx = (px - m.nuc_c[v].x) / m.nuc_r[0], ny = (py - m.nuc_c[v].y) / m.nuc_r[1],
+                     nz = (pz - m.nuc_c[v].z) / m.nuc_r[2];
+        const double q = std::sqrt(nx * nx + ny * ny + nz * nz) + 0.15 * g;
+        if (q < 1.5) gm = std::max(gm, 0.85 * (1 - smoothstep(1 - 0.1, 1 + 0.1, q)));
+    }
+    return gm;
+}
+
 void synthesize_case(const SyntheticSpec& spec, int index, Volume& image, Volume& label) {
     if (spec.width < 8 || spec.height < 8 || spec.depth < 4)
         throw std::runtime_error("synthetic MSD: volume " + std::to_string(spec.width) + "x" + std::to_string(spec.height) +
@@ -326,40 +372,9 @@ void synthesize_case(const SyntheticSpec& spec, int index, Volume& image, Volume
                 const int64_t i = (z * H + y) * W + x;
                 const double depth_mm = (surf - r) * rmean;  // distance below the brain surface, roughly
 
-                // Cerebrospinal fluid: a thin surface layer, sulci (thin sheets where a smooth noise
-                // field crosses zero, reaching ~20 mm deep), the interhemispheric fissure and two
-                // curved lateral ventricles; partial volume over one voxel.
                 const double sul = m.sulci(px, py, pz);
-                const double rim = m.rim * (1 + 0.5 * m.gm_field(px + 50, py, pz));
-                double csf = 1 - smoothstep(rim - m.pv / 2, rim + m.pv / 2, depth_mm);
-                const double taper = 1 - smoothstep(m.sulcus_depth * 0.6, m.sulcus_depth, depth_mm);
-                const double sheet = m.sulcus_width * taper;
-                if (sheet > 0) csf = std::max(csf, 1 - smoothstep(sheet * 0.5, sheet * 1.5, std::fabs(sul)));
-                if (depth_mm < 35 && pz > m.brain_c.z - 5) {
-                    const double d = std::fabs(px - m.brain_c.x) - m.fissure;
-                    csf = std::max(csf, 1 - smoothstep(-m.pv / 2, m.pv / 2, d));
-                }
-                for (int v = 0; v < 2; ++v) {
-                    const double vy = (py - m.vent_c[v].y) / m.vent_r[1];
-                    const double vz = (pz - m.vent_c[v].z - m.vent_bend * vy * vy) / m.vent_r[2];
-                    const double vx = (px - m.vent_c[v].x) / m.vent_r[0];
-                    const double q = std::sqrt(vx * vx + vy * vy + vz * vz);
-                    if (q < 1.6) csf = std::max(csf, 1 - smoothstep(-m.pv / 2, m.pv / 2, (q - 1) * m.vent_r[0]));
-                }
-
-                // Grey matter: the cortex (a folded ribbon under the surface that follows the sulci)
-                // and the deep nuclei beside the ventricles; white matter elsewhere.
-                const double g = m.gm_field(px, py, pz);
-                const double ribbon = m.cortex * (1 + 0.35 * g);
-                double gm = 1 - smoothstep(ribbon - m.pv / 2, ribbon + m.pv / 2, depth_mm);
-                const double fold = m.sulcus_width * 4.5 * (1 - smoothstep(m.sulcus_depth, m.sulcus_depth + 5, depth_mm));
-                if (fold > 0) gm = std::max(gm, 1 - smoothstep(fold * 0.8, fold * 1.2, std::fabs(sul)));
-                for (int v = 0; v < 2; ++v) {
-                    const double nx = (px - m.nuc_c[v].x) / m.nuc_r[0], ny = (py - m.nuc_c[v].y) / m.nuc_r[1],
-                                 nz = (pz - m.nuc_c[v].z) / m.nuc_r[2];
-                    const double q = std::sqrt(nx * nx + ny * ny + nz * nz) + 0.15 * g;
-                    if (q < 1.5) gm = std::max(gm, 0.85 * (1 - smoothstep(1 - 0.1, 1 + 0.1, q)));
-                }
+                double csf = csf_share(m, px, py, pz, depth_mm, sul);
+                const double gm = gm_share(m, px, py, pz, depth_mm, sul);
 
                 // Tumours: the deepest region of any tumour wins.
                 int level = 0;
@@ -452,15 +467,7 @@ void write_synthetic_msd(const std::string& dir, const SyntheticSpec& spec,
     j["training"] = training;
     j["test"] = nlohmann::json::array();
     const std::string path = (fs::path(dir) / "dataset.json").string();
-    const std::string tmp = path + ".tmp";
-    {
-        std::ofstream out(tmp);
-        out << j.dump(4) << "\n";
-        out.flush();
-        if (!out) throw std::runtime_error("synthetic MSD " + path + ": write failed");
-    }
-    fs::rename(tmp, path, ec);
-    if (ec) throw std::runtime_error("synthetic MSD " + path + ": cannot rename: " + ec.message());
+    write_file_atomically(path, j.dump(4) + "\n");
 }
 
 }  // namespace unet

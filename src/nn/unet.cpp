@@ -142,33 +142,39 @@ struct UNet::Plan {
 
 UNet::UNet(const UNetConfig& config) : config_(config) {
     config_.validate();
-    register_params();
+    register_params(store_, config_, &unit_start_);
     store_.finalize();
     initialize(config_.seed);
 }
 
 UNet::~UNet() = default;
 
-void UNet::register_params() {
-    const UNetConfig& c = config_;
+void UNet::register_params(ParamStore& store, const UNetConfig& c, std::map<std::string, int64_t>* unit_start) {
+    // Each unit's tensors are registered together: its first offset is the store's size before.
+    auto unit = [&](const std::string& name) {
+        if (unit_start) (*unit_start)[name] = store.size();
+        return name;
+    };
     int64_t in = c.in_channels;
     for (int l = 0; l <= c.depth; ++l) {
-        register_block(store_, c, level_name("enc", l), in, c.filters(l));
+        register_block(store, c, unit(level_name("enc", l)), in, c.filters(l));
         in = c.filters(l);
     }
     for (int l = c.depth - 1; l >= 0; --l) {
         int64_t up_channels = c.filters(l + 1);
         if (c.upsampling == Upsampling::transposed) {
-            ConvLayer::register_params(store_, level_name("up", l), c.filters(l + 1),
+            ConvLayer::register_params(store, unit(level_name("up", l)), c.filters(l + 1),
                                        {c.filters(l), 2, PostOp::none, true}, c.dims);
             up_channels = c.filters(l);
         }
-        register_block(store_, c, level_name("dec", l), up_channels + c.filters(l), c.filters(l));
+        register_block(store, c, unit(level_name("dec", l)), up_channels + c.filters(l), c.filters(l));
     }
-    ConvLayer::register_params(store_, "out", c.filters(0), {c.out_channels, 1, PostOp::sigmoid, false}, c.dims);
+    ConvLayer::register_params(store, unit("out"), c.filters(0), {c.out_channels, 1, PostOp::sigmoid, false}, c.dims);
 }
 
-void UNet::initialize(uint64_t seed) {
+void UNet::initialize(uint64_t seed) { initialize_params(store_, seed); }
+
+void UNet::initialize_params(ParamStore& store_, uint64_t seed) {
     Rng rng(seed);
     for (int i = 0; i < int(store_.views().size()); ++i) {
         const ParamView& v = store_.view(i);
@@ -195,6 +201,102 @@ void UNet::initialize(uint64_t seed) {
 }
 
 
+namespace {
+
+// What building a plan needs besides the plan itself.
+struct PlanContext {
+    const UNetConfig& c;
+    ParamStore& store;
+    bool fused_relu, winograd;
+    PostOp post;
+};
+
+// conv1 -> norm1 + ReLU -> conv2 -> norm2 + ReLU named <prefix>.*, on `src_md`.
+void build_block(UNet::Plan& P, const PlanContext& x, Block& b, const std::string& prefix, const memory::desc& src_md,
+                 int64_t out, bool need_diff_src, bool own_output_grad) {
+    const UNetConfig& c = x.c;
+    b.conv1 = std::make_unique<ConvLayer>(src_md, ConvSpec{out, 3, x.post, false, x.winograd}, x.store,
+                                          prefix + ".conv1", need_diff_src);
+    P.reorders += b.conv1->reorders_in_use();
+    P.winograd_layers += b.conv1->uses_winograd();
+    b.t1 = P.alloc(b.conv1->dst_desc());
+    b.a1 = b.t1;
+    if (!x.fused_relu) {
+        b.norm1 = std::make_unique<NormRelu>(b.t1.get_desc(), c.norm, group_count(c, out), x.store, prefix + ".norm1");
+        b.a1 = P.alloc(b.norm1->dst_desc());
+    }
+    b.conv2 = std::make_unique<ConvLayer>(b.a1.get_desc(), ConvSpec{out, 3, x.post, false, x.winograd}, x.store,
+                                          prefix + ".conv2");
+    P.reorders += b.conv2->reorders_in_use();
+    P.winograd_layers += b.conv2->uses_winograd();
+    b.t2 = P.alloc(b.conv2->dst_desc());
+    b.a2 = b.t2;
+    if (!x.fused_relu) {
+        b.norm2 = std::make_unique<NormRelu>(b.t2.get_desc(), c.norm, group_count(c, out), x.store, prefix + ".norm2");
+        b.a2 = P.alloc(b.norm2->dst_desc());
+    }
+    b.d1 = P.shared(b.a1.get_desc(), kScratchA);
+    b.d2 = own_output_grad ? P.alloc(b.a2.get_desc()) : P.shared(b.a2.get_desc(), kScratchB);
+    P.flops_per_sample += (3 * b.conv1->forward_flops() - (need_diff_src ? 0 : b.conv1->forward_flops()) +
+                           3 * b.conv2->forward_flops()) / double(P.batch);
+}
+
+// The encoder blocks, pools and dropouts, from the (plain) network input.
+void build_encoder(UNet::Plan& P, const PlanContext& x) {
+    const UNetConfig& c = x.c;
+    P.enc.resize(size_t(c.depth + 1));
+    P.pool.resize(size_t(c.depth));
+    P.pooled.resize(size_t(c.depth));
+    P.d_pooled.resize(size_t(c.depth));
+    memory::desc src_md = P.input.get_desc();
+    for (int l = 0; l <= c.depth; ++l) {
+        Block& b = P.enc[size_t(l)];
+        build_block(P, x, b, level_name("enc", l), src_md, c.filters(l), l > 0, l < c.depth);
+        if (c.dropout > 0.f && l >= c.depth - 1)
+            b.dropout = std::make_unique<Dropout>(b.a2.get_desc(), c.dropout, c.seed, uint64_t(l + 1));
+        if (l == c.depth) break;
+        P.pool[size_t(l)] = std::make_unique<MaxPool>(b.a2.get_desc());
+        P.pooled[size_t(l)] = P.alloc(P.pool[size_t(l)]->dst_desc());
+        P.d_pooled[size_t(l)] = P.shared(P.pool[size_t(l)]->dst_desc(), kScratchB);
+        P.d_skip_from_pool.push_back(P.shared(b.a2.get_desc(), kScratchA));
+        src_md = P.pooled[size_t(l)].get_desc();
+    }
+}
+
+// The decoder levels (up-sampling, concat, block) and the output convolution.
+void build_decoder(UNet::Plan& P, const PlanContext& x) {
+    const UNetConfig& c = x.c;
+    P.dec.resize(size_t(c.depth));
+    P.levels.resize(size_t(c.depth));
+    memory below = P.enc[size_t(c.depth)].a2;
+    for (int l = c.depth - 1; l >= 0; --l) {
+        Level& L = P.levels[size_t(l)];
+        if (c.upsampling == Upsampling::transposed) {
+            L.up_conv = std::make_unique<ConvLayer>(below.get_desc(), ConvSpec{c.filters(l), 2, PostOp::none, true},
+                                                    x.store, level_name("up", l));
+            P.reorders += L.up_conv->reorders_in_use();
+            L.up = P.shared(L.up_conv->dst_desc(), kScratchA);
+            P.flops_per_sample += 3 * L.up_conv->forward_flops() / double(P.batch);
+        } else {
+            L.up_resample = std::make_unique<Resample>(
+                below.get_desc(), c.upsampling == Upsampling::nearest ? ResampleMode::nearest : ResampleMode::linear);
+            L.up = P.shared(L.up_resample->dst_desc(), kScratchA);
+        }
+        L.d_up = P.shared(L.up.get_desc(), kScratchA);
+        L.concat = std::make_unique<Concat>(L.up.get_desc(), P.enc[size_t(l)].a2.get_desc());
+        L.cat = P.alloc(L.concat->dst_desc());
+        L.d_cat = P.shared(L.cat.get_desc(), kScratchB);
+        build_block(P, x, P.dec[size_t(l)], level_name("dec", l), L.cat.get_desc(), c.filters(l), true, false);
+        below = P.dec[size_t(l)].a2;
+    }
+    P.out_conv = std::make_unique<ConvLayer>(below.get_desc(), ConvSpec{c.out_channels, 1, PostOp::sigmoid, false},
+                                             x.store, "out");
+    P.reorders += P.out_conv->reorders_in_use();
+    P.flops_per_sample += 3 * P.out_conv->forward_flops() / double(P.batch);
+}
+
+}  // namespace
+
 UNet::Plan& UNet::plan_for(int64_t batch, const Dims& spatial) {
     auto key = std::make_pair(batch, spatial);
     auto it = plans_.find(key);
@@ -207,87 +309,16 @@ UNet::Plan& UNet::plan_for(int64_t batch, const Dims& spatial) {
     P.batch = batch;
     P.spatial = spatial;
     const bool fused_relu = c.norm == NormKind::none;
-    const PostOp post = fused_relu ? PostOp::relu : PostOp::none;
     // Winograd kernels are blocked-only. Mixing blocked tensors with channels-last ones of fewer
     // than 16 channels sends oneDNN 2.6 to reference kernels (deconvolution, concat), so Winograd
     // is used only when every level has a 16-channel multiple.
-    const bool winograd = c.winograd && c.dims == 2 && c.base_filters % 16 == 0;
-
-    auto make_block = [&](Block& b, const std::string& prefix, const memory::desc& src_md, int64_t out,
-                          bool need_diff_src, bool own_output_grad) {
-        b.conv1 = std::make_unique<ConvLayer>(src_md, ConvSpec{out, 3, post, false, winograd}, store_,
-                                              prefix + ".conv1", need_diff_src);
-        P.reorders += b.conv1->reorders_in_use();
-        P.winograd_layers += b.conv1->uses_winograd();
-        b.t1 = P.alloc(b.conv1->dst_desc());
-        b.a1 = b.t1;
-        if (!fused_relu) {
-            b.norm1 = std::make_unique<NormRelu>(b.t1.get_desc(), c.norm, group_count(c, out), store_, prefix + ".norm1");
-            b.a1 = P.alloc(b.norm1->dst_desc());
-        }
-        b.conv2 = std::make_unique<ConvLayer>(b.a1.get_desc(), ConvSpec{out, 3, post, false, winograd}, store_,
-                                              prefix + ".conv2");
-        P.reorders += b.conv2->reorders_in_use();
-        P.winograd_layers += b.conv2->uses_winograd();
-        b.t2 = P.alloc(b.conv2->dst_desc());
-        b.a2 = b.t2;
-        if (!fused_relu) {
-            b.norm2 = std::make_unique<NormRelu>(b.t2.get_desc(), c.norm, group_count(c, out), store_, prefix + ".norm2");
-            b.a2 = P.alloc(b.norm2->dst_desc());
-        }
-        b.d1 = P.shared(b.a1.get_desc(), kScratchA);
-        b.d2 = own_output_grad ? P.alloc(b.a2.get_desc()) : P.shared(b.a2.get_desc(), kScratchB);
-        P.flops_per_sample += (3 * b.conv1->forward_flops() - (need_diff_src ? 0 : b.conv1->forward_flops()) +
-                               3 * b.conv2->forward_flops()) / double(batch);
-    };
-
+    const PlanContext x{c, store_, fused_relu, c.winograd && c.dims == 2 && c.base_filters % 16 == 0,
+                        fused_relu ? PostOp::relu : PostOp::none};
     // The caller's input buffer is used in place (the first convolution reorders it into its own).
     P.input = memory(f32_desc(act_dims(batch, c.in_channels, spatial), plain_tag(c.dims + 2)),
                      DnnlContext::get().engine, DNNL_MEMORY_NONE);
-    P.enc.resize(size_t(c.depth + 1));
-    P.pool.resize(size_t(c.depth));
-    P.pooled.resize(size_t(c.depth));
-    P.d_pooled.resize(size_t(c.depth));
-    memory::desc src_md = P.input.get_desc();
-    for (int l = 0; l <= c.depth; ++l) {
-        Block& b = P.enc[size_t(l)];
-        make_block(b, level_name("enc", l), src_md, c.filters(l), l > 0, l < c.depth);
-        if (c.dropout > 0.f && l >= c.depth - 1)
-            b.dropout = std::make_unique<Dropout>(b.a2.get_desc(), c.dropout, c.seed, uint64_t(l + 1));
-        if (l == c.depth) break;
-        P.pool[size_t(l)] = std::make_unique<MaxPool>(b.a2.get_desc());
-        P.pooled[size_t(l)] = P.alloc(P.pool[size_t(l)]->dst_desc());
-        P.d_pooled[size_t(l)] = P.shared(P.pool[size_t(l)]->dst_desc(), kScratchB);
-        P.d_skip_from_pool.push_back(P.shared(b.a2.get_desc(), kScratchA));
-        src_md = P.pooled[size_t(l)].get_desc();
-    }
-    P.dec.resize(size_t(c.depth));
-    P.levels.resize(size_t(c.depth));
-    memory below = P.enc[size_t(c.depth)].a2;
-    for (int l = c.depth - 1; l >= 0; --l) {
-        Level& L = P.levels[size_t(l)];
-        if (c.upsampling == Upsampling::transposed) {
-            L.up_conv = std::make_unique<ConvLayer>(below.get_desc(), ConvSpec{c.filters(l), 2, PostOp::none, true},
-                                                    store_, level_name("up", l));
-            P.reorders += L.up_conv->reorders_in_use();
-            L.up = P.shared(L.up_conv->dst_desc(), kScratchA);
-            P.flops_per_sample += 3 * L.up_conv->forward_flops() / double(batch);
-        } else {
-            L.up_resample = std::make_unique<Resample>(
-                below.get_desc(), c.upsampling == Upsampling::nearest ? ResampleMode::nearest : ResampleMode::linear);
-            L.up = P.shared(L.up_resample->dst_desc(), kScratchA);
-        }
-        L.d_up = P.shared(L.up.get_desc(), kScratchA);
-        L.concat = std::make_unique<Concat>(L.up.get_desc(), P.enc[size_t(l)].a2.get_desc());
-        L.cat = P.alloc(L.concat->dst_desc());
-        L.d_cat = P.shared(L.cat.get_desc(), kScratchB);
-        make_block(P.dec[size_t(l)], level_name("dec", l), L.cat.get_desc(), c.filters(l), true, false);
-        below = P.dec[size_t(l)].a2;
-    }
-    P.out_conv = std::make_unique<ConvLayer>(below.get_desc(), ConvSpec{c.out_channels, 1, PostOp::sigmoid, false},
-                                             store_, "out");
-    P.reorders += P.out_conv->reorders_in_use();
-    P.flops_per_sample += 3 * P.out_conv->forward_flops() / double(batch);
+    build_encoder(P, x);
+    build_decoder(P, x);
     P.output = P.alloc(P.out_conv->dst_desc());
     P.d_output = P.alloc(P.output.get_desc());
     const memory::desc plain_out = f32_desc(P.output.get_desc().dims(), plain_tag(c.dims + 2));
@@ -354,16 +385,6 @@ const float* UNet::forward(const float* input, int64_t batch, const Dims& spatia
     return P.plain_output.data();
 }
 
-// The smallest flat offset of the parameters named "<unit>.*". Units are registered in the
-// reverse of the order backward() finishes them, so each finished unit moves the ready frontier
-// down to its first offset.
-static int64_t unit_offset(const ParamStore& store, const std::string& unit) {
-    int64_t lo = store.size();
-    for (const ParamView& v : store.views())
-        if (v.name.compare(0, unit.size() + 1, unit + ".") == 0) lo = std::min(lo, v.offset);
-    return lo;
-}
-
 void UNet::backward(const float* diff_output, const GradientsReady& ready) {
     UNET_CHECK(last_ && last_->training, "backward() without a training forward()");
     Plan& P = *last_;
@@ -372,7 +393,7 @@ void UNet::backward(const float* diff_output, const GradientsReady& ready) {
     auto finished = [&](const std::string& unit) {
         if (!ready) return;
         s.wait();
-        ready(unit_offset(store_, unit));
+        ready(unit_start_.at(unit));
     };
     if (P.plain_output.empty())
         std::copy(diff_output, diff_output + product(P.d_output.get_desc().dims()),

@@ -22,7 +22,7 @@ TrainedModel load_trained_model(const std::string& checkpoint) {
         t.options = options_of(c, checkpoint);
         t.model = std::make_unique<UNet>(t.options.model);
         Optimizer opt(t.options.optimizer, t.model->store().size());
-        restore_state(c, checkpoint, *t.model, opt);
+        restore_state(c, checkpoint, t.model->store(), opt);
         if (c.strings.count("data")) t.options.data = c.strings.at("data");
         if (c.strings.count("patch")) t.options.patch = parse_size_list("--patch", c.strings.at("patch"));
         const auto rec = c.strings.find("preprocessing");

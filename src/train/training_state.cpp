@@ -13,9 +13,8 @@ std::string param_layout(const ParamStore& store) {
     return os.str();
 }
 
-Checkpoint capture_state(UNet& model, Optimizer& opt, const Progress& p, const TrainOptions& o) {
+Checkpoint capture_state(const ParamStore& s, Optimizer& opt, const Progress& p, const TrainOptions& o) {
     Checkpoint c;
-    ParamStore& s = model.store();
     c.arrays["params"].assign(s.params(), s.params() + s.size());
     c.arrays["buffers"].assign(s.buffers(), s.buffers() + s.buffers_size());
     for (auto& [name, buf] : opt.state()) c.arrays["optimizer/" + name].assign(buf->begin(), buf->end());
@@ -59,8 +58,7 @@ TrainOptions options_of(const Checkpoint& c, const std::string& source) {
     }
 }
 
-Progress restore_state(const Checkpoint& c, const std::string& source, UNet& model, Optimizer& opt) {
-    ParamStore& s = model.store();
+Progress restore_state(const Checkpoint& c, const std::string& source, ParamStore& s, Optimizer& opt) {
     auto layout = c.strings.find("param_layout");
     if (layout == c.strings.end() || layout->second != param_layout(s))
         throw std::runtime_error(source + ": checkpoint is of another model (parameter layout differs: check --dims, "

@@ -14,16 +14,6 @@ using nlohmann::json;
 
 double TrialRecord::best_dice() const { return dice.empty() ? 0.0 : *std::max_element(dice.begin(), dice.end()); }
 
-void write_file_atomically(const std::string& path, const std::string& text) {
-    const std::string tmp = path + ".tmp";
-    {
-        std::ofstream out(tmp, std::ios::trunc);
-        out << text;
-        out.flush();
-        if (!out) throw std::runtime_error("cannot write " + tmp);
-    }
-    if (std::rename(tmp.c_str(), path.c_str()) != 0) throw std::runtime_error("cannot rename " + tmp + " to " + path);
-}
 
 namespace {
 

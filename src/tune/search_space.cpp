@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "unet/core/check.h"
+#include "unet/train/train_options.h"
 
 namespace unet {
 
@@ -166,6 +167,12 @@ SearchSpace read_search_space(const std::string& path) {
     std::stringstream ss;
     ss << in.rdbuf();
     return parse_search_space(ss.str(), path);
+}
+
+std::string tune_file_settings(const std::string& path) {
+    const SearchSpace space = read_search_space(path);
+    space.check_names(is_train_flag);
+    return space.fixed_text() + space.tune_text();
 }
 
 std::string SearchSpace::fixed_text() const {

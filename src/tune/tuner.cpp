@@ -9,8 +9,8 @@
 
 #include "unet/core/check.h"
 #include "unet/core/stop_signals.h"
-#include "unet/dist/comm.h"
-#include "unet/log/tensorboard_hooks.h"
+#include "unet/parallel/comm.h"
+#include "unet/train/tensorboard_hooks.h"
 #include "unet/train/hook_chain.h"
 #include "unet/train/trainer.h"
 #include "unet/tune/coordinator.h"
@@ -79,7 +79,7 @@ class MpiLink : public CoordinatorLink {
 class TrialReporter : public TrainingHooks {
    public:
     TrialReporter(CoordinatorLink& link, int trial, bool leader) : link_(link), trial_(trial), leader_(leader) {}
-    bool on_epoch(const EpochReport& r, UNet&) override {
+    bool on_epoch(const EpochReport& r, const ParamStore&) override {
         return !leader_ || link_.report_epoch(trial_, r.epoch, r.validation.mean_dice());
     }
 
@@ -239,7 +239,7 @@ SearchPlan plan_search(int argc, char** argv, const TrainOptions& o) {
         const TrialParams& p = plan.trials[k];
         TrainOptions t;
         try {
-            parse_train_options(argc, argv, t, params_text(p));
+            parse_train_options(argc, argv, t, params_text(p), tune_file_settings);
         } catch (const UsageError& e) {
             throw UsageError("--tune: trial " + std::to_string(k) + " (" + params_label(p) + "): " + e.what());
         }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every hot primitive must run on an optimized oneDNN kernel: no `ref:` and no gemm fallback in
 # ONEDNN_VERBOSE output, for 2D and 3D, every up-sampling mode and norm, filters below and above
-# 16 (channels-last and blocked layouts).
+# 16 (channels-last and blocked layouts). A run that prints no `onednn_verbose,exec` line fails too
+# (nothing would have been checked).
 set -u
 BIN=${BUILD:-build}/bin/unet_train
 status=0
@@ -9,6 +10,9 @@ run() {
   local log
   log=$(ONEDNN_VERBOSE=1 OMP_NUM_THREADS=2 "$BIN" --benchmark --steps 1 --bench_warmup 0 --batch_size 2 "$@" 2>&1) \
     || { echo "FAIL: unet_train $* exited non-zero"; echo "$log" | tail -3; status=1; return; }
+  if ! echo "$log" | grep -q '^onednn_verbose,exec'; then
+    echo "FAIL: no onednn_verbose,exec line with $* (ONEDNN_VERBOSE not honoured?): nothing was checked"; status=1; return
+  fi
   local bad
   bad=$(echo "$log" | grep '^onednn_verbose,exec' | grep -E ',ref:|gemm' )
   if [ -n "$bad" ]; then

@@ -22,7 +22,7 @@
 #include <string>
 #include <vector>
 
-#include "unet/dist/checkpoint.h"
+#include "unet/io/checkpoint.h"
 #include "../support/test_files.h"
 
 using unet::test_support::FileSizeLimit;

@@ -17,7 +17,8 @@
 #include "unet/log/records.h"
 #include "unet/log/sample_pictures.h"
 #include "unet/log/summaries.h"
-#include "unet/log/tensorboard_hooks.h"
+#include "unet/nn/unet.h"
+#include "unet/train/tensorboard_hooks.h"
 #include "../support/test_files.h"
 
 using unet::test_support::TempDir;
@@ -197,15 +198,16 @@ TEST(TensorBoardHooks, WritesTheThreeEventFilesOfARun) {
             r.dice = 0.1 * double(step);
             r.learning_rate = 0.002;
             hooks.on_step(r);
-            if (step == 4) hooks.on_model(step, model);
+            if (step == 4) hooks.on_model(step, model.forward(sample.images.data(), 1, sample.spatial, false));
         }
-        hooks.on_model(6, model);
-        hooks.on_model(6, model);  // the epoch end at a step that already has pictures
+        hooks.on_model(6, model.forward(sample.images.data(), 1, sample.spatial, false));
+        // the epoch end at a step that already has pictures
+        hooks.on_model(6, model.forward(sample.images.data(), 1, sample.spatial, false));
         EpochReport e;
         e.step = 6;
         e.train_loss = 0.5;
         e.validation.dice = 1.5, e.validation.loss = 0.6, e.validation.samples = 2;
-        EXPECT_TRUE(hooks.on_epoch(e, model));
+        EXPECT_TRUE(hooks.on_epoch(e, model.store()));
         RunSummary s;
         s.status = "completed";
         s.steps = 6;
@@ -291,9 +293,10 @@ TEST(TensorBoardHooks, NonWriterRankWritesNothing) {
     const TrainOptions o = tiny_options(dir.path() + "/run");
     UNet model(o.model);
     TensorBoardHooks hooks(false, 0);
-    hooks.on_start(o, sample_2d(16));
-    hooks.on_model(1, model);
-    EXPECT_TRUE(hooks.on_epoch(EpochReport(), model));
+    const Batch sample = sample_2d(16);
+    hooks.on_start(o, sample);
+    hooks.on_model(1, model.forward(sample.images.data(), 1, sample.spatial, false));
+    EXPECT_TRUE(hooks.on_epoch(EpochReport(), model.store()));
     hooks.on_end(RunSummary());
     EXPECT_FALSE(fs::exists(dir.path() + "/run"));
     EXPECT_TRUE(hooks.logdir().empty());

@@ -4,7 +4,7 @@
 
 #include <fstream>
 
-#include "unet/cli/train_options.h"
+#include "unet/train/train_options.h"
 #include "unet/core/check.h"
 
 using namespace unet;

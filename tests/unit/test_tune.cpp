@@ -8,9 +8,10 @@
 #include <fstream>
 #include <set>
 
-#include "unet/cli/json_config.h"
-#include "unet/cli/train_options.h"
+#include "unet/train/json_config.h"
+#include "unet/train/train_options.h"
 #include "unet/core/check.h"
+#include "unet/nn/unet.h"
 #include "unet/train/hook_chain.h"
 #include "unet/tune/coordinator.h"
 #include "unet/tune/ledger.h"
@@ -46,7 +47,7 @@ TrainOptions parse(std::vector<std::string> args, const std::string& overrides =
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     TrainOptions o;
-    EXPECT_TRUE(parse_train_options(int(argv.size()), argv.data(), o, overrides));
+    EXPECT_TRUE(parse_train_options(int(argv.size()), argv.data(), o, overrides, tune_file_settings));
     return o;
 }
 
@@ -116,6 +117,7 @@ TEST(SearchSpace, RandomSamplesAreSeededAndInRange) {
     EXPECT_EQ(a, b);
     EXPECT_NE(a, c);
     // The first draw of seed 7 is fixed by mt19937_64 and our mapping: the same on every machine.
+    EXPECT_EQ(params_label(a[0]), "lr=0.00322679, drop=0.474651, f=8, norm=c");
     EXPECT_EQ(params_label(a[0]), params_label(random_trials(s, 1, 7)[0]));
     std::set<std::string> filters, norms;
     for (const TrialParams& t : a) {
@@ -298,7 +300,7 @@ TEST(HookChain, EveryHookHearsEveryEpochAndAnyStopStops) {
         bool answer;
         int epochs = 0, ends = 0;
         explicit Counting(bool a) : answer(a) {}
-        bool on_epoch(const EpochReport&, UNet&) override { return ++epochs, answer; }
+        bool on_epoch(const EpochReport&, const ParamStore&) override { return ++epochs, answer; }
         void on_end(const RunSummary&) override { ++ends; }
     };
     Counting go(true), stop(false), also(true);
@@ -312,7 +314,7 @@ TEST(HookChain, EveryHookHearsEveryEpochAndAnyStopStops) {
     cfg.base_filters = 4;
     cfg.depth = 1;
     UNet model(cfg);
-    EXPECT_FALSE(chain.on_epoch(EpochReport{}, model));
+    EXPECT_FALSE(chain.on_epoch(EpochReport{}, model.store()));
     EXPECT_EQ(go.epochs + stop.epochs + also.epochs, 3);  // the hook after the stopping one was asked too
     chain.on_end(RunSummary{});
     EXPECT_EQ(go.ends + stop.ends + also.ends, 3);

@@ -7,14 +7,25 @@
 #include "unet/core/check.h"
 #include "unet/core/rng.h"
 #include "unet/nn/loss.h"
+#include "unet/nn/lr_schedule.h"
 #include "unet/nn/optimizer.h"
 #include "unet/nn/unet.h"
-#include "unet/train/toy_data.h"
-#include "unet/train/trainer.h"
+#include "unet/data/toy_data.h"
+#include "unet/parallel/comm.h"
+#include "unet/train/train_step.h"
 
 using namespace unet;
 
 namespace {
+
+// One training step in this process alone (the local exchange), as the trainer takes it.
+StepResult local_step(UNet& net, Optimizer& opt, const LrSchedule& lr, LossKind loss, const Batch& b, int64_t step) {
+    LocalExchange exchange(opt, net.store().params(), net.store().grads());
+    ControlChannel control(Comm::world(), 0, 0);
+    StepContext c{net, exchange, control, loss, {}};
+    StepControl ctl;
+    return train_step(c, b, step, lr.at(step), ctl);
+}
 
 UNetConfig small_config(int dims, Upsampling up, NormKind norm, int64_t filters = 4, int depth = 2) {
     UNetConfig c;
@@ -81,7 +92,7 @@ TEST(UNet, OutputsAreProbabilitiesOfTheRightShape) {
     for (int dims : {2, 3}) {
         UNet net(small_config(dims, Upsampling::nearest, NormKind::group));
         const Dims sp = spatial_for(dims, 8);
-        const ToyBatch b = make_toy_batch(3, 2, sp, 1);
+        const Batch b = make_toy_batch(3, 2, sp, 1);
         const float* y = net.forward(b.images.data(), 3, sp, true);
         for (int64_t i = 0; i < 3 * product(sp); ++i) {
             ASSERT_GT(y[i], 0.f);
@@ -99,7 +110,7 @@ TEST(UNet, WholeNetworkGradientMatchesFiniteDifferences) {
                 UNetConfig c = small_config(dims, up, norm, 4, 1);
                 UNet net(c);
                 const Dims sp = spatial_for(dims, 8);
-                const ToyBatch b = make_toy_batch(2, 2, sp, 3);
+                const Batch b = make_toy_batch(2, 2, sp, 3);
                 const int64_t V = product(sp);
                 std::vector<float> grad(size_t(2 * V));
                 auto loss_at = [&]() {
@@ -143,12 +154,11 @@ TEST(UNet, TinyNetworkOverfitsTwoSamples) {
         lr.learningrate = 3e-3f;
         lr.const_learningrate = true;
         const Dims sp = spatial_for(dims, dims == 2 ? 32 : 16);
-        const ToyBatch b = make_toy_batch(2, 2, sp, 5);
-        std::vector<float> scratch;
+        const Batch b = make_toy_batch(2, 2, sp, 5);
         double dice = 0;
         int steps = 0;
         for (; steps < 300 && dice <= 0.95; ++steps)
-            dice = train_step(net, opt, lr, LossKind::dice, b.images.data(), b.masks.data(), 2, sp, steps, scratch).dice;
+            dice = local_step(net, opt, lr, LossKind::dice, b, steps).dice;
         EXPECT_GT(dice, 0.95) << dims << "D after " << steps << " steps";
         const MetricSums m = evaluate(net, LossKind::dice, b.images.data(), b.masks.data(), 2, sp, 2);
         EXPECT_GT(m.mean_dice(), 0.9) << dims << "D in eval mode";
@@ -161,11 +171,10 @@ TEST(UNet, DivergenceNamesTheStep) {
     Optimizer opt(oc, net.store().size());
     LrSchedule lr;
     const Dims sp{8, 8};
-    ToyBatch b = make_toy_batch(2, 2, sp, 5);
+    Batch b = make_toy_batch(2, 2, sp, 5);
     b.masks[3] = std::nanf("");  // a corrupt label reaches the loss directly
-    std::vector<float> scratch;
     try {
-        train_step(net, opt, lr, LossKind::dice_bce, b.images.data(), b.masks.data(), 2, sp, 17, scratch);
+        local_step(net, opt, lr, LossKind::dice_bce, b, 17);
         FAIL() << "no DivergenceError";
     } catch (const DivergenceError& e) {
         EXPECT_NE(std::string(e.what()).find("step 17"), std::string::npos) << e.what();
@@ -182,7 +191,7 @@ TEST(UNet, WinogradAgreesWithDirectConvolutions) {
         UNet wino(c);
         const Dims sp{32, 32};
         EXPECT_GT(wino.winograd_layers(2, sp), 0);
-        const ToyBatch b = make_toy_batch(2, 2, sp, 3);
+        const Batch b = make_toy_batch(2, 2, sp, 3);
         const int64_t V = product(sp);
         const float* y1 = direct.forward(b.images.data(), 2, sp, true);
         std::vector<float> out_direct(y1, y1 + 2 * V);
@@ -214,12 +223,11 @@ TEST(UNet, WinogradNetworkOverfitsTwoSamples) {
     lr.learningrate = 3e-3f;
     lr.const_learningrate = true;
     const Dims sp{32, 32};
-    const ToyBatch b = make_toy_batch(2, 2, sp, 5);
-    std::vector<float> scratch;
+    const Batch b = make_toy_batch(2, 2, sp, 5);
     double dice = 0;
     int steps = 0;
     for (; steps < 300 && dice <= 0.95; ++steps)
-        dice = train_step(net, opt, lr, LossKind::dice, b.images.data(), b.masks.data(), 2, sp, steps, scratch).dice;
+        dice = local_step(net, opt, lr, LossKind::dice, b, steps).dice;
     EXPECT_GT(dice, 0.95) << "after " << steps << " steps";
 }
 

@@ -9,12 +9,15 @@
 #include <oneapi/dnnl/dnnl.hpp>
 
 #include <cstdint>
+#include <type_traits>
 #include <vector>
+
+#include "unet/core/dims.h"
 
 namespace unet {
 
 using dnnl::memory;
-using Dims = memory::dims;
+static_assert(std::is_same<Dims, memory::dims>::value, "core/dims.h must match oneDNN's dims");
 using Tag = memory::format_tag;
 
 // One CPU engine and one in-order stream per process. oneDNN primitives created with the default
@@ -26,7 +29,6 @@ struct DnnlContext {
 };
 
 Dims act_dims(int64_t n, int64_t c, const Dims& spatial);
-int64_t product(const Dims& d);
 int64_t spatial_size(const memory::desc& md);  // D*H*W (H*W in 2D)
 
 Tag plain_tag(int ndims);          // nchw / ncdhw

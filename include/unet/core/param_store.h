@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "unet/core/aligned.h"
-#include "unet/core/dnnl_util.h"
+#include "unet/core/dims.h"
 
 namespace unet {
 

@@ -21,7 +21,8 @@
 #include <string>
 #include <vector>
 
-#include "unet/core/dnnl_util.h"
+#include "unet/core/dims.h"
+#include "unet/data/batch.h"
 
 namespace unet {
 
@@ -37,14 +38,6 @@ struct LoaderConfig {
     bool augment = false;
     int prefetch = 2;         // batches read ahead
     bool continuous = true;   // read ahead into the next epoch (off for one-pass validation)
-};
-
-struct Batch {
-    int64_t n = 0, channels = 0;
-    Dims spatial;
-    std::vector<float> images;  // n x channels x spatial
-    std::vector<float> masks;   // n x 1 x spatial
-    std::vector<int64_t> indices;  // sample index in the split, per sample
 };
 
 class Loader {
@@ -72,6 +65,8 @@ class Loader {
     // The global positions worker `rank` of `world` reads in global batch `step`:
     // step * B + offset + k; the sample is permutation[position % samples] (exposed for tests).
     static std::vector<int64_t> share(int64_t samples, int64_t global_batch, int rank, int world, int64_t step);
+    // The global order of `epoch`: 0..n-1, shuffled from (seed, epoch) when `shuffle`.
+    static std::vector<int64_t> permutation(int64_t n, uint64_t seed, int epoch, bool shuffle);
 
    private:
     struct Impl;

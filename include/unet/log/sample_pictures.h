@@ -12,7 +12,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "unet/core/dnnl_util.h"
+#include "unet/core/dims.h"
 #include "unet/log/image_writers.h"
 
 namespace unet {

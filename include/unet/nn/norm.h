@@ -19,13 +19,10 @@
 
 #include "unet/core/dnnl_util.h"
 #include "unet/core/param_store.h"
+#include "unet/nn/unet_config.h"
 
 namespace unet {
 
-enum class NormKind { none, batch, group };
-
-NormKind parse_norm(const std::string& name);  // throws UsageError naming the value
-const char* norm_name(NormKind kind);
 
 class NormRelu {
    public:

@@ -29,31 +29,9 @@
 
 #include "unet/core/param_store.h"
 #include "unet/nn/norm.h"
+#include "unet/nn/unet_config.h"
 
 namespace unet {
-
-enum class Upsampling { transposed, nearest, linear };
-Upsampling parse_upsampling(const std::string& name);  // throws UsageError
-const char* upsampling_name(Upsampling u);
-
-struct UNetConfig {
-    int dims = 2;                  // 2 or 3
-    int64_t in_channels = 4;
-    int64_t out_channels = 1;
-    int64_t base_filters = 32;
-    int depth = 4;
-    Upsampling upsampling = Upsampling::transposed;
-    NormKind norm = NormKind::none;
-    int64_t norm_groups = 8;
-    float dropout = 0.f;
-    bool winograd = false;         // 2D with base_filters a multiple of 16: 3x3 convs on Winograd
-    uint64_t seed = 42;            // He initialisation and dropout masks
-
-    // Throws UsageError naming the flag if the model is impossible; `spatial` (optional) is the
-    // input size to check against 2^depth.
-    void validate(const Dims& spatial = {}) const;
-    int64_t filters(int level) const { return base_filters << level; }
-};
 
 struct MemoryEstimate {
     int64_t activation_bytes = 0;  // activations, their gradients, workspaces (one batch size)
@@ -70,12 +48,19 @@ class UNet {
     UNet& operator=(const UNet&) = delete;
 
     const UNetConfig& config() const { return config_; }
+    // Registers the parameters and buffers of a UNet of `config` in `store` (not finalized), in
+    // the model's flat layout, without building any layer: the parameter server's view of the
+    // model. `unit_start`, if given, receives each unit's first offset.
+    static void register_params(ParamStore& store, const UNetConfig& config,
+                                std::map<std::string, int64_t>* unit_start = nullptr);
     ParamStore& store() { return store_; }
     const ParamStore& store() const { return store_; }
 
     // Re-initialises every parameter from `seed` (He normal for convolutions, zero biases,
     // gamma 1, beta 0, running mean 0, running var 1).
     void initialize(uint64_t seed);
+    // The same on any finalized store with a UNet's layout (register_params).
+    static void initialize_params(ParamStore& store, uint64_t seed);
 
     // Runs the network on `batch` samples of `spatial` size; returns the output probabilities
     // (plain layout, batch * out_channels * prod(spatial) floats, valid until the next call).
@@ -101,15 +86,21 @@ class UNet {
     int input_reorders(int64_t batch, const Dims& spatial);
     int winograd_layers(int64_t batch, const Dims& spatial);
 
-   private:
+    // The primitives and buffers of one (batch, input size); defined in unet.cpp, where the helpers
+    // that build it live.
     struct Plan;
+
+   private:
     Plan& plan_for(int64_t batch, const Dims& spatial);
-    void register_params();
 
     UNetConfig config_;
     ParamStore store_;
     std::map<std::pair<int64_t, Dims>, std::unique_ptr<Plan>> plans_;
     Plan* last_ = nullptr;
+    // Each unit's ("enc0", "up1", "out", ...) first flat offset, recorded as it is registered.
+    // Units are registered in the reverse of the order backward() finishes them, so each finished
+    // unit moves the ready frontier down to its first offset.
+    std::map<std::string, int64_t> unit_start_;
 };
 
 }  // namespace unet

@@ -20,10 +20,10 @@ class HookChain : public TrainingHooks {
     void on_step(const StepReport& r) override {
         for (TrainingHooks* h : hooks_) h->on_step(r);
     }
-    void on_model(int64_t step, UNet& model) override {
-        for (TrainingHooks* h : hooks_) h->on_model(step, model);
+    void on_model(int64_t step, const float* sample_prediction) override {
+        for (TrainingHooks* h : hooks_) h->on_model(step, sample_prediction);
     }
-    bool on_epoch(const EpochReport& r, UNet& model) override {
+    bool on_epoch(const EpochReport& r, const ParamStore& model) override {
         bool go_on = true;
         for (TrainingHooks* h : hooks_) go_on = h->on_epoch(r, model) && go_on;
         return go_on;

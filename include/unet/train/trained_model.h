@@ -6,7 +6,7 @@
 #include <memory>
 #include <string>
 
-#include "unet/cli/train_options.h"
+#include "unet/train/train_options.h"
 #include "unet/infer/case_prediction.h"
 #include "unet/nn/unet.h"
 

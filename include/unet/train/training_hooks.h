@@ -7,10 +7,10 @@
 #include <cstdint>
 #include <string>
 
-#include "unet/cli/train_options.h"
-#include "unet/data/loader.h"
+#include "unet/train/train_options.h"
+#include "unet/core/param_store.h"
+#include "unet/data/batch.h"
 #include "unet/nn/metrics.h"
-#include "unet/nn/unet.h"
 
 namespace unet {
 
@@ -44,12 +44,13 @@ class TrainingHooks {
     virtual void on_start(const TrainOptions& /*resolved*/, const Batch& /*sample*/) {}
     // Every --print_every steps, with rates and shares over the epoch so far (workers' means).
     virtual void on_step(const StepReport&) {}
-    // At steps with --image_every and at each epoch end: `model` holds the current parameters and
-    // the batch-norm statistics on every rank (the trainer synchronises them first).
-    virtual void on_model(int64_t /*step*/, UNet& /*model*/) {}
-    // After each epoch's validation; `model.store().grads()` holds the last step's gradient.
+    // At steps with --image_every and at each epoch end: the current model's output probabilities
+    // for on_start's sample (its spatial floats), on rank 0 of the run (null on the other ranks).
+    virtual void on_model(int64_t /*step*/, const float* /*sample_prediction*/) {}
+    // After each epoch's validation. On rank 0, `model` holds the current parameters, batch-norm
+    // statistics and the last step's summed gradient (the trainer gathers them there first).
     // Returning false stops this run after the epoch (if any rank says stop, all stop).
-    virtual bool on_epoch(const EpochReport&, UNet& /*model*/) { return true; }
+    virtual bool on_epoch(const EpochReport&, const ParamStore& /*model*/) { return true; }
     // Once at the end, also after an interruption; not after an exception (the caller knows).
     virtual void on_end(const RunSummary&) {}
 };

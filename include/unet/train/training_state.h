@@ -7,10 +7,10 @@
 #include <cstdint>
 #include <string>
 
-#include "unet/cli/train_options.h"
-#include "unet/dist/checkpoint.h"
+#include "unet/train/train_options.h"
+#include "unet/io/checkpoint.h"
 #include "unet/nn/optimizer.h"
-#include "unet/nn/unet.h"
+#include "unet/core/param_store.h"
 
 namespace unet {
 
@@ -24,12 +24,13 @@ struct Progress {
 // "name offset count" per parameter, one per line: a resumed model must match it exactly.
 std::string param_layout(const ParamStore& store);
 
-Checkpoint capture_state(UNet& model, Optimizer& opt, const Progress& p, const TrainOptions& o);
+// `store`: the whole model's parameters and buffers (a UNet's, or a parameter server's gathered copy).
+Checkpoint capture_state(const ParamStore& store, Optimizer& opt, const Progress& p, const TrainOptions& o);
 // The options a checkpoint's run resolved (its "config" string); throws naming `source`.
 TrainOptions options_of(const Checkpoint& c, const std::string& source);
 
 // Throws std::runtime_error naming `source` when the checkpoint belongs to another model or
 // optimizer.
-Progress restore_state(const Checkpoint& c, const std::string& source, UNet& model, Optimizer& opt);
+Progress restore_state(const Checkpoint& c, const std::string& source, ParamStore& store, Optimizer& opt);
 
 }  // namespace unet

@@ -3,9 +3,11 @@
 // atomically (write a temporary file, then rename), so a crash leaves the previous version.
 #pragma once
 
+
 #include <string>
 #include <vector>
 
+#include "unet/io/atomic_file.h"  // write_file_atomically, for the ledger's files
 #include "unet/tune/search_space.h"
 
 namespace unet {
@@ -40,7 +42,5 @@ struct Ledger {
 // id). Written as ranking.csv and ranking.md in the ledger's directory; returns the Markdown.
 std::vector<const TrialRecord*> rank_trials(const Ledger& l);
 std::string write_ranking(const Ledger& l);
-
-void write_file_atomically(const std::string& path, const std::string& text);
 
 }  // namespace unet

@@ -64,6 +64,10 @@ std::vector<TrialParams> grid_trials(const SearchSpace& s, int limit = 0);
 // trials on every machine (our own uniform mapping, not std::*_distribution).
 std::vector<TrialParams> random_trials(const SearchSpace& s, int n, uint64_t seed);
 
+// The [fixed] and [tune] settings of the search-space file at `path`, every key checked against
+// unet_train's flags (parse_train_options' TuneSettings). Throws UsageError "FILE:LINE: ...".
+std::string tune_file_settings(const std::string& path);
+
 std::string params_text(const TrialParams& p);  // "key = value" lines
 std::string params_label(const TrialParams& p);  // "key=value, key=value"
 

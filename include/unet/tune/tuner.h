@@ -18,7 +18,7 @@
 #include <string>
 #include <vector>
 
-#include "unet/cli/train_options.h"
+#include "unet/train/train_options.h"
 #include "unet/tune/search_space.h"
 
 namespace unet {

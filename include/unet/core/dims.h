@@ -1,0 +1,16 @@
+// Tensor shapes: a list of sizes, outermost first (N, C, [D,] H, W; spatial H,W or D,H,W).
+// The same type as oneDNN's memory::dims (a vector of int64_t), so shapes pass to primitives
+// unchanged, but code that only needs a shape does not pull in oneDNN.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace unet {
+
+using Dims = std::vector<int64_t>;
+
+// The number of elements: the product of the sizes (1 for an empty shape).
+int64_t product(const Dims& d);
+
+}  // namespace unet

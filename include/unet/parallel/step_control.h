@@ -1,0 +1,41 @@
+// The one control message of a training step: every rank of the run sends a few numbers (its
+// share of the batch's loss and Dice sums, the seconds it spent per activity, whether it saw a
+// stop signal or wants a checkpoint) and every rank gets back the totals, so all take the same
+// decisions at the same step. Rank 0 collects the messages, waiting at most --step_timeout for
+// each, adds them in rank order (repeatable, whatever the arrival order), and broadcasts the
+// totals. The message is also the step's heartbeat: a rank that stays silent stops the job with
+// one line naming it and the step.
+#pragma once
+
+#include <array>
+#include <cstdint>
+
+#include "unet/parallel/comm.h"
+
+namespace unet {
+
+struct StepControl {
+    static constexpr int kSums = 16;
+    std::array<double, kSums> sums{};  // added over the ranks (their meaning is the trainer's)
+    int stop = 0;                      // maxima over the ranks: a stop signal's number,
+    int checkpoint = 0;                //   a checkpoint wanted (e.g. its wall-clock interval came due)
+    void merge(const StepControl& other);
+};
+
+class ControlChannel {
+   public:
+    // `comm`: the run's ranks; ranks >= first_worker are workers (they are named "worker rank"
+    // when silent, the others "server rank"). timeout_s 0: wait forever.
+    ControlChannel(Comm& comm, double timeout_s, int first_worker);
+    // Collective over comm: replaces `msg` by the totals over every rank. Throws
+    // std::runtime_error naming the ranks that sent nothing for `step` within the timeout, or a
+    // rank that is at another step.
+    void exchange(int64_t step, StepControl& msg);
+
+   private:
+    Comm& comm_;
+    double timeout_s_;
+    int first_worker_;
+};
+
+}  // namespace unet

@@ -1,0 +1,180 @@
+#include "unet/train/train_options.h"
+
+#include "unet/train/flags.h"
+
+#include <algorithm>
+#include <boost/program_options.hpp>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "unet/train/json_config.h"
+#include "unet/core/check.h"
+
+namespace po = boost::program_options;
+
+namespace unet {
+
+Dims parse_size_list(const std::string& flag, const std::string& text) {
+    Dims out;
+    std::stringstream ss(text);
+    std::string item;
+    while (std::getline(ss, item, ',')) {
+        try {
+            size_t pos = 0;
+            const long long v = std::stoll(item, &pos);
+            if (pos != item.size() || v <= 0) throw std::invalid_argument(item);
+            out.push_back(v);
+        } catch (const std::exception&) {
+            throw UsageError("--" + flag + ": expected comma-separated positive integers, got '" + text + "'");
+        }
+    }
+    if (out.empty()) throw UsageError("--" + flag + ": expected comma-separated positive integers, got '" + text + "'");
+    return out;
+}
+
+namespace {
+
+
+}  // namespace
+
+namespace {
+void resolve(TrainOptions& o, const RawOptions& r, const po::variables_map& vm);
+void resolve_tuning(TrainOptions& o, const po::variables_map& vm);
+}
+
+bool is_train_flag(const std::string& name) {
+    TrainOptions o;
+    RawOptions r;
+    return option_table(o, r).find_nothrow(name, false) != nullptr;
+}
+
+bool parse_train_options(int argc, char** argv, TrainOptions& o, const std::string& overrides,
+                         const TuneSettings& tune_settings) {
+    RawOptions r;
+    po::options_description flags = option_table(o, r);
+    po::variables_map vm;
+    for (int i = 0; i < argc; ++i) o.command_line += (i ? " " : "") + std::string(argv[i]);
+    // Program_options keeps the first value stored for a flag: layers go in from the strongest.
+    auto store_settings = [&](const std::string& text) {
+        std::istringstream in(text);
+        po::store(po::parse_config_file(in, flags), vm);
+    };
+    try {
+        if (!overrides.empty()) store_settings(overrides);
+        po::store(po::parse_command_line(argc, argv, flags), vm);
+        if (vm.count("help")) {
+            std::cout << flags << "\n";
+            return false;
+        }
+        if (vm.count("tune") && tune_settings) store_settings(tune_settings(vm["tune"].as<std::string>()));
+        if (vm.count("config")) {
+            const std::string file = vm["config"].as<std::string>();
+            std::ifstream in(file);
+            if (!in) throw UsageError("--config: cannot read '" + file + "'");
+            std::stringstream text;
+            text << in.rdbuf();
+            store_settings(is_json_config(file) ? json_config_to_settings(text.str(), file) : text.str());
+        }
+        po::notify(vm);
+    } catch (const po::error& e) {
+        throw UsageError(e.what());
+    }
+    resolve(o, r, vm);
+    return true;
+}
+
+TrainOptions parse_settings_text(const std::string& text) {
+    TrainOptions o;
+    RawOptions r;
+    po::options_description flags = option_table(o, r);
+    po::variables_map vm;
+    try {
+        std::istringstream in(text);
+        po::store(po::parse_config_file(in, flags), vm);
+        po::notify(vm);
+    } catch (const po::error& e) {
+        throw UsageError(std::string("settings: ") + e.what());
+    }
+    resolve(o, r, vm);
+    return o;
+}
+
+namespace {
+
+// Turns the raw strings into typed options and validates everything (UsageError naming the flag).
+void resolve(TrainOptions& o, const RawOptions& r, const po::variables_map& vm) {
+    o.model.base_filters = r.filters;
+    o.model.depth = r.depth;
+    o.model.seed = o.seed;
+    o.model.norm = parse_norm(r.norm);
+    o.model.upsampling = parse_upsampling(r.upsampling);
+    if (r.use_upsampling && vm["upsampling"].defaulted()) o.model.upsampling = Upsampling::nearest;
+    if (r.conv_algorithm != "winograd" && r.conv_algorithm != "direct")
+        throw UsageError("--conv_algorithm: expected winograd or direct, got '" + r.conv_algorithm + "'");
+    o.model.winograd = r.conv_algorithm == "winograd";
+    o.loss = parse_loss(r.loss);
+    o.optimizer.kind = r.optimizer;
+    o.input_size = parse_size_list("input_size", r.input_size);
+    if (vm["input_size"].defaulted() && o.model.dims == 3) o.input_size = {64, 64, 64};
+    if (!r.patch.empty()) o.patch = parse_size_list("patch", r.patch);
+    {
+        const std::string& c = r.checkpoint_every;
+        const bool seconds = !c.empty() && c.back() == 's';
+        const std::string number = seconds ? c.substr(0, c.size() - 1) : c;
+        try {
+            size_t pos = 0;
+            const double v = std::stod(number, &pos);
+            if (pos != number.size() || v < 0 || (!seconds && v != double(int64_t(v)))) throw std::invalid_argument(c);
+            if (seconds) o.checkpoint_every_seconds = v;
+            else o.checkpoint_every_steps = int64_t(v);
+        } catch (const std::exception&) {
+            throw UsageError("--checkpoint_every: expected a number of steps or seconds like 300s, got '" + c + "'");
+        }
+    }
+    if (o.sync != "ps" && o.sync != "allreduce") throw UsageError("--sync: expected ps or allreduce, got '" + o.sync + "'");
+    if (o.resume == "auto" && o.logdir.empty()) throw UsageError("--resume auto: needs --logdir (where to look)");
+    if (!(o.fg_fraction >= 0 && o.fg_fraction <= 1)) throw UsageError("--fg_fraction: expected a value in [0, 1]");
+    o.model.validate(o.input_size);
+    o.optimizer.validate();
+    o.schedule.validate();
+    if (o.batch_size < 1) throw UsageError("--batch_size: expected at least 1, got " + std::to_string(o.batch_size));
+    if (o.epochs < 1) throw UsageError("--epochs: expected at least 1, got " + std::to_string(o.epochs));
+    if (o.steps < 0) throw UsageError("--steps: expected 0 or more");
+    if (o.benchmark && o.steps < 1) o.steps = 5;
+    if (o.num_threads < 0) throw UsageError("--num_threads: expected 0 or more");
+    if (o.toy_samples < 1) throw UsageError("--toy_samples: expected at least 1");
+    if (o.print_every < 1) throw UsageError("--print_every: expected at least 1");
+    if (o.num_ps < 1) throw UsageError("--num_ps: expected at least 1");
+    if (o.num_ps > 1 && o.sync != "ps") throw UsageError("--num_ps: only with --sync ps");
+    if (!(o.bucket_mb > 0)) throw UsageError("--bucket_mb: expected a positive size in MiB");
+    if (o.image_every < 0) throw UsageError("--image_every: expected 0 or more");
+    resolve_tuning(o, vm);
+}
+
+// DistMIS's keys become our sizes unless the flags they stand for were given; tuning flags checked.
+void resolve_tuning(TrainOptions& o, const po::variables_map& vm) {
+    if (o.num_replicas < 0) throw UsageError("--num_replicas: expected 0 or more");
+    if (o.batch_size_per_replica < 0) throw UsageError("--batch_size_per_replica: expected 0 or more");
+    if (o.num_replicas > 0 && vm["group_size"].defaulted()) o.group_size = o.num_replicas + (o.sync == "ps" ? 1 : 0);
+    if (o.batch_size_per_replica > 0 && vm["batch_size"].defaulted())
+        o.batch_size = int64_t(o.batch_size_per_replica) * std::max(1, o.num_replicas);
+    if (o.debug && vm["print_every"].defaulted()) o.print_every = 1;
+    if (o.group_size < 1) throw UsageError("--group_size: expected at least 1");
+    if (o.trials < 0) throw UsageError("--trials: expected 0 or more");
+    if (o.search != "grid" && o.search != "random") throw UsageError("--search: expected grid or random, got '" + o.search + "'");
+    if (o.search == "random" && o.trials < 1 && !o.tune_file.empty())
+        throw UsageError("--trials: random search needs the number of trials to sample");
+    if (o.scheduler != "fifo" && o.scheduler != "asha" && o.scheduler != "median")
+        throw UsageError("--scheduler: expected fifo, asha or median, got '" + o.scheduler + "'");
+    if (o.grace_period < 1) throw UsageError("--grace_period: expected at least 1 epoch");
+    if (o.reduction_factor < 2) throw UsageError("--reduction_factor: expected at least 2");
+    if (o.max_failures < 0) throw UsageError("--max_failures: expected 0 or more");
+    if (!o.tune_file.empty() && o.logdir.empty()) throw UsageError("--logdir: required with --tune (it holds every trial and the ledger)");
+}
+
+}  // namespace
+
+std::string TrainOptions::describe() const { return settings_text(*this, kConfig); }
+
+}  // namespace unet

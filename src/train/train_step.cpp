@@ -1,0 +1,102 @@
+#include "unet/train/train_step.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <string>
+
+#include "unet/core/check.h"
+
+namespace unet {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Seconds since the last call, added to `into`.
+struct Lap {
+    Clock::time_point t = Clock::now();
+    void operator()(double& into) {
+        const auto now = Clock::now();
+        into += std::chrono::duration<double>(now - t).count();
+        t = now;
+    }
+};
+
+// The whole batch's loss from the control message's totals; every rank throws alike.
+double batch_loss(LossKind loss, const StepControl& ctl, int64_t step, LossSums& sums) {
+    std::copy_n(ctl.sums.begin() + kLossSlot, LossSums::kCount, sums.data());
+    const double value = loss_from_sums(loss, sums);
+    if (!std::isfinite(value))
+        throw DivergenceError("loss is " + std::string(std::isnan(value) ? "NaN" : "Inf") + " at step " +
+                              std::to_string(step) + "; lower --learningrate or check the data");
+    return value;
+}
+
+double batch_dice(const StepControl& ctl) {
+    return ctl.sums[kDiceSlot + 1] > 0 ? ctl.sums[kDiceSlot] / ctl.sums[kDiceSlot + 1] : 0;
+}
+
+}  // namespace
+
+StepResult train_step(StepContext& c, const Batch& batch, int64_t step, float lr, StepControl& ctl) {
+    StepResult result;
+    Lap lap;
+    const int64_t n = batch.n, voxels = product(batch.spatial) * c.model.config().out_channels;
+    const float* pred = c.model.forward(batch.images.data(), n, batch.spatial, true, uint64_t(step));
+    const float* masks = batch.masks.data();
+    LossSums sums = loss_partial_sums(c.loss, pred, masks, n, voxels);
+    MetricSums m;
+    for (int64_t i = 0; i < n; ++i) m.add(confusion(pred + i * voxels, masks + i * voxels, voxels));
+    std::copy_n(sums.data(), LossSums::kCount, ctl.sums.begin() + kLossSlot);
+    ctl.sums[kDiceSlot] = m.dice;
+    ctl.sums[kDiceSlot + 1] = double(m.samples);
+    lap(result.compute_s);
+    // The loss of the whole batch (Dice is not a sum over samples) is known only after every
+    // rank's forward: the step's one control message.
+    c.control.exchange(step, ctl);
+    lap(result.comm_s);
+    result.loss = batch_loss(c.loss, ctl, step, sums);
+    result.dice = batch_dice(ctl);
+    c.scratch.resize(size_t(n * voxels));
+    loss_grad(c.loss, pred, masks, n, voxels, sums, c.scratch.data());
+    // Each rank holds the derivative of the global batch loss through its own samples; their sum
+    // is the full gradient. Buckets leave while backward runs.
+    c.model.backward(c.scratch.data(), [&](int64_t from) { c.exchange.push(from); });
+    lap(result.compute_s);
+    const ExchangeTimes x = c.exchange.wait(step, lr);
+    result.comm_s += x.wait_s;
+    result.update_s += x.update_s;
+    return result;
+}
+
+StepResult serve_step(PsShard& shard, ControlChannel& control, LossKind loss, int64_t step, float lr, double timeout_s,
+                      StepControl& ctl) {
+    StepResult result;
+    Lap lap;
+    control.exchange(step, ctl);
+    lap(result.comm_s);
+    LossSums sums;
+    result.loss = batch_loss(loss, ctl, step, sums);
+    result.dice = batch_dice(ctl);
+    const ExchangeTimes x = shard.serve(step, lr, timeout_s);
+    result.comm_s += x.wait_s;
+    result.update_s += x.update_s;
+    return result;
+}
+
+MetricSums evaluate(UNet& model, LossKind loss, const float* images, const float* masks, int64_t n,
+                    const Dims& spatial, int64_t batch) {
+    const int64_t voxels = product(spatial) * model.config().out_channels;
+    const int64_t in_stride = product(spatial) * model.config().in_channels;
+    MetricSums sums;
+    for (int64_t i = 0; i < n; i += batch) {
+        const int64_t b = std::min(batch, n - i);
+        const float* pred = model.forward(images + i * in_stride, b, spatial, false);
+        sums.loss += loss_sum(loss, pred, masks + i * voxels, b, voxels);
+        for (int64_t k = 0; k < b; ++k) sums.add(confusion(pred + k * voxels, masks + (i + k) * voxels, voxels));
+    }
+    return sums;
+}
+
+}  // namespace unet
