@@ -216,7 +216,7 @@ int main(int, char** argv) {
 }
 EOF
 g++ -std=c++17 -O1 -Iinclude -I/usr/include/nifti "$TMP/write_check.cpp" "$BUILD/libunet.a" -o "$TMP/write_check" \
-    -lniftiio -lznz -lz -fopenmp -lpthread || fail "cannot build the write check"
+    $(pkg-config --libs hdf5-serial) -lniftiio -lznz -lz -fopenmp -lpthread || fail "cannot build the write check"
 "$TMP/write_check" "$TMP" || fail "write_check failed"
 "$PY" - "$TMP" <<'EOF' || fail "nibabel disagrees with files written by write_nifti"
 import sys
