@@ -26,14 +26,16 @@ for t in "$BUILD"/tests/test_*; do
   # in "[==========] N tests from M test suites ran."
   total=$(echo "$out" | sed -n 's/^\[==========\] \([0-9]*\) tests\{0,1\} from .* ran\..*/\1/p' | tail -1)
   f=$(echo "$out" | grep -c '^\[  FAILED  \] [^ ]* (')
-  sk=$(echo "$out" | grep -c '^\[  SKIPPED \] [^ ]* (')
+  # --gtest_brief prints no line per skipped test, only the total "[  SKIPPED ] N test(s)".
+  sk=$(echo "$out" | sed -n 's/^\[  SKIPPED \] \([0-9]*\) tests\{0,1\}[.,].*/\1/p' | tail -1)
+  sk=${sk:-0}
   total=${total:-0}
   p=$((total - f - sk))
   skipped=$((skipped + sk))
   if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi   # crashed before reporting
   passed=$((passed + p)); failed=$((failed + f))
   [ "$f" -ne 0 ] && failed_names+=("$name")
-  echo "[$name] $p passed, $f failed"
+  echo "[$name] $p passed, $f failed, $sk skipped"
 done
 
 if [ "$MODE" != "--unit-only" ]; then
