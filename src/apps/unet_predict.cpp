@@ -4,7 +4,6 @@
 // volumes) into metrics.csv. Under mpirun the cases are split over the ranks.
 #include <boost/program_options.hpp>
 #include <omp.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -29,6 +28,7 @@
 #include "unet/infer/case_prediction.h"
 #include "unet/infer/segmentation_metrics.h"
 #include "unet/log/progress.h"
+#include "unet/log/training_log.h"
 #include "unet/train/trained_model.h"
 #include "unet/train/trainer.h"
 
@@ -183,16 +183,11 @@ void check_nifti_inputs(const std::vector<CaseInput>& cases, const unet::UNetCon
 
 // The output directory exists (created if needed) and is writable, or UsageError.
 void check_output_dir(const std::string& dir) {
-    std::string path;
-    for (size_t pos = 0; pos != std::string::npos;) {
-        pos = dir.find('/', pos + 1);
-        path = dir.substr(0, pos);
-        if (!path.empty()) mkdir(path.c_str(), 0755);
+    try {
+        unet::make_writable_dir(dir);
+    } catch (const std::runtime_error& e) {
+        throw unet::UsageError(std::string("--output_dir: ") + e.what());
     }
-    struct stat st;
-    if (stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
-        throw unet::UsageError("--output_dir: cannot create directory " + dir);
-    if (access(dir.c_str(), W_OK) != 0) throw unet::UsageError("--output_dir: " + dir + " is not writable");
 }
 
 unet::WindowOptions window_options(const PredictOptions& o, const unet::TrainedModel& t) {
@@ -206,28 +201,21 @@ unet::WindowOptions window_options(const PredictOptions& o, const unet::TrainedM
     return w;
 }
 
-std::string size_text(const unet::Dims& d) {
-    std::string s;
-    for (size_t i = 0; i < d.size(); ++i) s += (i ? "x" : "") + std::to_string(d[i]);
-    return s;
-}
-
 std::vector<uint8_t> binary_mask(const unet::Volume& p, double threshold) {
     std::vector<uint8_t> m(p.data.size());
     for (size_t i = 0; i < m.size(); ++i) m[i] = p.data[i] >= float(threshold) ? 1 : 0;
     return m;
 }
 
-// Labels 0..3 (or a 0/1 mask) -> whole tumour 0/1; throws naming the file for other values.
-std::vector<uint8_t> whole_tumour(const unet::Volume& label, const std::string& source) {
-    std::vector<uint8_t> m(label.data.size());
-    for (size_t i = 0; i < m.size(); ++i) {
-        const float v = label.data[i];
-        if (!(v == 0.f || v == 1.f || v == 2.f || v == 3.f))
-            throw std::runtime_error(source + ": label value " + std::to_string(v) + ", expected 0..3");
-        m[i] = v != 0.f;
+// Labels 0..3 (or a 0/1 mask) -> whole tumour 0/1, as unet_prepare joins them; throws naming the
+// file for other values.
+std::vector<uint8_t> whole_tumour(unet::Volume label, const std::string& source) {
+    try {
+        unet::whole_tumour_mask(label);
+    } catch (const std::runtime_error& e) {
+        throw std::runtime_error(source + ": " + e.what());
     }
-    return m;
+    return std::vector<uint8_t>(label.data.begin(), label.data.end());
 }
 
 unet::Volume as_float(const std::vector<uint8_t>& m, const unet::Volume& like) {
@@ -411,7 +399,7 @@ int run(int argc, char** argv) {
     if (comm.is_root()) {
         std::printf("unet_predict: %zu cases on %d rank%s; %dD model, window %s, overlap %.2f, %s blending%s\n",
                     cases.size(), comm.size(), comm.size() > 1 ? "s" : "", t.options.model.dims,
-                    size_text(w.roi).c_str(), w.overlap, unet::blend_name(w.blend), w.mirror ? ", mirrored" : "");
+                    unet::dims_text(w.roi, "x").c_str(), w.overlap, unet::blend_name(w.blend), w.mirror ? ", mirrored" : "");
         if (!dataset) std::printf("preprocessing: %s\n", t.preprocessing.describe().c_str());
         std::fflush(stdout);
     }

@@ -8,4 +8,10 @@ int64_t product(const Dims& d) {
     return p;
 }
 
+std::string dims_text(const Dims& d, const char* sep) {
+    std::string s;
+    for (size_t i = 0; i < d.size(); ++i) s += (i ? sep : "") + std::to_string(d[i]);
+    return s;
+}
+
 }  // namespace unet

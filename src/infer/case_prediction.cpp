@@ -2,56 +2,16 @@
 
 #include <algorithm>
 #include <sstream>
-#include <stdexcept>
 
 #include "unet/core/check.h"
 #include "unet/data/preprocess.h"
 
 namespace unet {
 
-std::string InputPreprocessing::to_text() const {
-    std::ostringstream os;
-    os << "dims = " << dims << "\ngrid = ";
-    for (size_t i = 0; i < grid.size(); ++i) os << (i ? "," : "") << grid[i];
-    os << "\ncrop_distmis = " << (crop_distmis ? 1 : 0) << "\nstandardize = " << (standardize ? 1 : 0) << "\n";
-    return os.str();
-}
-
-InputPreprocessing InputPreprocessing::from_text(const std::string& text, const std::string& source) {
-    InputPreprocessing p;
-    p.grid.clear();
-    std::istringstream in(text);
-    std::string line;
-    int seen = 0;
-    while (std::getline(in, line)) {
-        const size_t eq = line.find(" = ");
-        if (eq == std::string::npos) continue;
-        const std::string key = line.substr(0, eq), value = line.substr(eq + 3);
-        try {
-            if (key == "dims") p.dims = std::stoi(value), ++seen;
-            if (key == "crop_distmis") p.crop_distmis = value == "1", ++seen;
-            if (key == "standardize") p.standardize = value == "1", ++seen;
-            if (key == "grid") {
-                std::istringstream g(value);
-                std::string part;
-                while (std::getline(g, part, ',')) p.grid.push_back(std::stoll(part));
-                ++seen;
-            }
-        } catch (const std::exception&) {
-            throw std::runtime_error(source + ": unreadable preprocessing record line '" + line + "'");
-        }
-    }
-    if (seen != 4 || (p.dims != 2 && p.dims != 3) || int64_t(p.grid.size()) != p.dims ||
-        std::any_of(p.grid.begin(), p.grid.end(), [](int64_t v) { return v < 1; }))
-        throw std::runtime_error(source + ": incomplete or invalid preprocessing record");
-    return p;
-}
-
 std::string InputPreprocessing::describe() const {
     std::ostringstream os;
-    os << (dims == 3 ? "3D volumes on " : "2D axial slices resized to ");
-    for (size_t i = 0; i < grid.size(); ++i) os << (i ? "x" : "") << grid[i];
-    os << (crop_distmis ? ", cases of 155 slices cropped to [2, 154)" : "")
+    os << (dims == 3 ? "3D volumes on " : "2D axial slices resized to ") << dims_text(grid, "x")
+       << (crop_distmis ? ", cases of 155 slices cropped to [2, 154)" : "")
        << (standardize ? ", channels standardised over the brain" : ", intensities as given");
     return os.str();
 }

@@ -199,10 +199,7 @@ std::vector<std::vector<float>> sliding_window_predict(UNet& model, const std::v
     std::vector<std::vector<float>> out(inputs.size(), std::vector<float>(size_t(K * V), 0.f));
     std::vector<float> weights(size_t(V), 0.f);  // the same for every image
     std::vector<float> batch_in(size_t(B * C * R)), acc(size_t(B * K * R));
-    for (const Window& w : wins) {
-        std::vector<float> one(size_t(R), 1.f);
-        scatter(one.data(), 0, weight, in, pad_before, roi, w, nullptr, weights.data());
-    }
+    for (const Window& w : wins) scatter(nullptr, 0, weight, in, pad_before, roi, w, nullptr, weights.data());
     for (int64_t first = 0; first < total; first += B) {
         const int64_t n = std::min(B, total - first);
         std::fill(acc.begin(), acc.end(), 0.f);

@@ -18,11 +18,7 @@ std::string setting_text(const T& v) {
     return os.str();
 }
 
-std::string setting_text(const Dims& d) {
-    std::ostringstream os;
-    for (size_t i = 0; i < d.size(); ++i) os << (i ? "," : "") << d[i];
-    return os.str();
-}
+std::string setting_text(const Dims& d) { return dims_text(d); }
 
 const char* const kCaption = "unet_train: train a 2D or 3D UNet for brain-tumour segmentation\n\nUsage: unet_train [flags]\n";
 

@@ -25,18 +25,12 @@ TrainedModel load_trained_model(const std::string& checkpoint) {
         restore_state(c, checkpoint, t.model->store(), opt);
         if (c.strings.count("data")) t.options.data = c.strings.at("data");
         if (c.strings.count("patch")) t.options.patch = parse_size_list("--patch", c.strings.at("patch"));
-        const auto rec = c.strings.find("preprocessing");
-        if (rec != c.strings.end()) {
-            t.preprocessing = InputPreprocessing::from_text(rec->second, checkpoint);
-            t.has_preprocessing = true;
-        }
     } catch (const UsageError&) {
         throw;
     } catch (const std::exception& e) {
         throw UsageError(std::string("--checkpoint: ") + e.what());
     }
-    // Checkpoints written before the record existed: the dataset they trained on, if it is here.
-    if (!t.has_preprocessing && !t.options.data.empty() && access(t.options.data.c_str(), R_OK) == 0) {
+    if (!t.options.data.empty() && access(t.options.data.c_str(), R_OK) == 0) {
         const DatasetReader reader(t.options.data);
         t.preprocessing = preprocessing_of(reader.attributes(), reader.spatial());
         t.has_preprocessing = true;

@@ -30,11 +30,7 @@ Checkpoint capture_state(const ParamStore& s, Optimizer& opt, const Progress& p,
     c.strings["command_line"] = o.command_line;
     // What inference needs beyond the model (unet_predict): the data it trained on and its window.
     if (!o.data.empty()) c.strings["data"] = o.data;
-    if (!o.patch.empty()) {
-        std::string patch;
-        for (size_t i = 0; i < o.patch.size(); ++i) patch += (i ? "," : "") + std::to_string(o.patch[i]);
-        c.strings["patch"] = patch;
-    }
+    if (!o.patch.empty()) c.strings["patch"] = dims_text(o.patch);
     return c;
 }
 

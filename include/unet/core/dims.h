@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 namespace unet {
@@ -12,5 +13,7 @@ using Dims = std::vector<int64_t>;
 
 // The number of elements: the product of the sizes (1 for an empty shape).
 int64_t product(const Dims& d);
+// The sizes joined by `sep`: "64,64,64" (the form flags and settings take) or "64x64x64".
+std::string dims_text(const Dims& d, const char* sep = ",");
 
 }  // namespace unet

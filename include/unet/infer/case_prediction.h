@@ -2,8 +2,8 @@
 // model's grid (sliding windows in 3D, batched axial slices in 2D), and its inverse back onto the
 // source grid.
 //
-// The preprocessing is the prepared dataset's (unet_prepare, preprocess.h), recorded in the
-// dataset's attributes and in every checkpoint trained on it, never re-typed by the user:
+// The preprocessing is the prepared dataset's (unet_prepare, preprocess.h), read from the
+// attributes of the dataset the checkpoint trained on, never re-typed by the user:
 //   1. depth 155 -> 152 (slices [2, 154), DistMIS), when the dataset was cropped so and the case
 //      has 155 slices
 //   2. per-channel standardisation over the brain (any channel non-zero)
@@ -27,9 +27,6 @@ struct InputPreprocessing {
     bool crop_distmis = true;   // step 1
     bool standardize = true;    // step 2 (Intel's npy files came standardised already)
 
-    std::string to_text() const;  // "key = value" lines, for checkpoints
-    // Throws std::runtime_error naming `source` for text that is not a to_text() of a valid record.
-    static InputPreprocessing from_text(const std::string& text, const std::string& source);
     std::string describe() const;  // one line for the console
 };
 
