@@ -46,14 +46,17 @@ RunSetup plan_run(const TrainOptions& opts, Comm& comm) {
 }
 
 void agree_on_data(RunSetup& s, Comm& comm) {
-    // in_channels, spatial rank, up to 3 sizes, training samples, validation samples, steps
-    int64_t v[8] = {s.o.model.in_channels, int64_t(s.o.input_size.size()), 0, 0, 0,
-                    s.train_samples, s.val_samples, s.steps_per_epoch};
+    // in_channels, spatial rank, up to 3 sizes, training samples, validation samples, steps,
+    // whole-volume validation's period
+    int64_t v[9] = {s.o.model.in_channels, int64_t(s.o.input_size.size()), 0, 0, 0,
+                    s.train_samples, s.val_samples, s.steps_per_epoch, s.whole_every};
     std::copy_n(s.o.input_size.begin(), std::min<size_t>(3, s.o.input_size.size()), v + 2);
-    comm.broadcast(s.first_worker(), v, 8);
+    comm.broadcast(s.first_worker(), v, 9);
     s.o.model.in_channels = v[0];
     s.o.input_size.assign(v + 2, v + 2 + std::min<int64_t>(3, v[1]));
     s.train_samples = v[5], s.val_samples = v[6], s.steps_per_epoch = v[7];
+    s.whole_every = int(v[8]);
+    s.whole_window.roi = s.o.input_size;  // the training patch (the servers' banner shows it too)
 }
 
 std::unique_ptr<RankRole> make_rank_role(const RunSetup& s, Comm& comm, ControlChannel& control) {

@@ -37,6 +37,7 @@ class ServerRole : public RankRole {
     }
     double data_wait_s() const override { return 0; }
     MetricSums validate() override { return MetricSums(); }
+    VolumeScoreSums validate_whole() override { return VolumeScoreSums(); }
     Batch picture_sample() override;
     const float* predict_sample() override {
         if (!comm_.is_root() || sample_n_ == 0) return nullptr;

@@ -105,11 +105,19 @@ void TensorBoardHooks::on_model(int64_t step, const float* probabilities) {
 bool TensorBoardHooks::on_epoch(const EpochReport& r, const ParamStore& store) {
     if (!writer_ || !train_) return true;
     last_step_ = r.step;
+    // With whole-volume validation the patches' numbers are named as such, and val/ is the volumes'.
+    const std::string patch = r.whole_volume_run ? "val_patch/" : "val/";
     tb::Summary val;
-    *val.add_value() = scalar_summary("val/loss", r.validation.mean_loss());
-    *val.add_value() = scalar_summary("val/dice", r.validation.mean_dice());
-    *val.add_value() = scalar_summary("val/sensitivity", r.validation.mean_sensitivity());
-    *val.add_value() = scalar_summary("val/specificity", r.validation.mean_specificity());
+    *val.add_value() = scalar_summary(patch + "loss", r.validation.mean_loss());
+    *val.add_value() = scalar_summary(patch + "dice", r.validation.mean_dice());
+    *val.add_value() = scalar_summary(patch + "sensitivity", r.validation.mean_sensitivity());
+    *val.add_value() = scalar_summary(patch + "specificity", r.validation.mean_specificity());
+    if (r.whole_scored) {
+        *val.add_value() = scalar_summary("val/dice", r.whole.mean_dice());
+        *val.add_value() = scalar_summary("val/hd95", r.whole.mean_hd95());
+        *val.add_value() = scalar_summary("val/sensitivity", r.whole.mean_sensitivity());
+        *val.add_value() = scalar_summary("val/specificity", r.whole.mean_specificity());
+    }
     validation_->write_summary(r.step, val);
 
     tb::Summary train;

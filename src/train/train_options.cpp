@@ -102,6 +102,18 @@ TrainOptions parse_settings_text(const std::string& text) {
 
 namespace {
 
+// --val_whole_every: auto (-1), 0 (off) or a number of epochs.
+int parse_whole_every(const std::string& text) {
+    if (text == "auto") return -1;
+    try {
+        size_t pos = 0;
+        const int k = std::stoi(text, &pos);
+        if (pos == text.size() && k >= 0) return k;
+    } catch (const std::exception&) {
+    }
+    throw UsageError("--val_whole_every: expected auto, 0 (patches only) or a number of epochs, got '" + text + "'");
+}
+
 // Turns the raw strings into typed options and validates everything (UsageError naming the flag).
 void resolve(TrainOptions& o, const RawOptions& r, const po::variables_map& vm) {
     o.model.base_filters = r.filters;
@@ -132,6 +144,9 @@ void resolve(TrainOptions& o, const RawOptions& r, const po::variables_map& vm) 
             throw UsageError("--checkpoint_every: expected a number of steps or seconds like 300s, got '" + c + "'");
         }
     }
+    o.val_whole_every = parse_whole_every(r.val_whole_every);
+    if (!o.tune_file.empty() && o.val_whole_every > 1)
+        throw UsageError("--val_whole_every: the tuner compares trials after every epoch; use 1, auto or 0 (patches)");
     if (o.sync != "ps" && o.sync != "allreduce") throw UsageError("--sync: expected ps or allreduce, got '" + o.sync + "'");
     if (o.resume == "auto" && o.logdir.empty()) throw UsageError("--resume auto: needs --logdir (where to look)");
     if (!(o.fg_fraction >= 0 && o.fg_fraction <= 1)) throw UsageError("--fg_fraction: expected a value in [0, 1]");

@@ -79,6 +79,8 @@ class RunLoop {
     bool end_epoch(int epoch, bool completed);
     // The validation totals over the ranks, with the epoch's timings (the workers' means).
     MetricSums validate(Shares* shares);
+    // Collective: the whole validation volumes scored (totals over the ranks) into `r`, when due.
+    void validate_whole(int epoch, EpochReport& r);
     void save(const std::string& path);
     void gather();  // collective: the whole model to rank 0 (once per step at most)
     void show_model();
@@ -149,6 +151,11 @@ void RunLoop::banner() {
     log_.line("data: %s, %lld training samples, %lld validation samples, %lld steps per epoch",
               o_.data.empty() ? "generated in memory" : o_.data.c_str(), (long long)s_.train_samples,
               (long long)s_.val_samples, (long long)s_.steps_per_epoch);
+    if (s_.whole_every > 0)
+        log_.line("validation: whole volumes by sliding windows %s, overlap %.2g, %s blending, every %d epoch%s and "
+                  "after the last (--val_whole_every); patches every epoch",
+                  dims_text(s_.whole_window.roi, "x").c_str(), s_.whole_window.overlap, blend_name(s_.whole_window.blend),
+                  s_.whole_every, s_.whole_every > 1 ? "s" : "");
 }
 
 std::string RunLoop::run_epoch(int epoch) {
@@ -231,11 +238,25 @@ MetricSums RunLoop::validate(Shares* shares) {
     return total;
 }
 
+void RunLoop::validate_whole(int epoch, EpochReport& r) {
+    r.whole_volume_run = s_.whole_every > 0;
+    if (!r.whole_volume_run || !(s_.whole_due(epoch, o_.epochs) || limit_)) return;
+    const Clock::time_point t0 = Clock::now();
+    r.whole = role_.validate_whole();
+    comm_.sum(r.whole.data(), VolumeScoreSums::kFields);
+    r.whole_scored = true;
+    val_dice_ = r.whole.mean_dice();
+    log_.line("epoch %d/%d  val whole volumes dice %.4f hd95 %.2f mm sensitivity %.4f specificity %.4f  "
+              "(%lld cases, %.1fs)",
+              epoch + 1, o_.epochs, val_dice_, r.whole.mean_hd95(), r.whole.mean_sensitivity(),
+              r.whole.mean_specificity(), (long long)r.whole.cases, seconds_since(t0));
+}
+
 bool RunLoop::end_epoch(int epoch, bool completed) {
     const double epoch_s = seconds_since(t_epoch_);
     Shares sh;
     const MetricSums v = validate(&sh);
-    val_dice_ = v.mean_dice();
+    if (s_.whole_every == 0) val_dice_ = v.mean_dice();
     if (completed) {
         p_.epoch = epoch + 1;
         p_.epoch_step = 0;
@@ -248,11 +269,17 @@ bool RunLoop::end_epoch(int epoch, bool completed) {
     er.validation = v;
     er.seconds = epoch_s;
     auto share = [&](double x) { return epoch_s > 0 ? 100.0 * x / epoch_s : 0.0; };
-    log_.line("epoch %d/%d  train loss %.4f dice %.4f  val loss %.4f dice %.4f sensitivity %.4f specificity %.4f"
+    // 3D training on patches validates on patches too: the line says so.
+    const bool patches = o_.model.dims == 3 && !o_.patch.empty();
+    log_.line("epoch %d/%d  train loss %.4f dice %.4f  val%s loss %.4f dice %.4f sensitivity %.4f specificity %.4f"
               "  %.1fs, data wait %.1f%%, communication %.1f%%, update %.1f%%",
-              epoch + 1, o_.epochs, er.train_loss, er.train_dice, v.mean_loss(), val_dice_, v.mean_sensitivity(),
-              v.mean_specificity(), epoch_s, share(sh.data), share(sh.comm), share(sh.update));
-    if (val_dice_ > p_.best_val_dice) {
+              epoch + 1, o_.epochs, er.train_loss, er.train_dice, patches ? " patches" : "", v.mean_loss(),
+              v.mean_dice(), v.mean_sensitivity(), v.mean_specificity(), epoch_s, share(sh.data), share(sh.comm),
+              share(sh.update));
+    validate_whole(epoch, er);
+    er.val_dice = val_dice_;
+    // With whole-volume validation, only the epochs that scored the volumes compete for best.
+    if ((!er.whole_volume_run || er.whole_scored) && val_dice_ > p_.best_val_dice) {
         p_.best_val_dice = val_dice_;
         save(best_);
     }

@@ -96,6 +96,9 @@ class WorkerRole : public RankRole {
     }
     double data_wait_s() const override { return train_->wait_seconds(); }
     MetricSums validate() override { return evaluate_source(*model_, s_.o.loss, *val_, s_.worker, s_.workers); }
+    VolumeScoreSums validate_whole() override {
+        return score_volumes(*model_, *volumes_, "val", s_.whole_window, s_.worker, s_.workers);
+    }
     Batch picture_sample() override {
         if (s_.worker != 0) return Batch();
         sample_ = choose_picture_sample(*val_);
@@ -126,10 +129,12 @@ class WorkerRole : public RankRole {
 
    private:
     void open_data();
+    void plan_whole_validation(const Loader& train);
 
     RunSetup s_;
     Comm& comm_;
     std::unique_ptr<BatchSource> train_, val_;
+    std::unique_ptr<DatasetReader> volumes_;  // whole-volume validation's reader
     std::unique_ptr<UNet> model_;
     std::unique_ptr<Optimizer> opt_;
     std::unique_ptr<GradientExchange> exchange_;
@@ -165,8 +170,9 @@ void WorkerRole::open_data() {
         vc.seed = o.seed + 1;
         vc.rank = 0;
         vc.world = 1;
-        train_ = std::move(t);
         val_ = std::make_unique<LoaderSource>(vc);
+        plan_whole_validation(t->loader());
+        train_ = std::move(t);
     } else {
         // Generated data: 80% train, 20% validation, different seeds so no sample is in both.
         const int64_t n_val = std::max<int64_t>(1, o.toy_samples / 5);
@@ -178,6 +184,22 @@ void WorkerRole::open_data() {
     s_.train_samples = train_->samples();
     s_.val_samples = val_->samples();
     s_.steps_per_epoch = train_->steps_per_epoch();
+}
+
+// Whole-volume validation for 3D runs on a file (--val_whole_every; the rule in
+// volume_validation.h): windows of the training patch, a worker's batch of them per forward.
+void WorkerRole::plan_whole_validation(const Loader& train) {
+    const TrainOptions& o = s_.o;
+    if (o.model.dims != 3 || o.val_whole_every == 0 || val_->samples() == 0) return;
+    volumes_ = std::make_unique<DatasetReader>(o.data);
+    WindowOptions& w = s_.whole_window;
+    w.roi = o.input_size;  // the patch
+    w.batch = std::max<int64_t>(1, train.local_batch());
+    const Dims volume(volumes_->spatial().begin(), volumes_->spatial().end());
+    s_.whole_every = o.val_whole_every > 0 ? o.val_whole_every
+                     : !o.tune_file.empty()  ? 1
+                                             : whole_volume_every(val_->samples(), window_count(volume, w), double(product(w.roi)),
+                                                                  train.samples(), double(product(o.input_size)));
 }
 
 void WorkerRole::print_summary() {

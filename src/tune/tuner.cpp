@@ -80,7 +80,7 @@ class TrialReporter : public TrainingHooks {
    public:
     TrialReporter(CoordinatorLink& link, int trial, bool leader) : link_(link), trial_(trial), leader_(leader) {}
     bool on_epoch(const EpochReport& r, const ParamStore&) override {
-        return !leader_ || link_.report_epoch(trial_, r.epoch, r.validation.mean_dice());
+        return !leader_ || link_.report_epoch(trial_, r.epoch, r.val_dice);
     }
 
    private:

@@ -3,6 +3,10 @@
 #   1. train a small 3D and a 2D UNet on a synthetic MSD dataset (unet_prepare, unet_train);
 #   2. --source_dir and --dataset --split test agree case by case, and the test split's
 #      whole-volume Dice is above a floor (0.5; the model reaches about 0.8 here);
+#   2b. whole-volume validation during training (--val_whole_every 10) is unet_predict's score of
+#      the validation split: the same mean Dice and HD95; checkpoint_best.h5 is written only on
+#      the epochs that scored the volumes and when they improved; TensorBoard (read back by
+#      TensorBoard itself) has val/dice and val/hd95 from the volumes, the patches as val_patch/;
 #   3. the same cases under mpirun -np 2 give the same metrics.csv as one process;
 #   4. geometry: nibabel's own test files (big-endian int16 given an scl_slope, oblique affines,
 #      NIfTI-2, anisotropic voxels, sform-only) and 155-slice anisotropic MSD-like cases come back
@@ -19,6 +23,7 @@ PY=/usr/bin/python3
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 fail() { echo "FAIL: $*"; exit 1; }
 "$PY" -c 'import nibabel, numpy' 2>/dev/null || scripts/install_deps.sh >/dev/null
+TBPY=$(pwd)/$(scripts/tensorboard_venv.sh "$BUILD" | tail -1) || fail "cannot install TensorBoard (scripts/tensorboard_venv.sh)"
 for b in unet_prepare unet_train unet_predict; do [ -x "$BIN/$b" ] || fail "$BIN/$b missing (make)"; done
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/predict.XXXXXX")
@@ -30,7 +35,7 @@ cd "$TMP"
 "$BIN/unet_prepare" --source_dir syn --output syn3d.h5 --mode 3d >/dev/null 2>&1
 "$BIN/unet_prepare" --source_dir syn --output syn2d.h5 --mode 2d --slice_size 32 >/dev/null 2>&1
 "$BIN/unet_train" --dims 3 --data syn3d.h5 --patch 32,32,32 --input_size 32,32,32 --filters 8 --depth 2 \
-    --batch_size 2 --epochs 40 --norm batch --learningrate 0.003 --logdir run3d >train3d.log 2>&1 || { tail train3d.log; fail "3D training"; }
+    --batch_size 2 --epochs 40 --norm batch --learningrate 0.003 --val_whole_every 10 --logdir run3d >train3d.log 2>&1 || { tail train3d.log; fail "3D training"; }
 "$BIN/unet_train" --dims 2 --data syn2d.h5 --input_size 32,32 --filters 8 --depth 2 --batch_size 8 --epochs 4 \
     --norm batch --learningrate 0.003 --logdir run2d >train2d.log 2>&1 || { tail train2d.log; fail "2D training"; }
 CK=run3d/checkpoint_best.h5
@@ -55,6 +60,46 @@ assert mean > 0.5, "test-split whole-volume Dice %.3f below the floor 0.5" % mea
 print("test split whole-volume Dice %.3f (floor 0.5)" % mean)
 EOF
 [ -f p_ds/$(sed -n 2p p_ds/metrics.csv | cut -d, -f1)_prob.nii.gz ] || fail "--probabilities wrote no _prob file"
+
+# ---- 2b. whole-volume validation in training
+"$BIN/unet_predict" --checkpoint run3d/checkpoint_latest.h5 --dataset syn3d.h5 --split val --output_dir p_val \
+    >p_val.log 2>&1 || { cat p_val.log; fail "--split val"; }
+"$TBPY" - <<'EOF' || fail "whole-volume validation in training"
+import csv, re, statistics
+log = open("run3d/training.log").read().splitlines()
+whole = [(int(m.group(1)), float(m.group(2)), float(m.group(3))) for m in
+         (re.search(r"epoch (\d+)/40  val whole volumes dice ([\d.]+) hd95 ([\d.]+) mm", l) for l in log) if m]
+assert [e for e, _, _ in whole] == [10, 20, 30, 40], "whole-volume validation epochs: %s" % whole
+assert any("val patches loss" in l for l in log), "the patch validation is not named as such"
+# checkpoint_best only right after a whole-volume line that improved on the best so far
+best, expect, seen = -1.0, [], []
+for i, l in enumerate(log):
+    m = re.search(r"val whole volumes dice ([\d.]+)", l)
+    if m and float(m.group(1)) > best:
+        best = float(m.group(1))
+        expect.append(i + 1)
+    if "checkpoint_best.h5" in l:
+        seen.append(i)
+assert seen == expect, "checkpoint_best written at log lines %s, expected %s" % (seen, expect)
+rows = list(csv.DictReader(open("p_val/metrics.csv")))
+assert rows, "unet_predict scored no validation case"
+dice = statistics.mean(float(r["dice"]) for r in rows)
+hd95 = statistics.mean(float(r["hd95_mm"]) for r in rows)
+_, tdice, thd95 = whole[-1]
+assert abs(dice - tdice) <= 1e-4 and abs(hd95 - thd95) <= 0.01, ("training", tdice, thd95, "unet_predict", dice, hd95)
+print("last whole-volume validation: Dice %.4f HD95 %.2f mm; unet_predict --split val: %.4f %.2f mm" % (tdice, thd95, dice, hd95))
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+acc = EventAccumulator("run3d/validation")
+acc.Reload()
+tags = acc.Tags()["scalars"]
+for t in ("val/dice", "val/hd95", "val_patch/dice", "val_patch/loss"):
+    assert t in tags, "no %s in %s" % (t, tags)
+steps = [e.step for e in acc.Scalars("val/hd95")]
+assert len(steps) == 4 and len(acc.Scalars("val_patch/dice")) == 40, (steps, len(acc.Scalars("val_patch/dice")))
+assert abs(acc.Scalars("val/dice")[-1].value - tdice) <= 1e-4, (acc.Scalars("val/dice")[-1].value, tdice)
+assert "val/loss" not in tags, "val/loss would be the patches' loss: expected it as val_patch/loss"
+print("TensorBoard: val/dice and val/hd95 at steps %s, val_patch/* every epoch" % steps)
+EOF
 
 # ---- 3. under mpirun: the same rows
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1

@@ -4,6 +4,7 @@
 
 #include <fstream>
 
+#include "unet/train/rank_role.h"
 #include "unet/train/train_options.h"
 #include "unet/core/check.h"
 
@@ -50,4 +51,29 @@ TEST(TrainOptions, CheckpointIntervalInStepsOrSeconds) {
     EXPECT_DOUBLE_EQ(parse({"--checkpoint_every", "90s"}).checkpoint_every_seconds, 90.0);
     EXPECT_THROW(parse_settings_text("checkpoint_every = 5m\n"), UsageError);
     EXPECT_THROW(parse_settings_text("depth = 0\n"), UsageError);
+}
+
+TEST(TrainOptions, WholeVolumeValidationPeriod) {
+    EXPECT_EQ(parse({}).val_whole_every, -1);  // auto
+    EXPECT_EQ(parse({"--val_whole_every", "0"}).val_whole_every, 0);
+    EXPECT_EQ(parse({"--val_whole_every", "5"}).val_whole_every, 5);
+    EXPECT_THROW(parse_settings_text("val_whole_every = sometimes\n"), UsageError);
+    EXPECT_THROW(parse_settings_text("val_whole_every = -2\n"), UsageError);
+    EXPECT_THROW(parse_settings_text("val_whole_every = 2\ntune = t.ini\nlogdir = d\n"), UsageError);
+    EXPECT_EQ(parse_settings_text("val_whole_every = 1\ntune = t.ini\nlogdir = d\n").val_whole_every, 1);
+}
+
+TEST(TrainOptions, WholeVolumeValidationRule) {
+    // 2 cases x 27 windows of 32^3 against 3 forwards of 24 patches of 32^3: 54 <= 0.25 x 72 fails,
+    // so every ceil(54 / 18) = 3 epochs; with 100 training samples every epoch.
+    EXPECT_EQ(whole_volume_every(2, 27, 32768, 24, 32768), 3);
+    EXPECT_EQ(whole_volume_every(2, 27, 32768, 100, 32768), 1);
+    EXPECT_EQ(whole_volume_every(0, 27, 32768, 100, 32768), 1);
+    RunSetup s;
+    s.whole_every = 3;
+    EXPECT_FALSE(s.whole_due(0, 10));
+    EXPECT_TRUE(s.whole_due(2, 10));
+    EXPECT_TRUE(s.whole_due(9, 10));  // after the last epoch always
+    s.whole_every = 0;
+    EXPECT_FALSE(s.whole_due(9, 10));
 }

@@ -17,6 +17,7 @@
 
 #include "unet/core/param_store.h"
 #include "unet/data/batch.h"
+#include "unet/infer/volume_validation.h"
 #include "unet/nn/metrics.h"
 #include "unet/nn/optimizer.h"
 #include "unet/parallel/comm.h"
@@ -36,6 +37,13 @@ struct RunSetup {
     int first_worker() const { return servers; }
     ExchangeConfig exchange;
     int64_t train_samples = 0, val_samples = 0, steps_per_epoch = 0;
+    // Whole-volume validation (3D with --data): every `whole_every` epochs (0: never), windows of
+    // the training patch, as many per forward as a worker's batch (the training plan serves them).
+    int whole_every = 0;
+    WindowOptions whole_window;
+    bool whole_due(int epoch, int epochs) const {
+        return whole_every > 0 && ((epoch + 1) % whole_every == 0 || epoch + 1 == epochs);
+    }
 };
 
 // Who serves and who works over `comm` (--sync, --num_ps) and how gradients travel; throws
@@ -63,6 +71,9 @@ class RankRole {
     virtual double data_wait_s() const = 0;  // this epoch's time blocked on data
     // This rank's part of one validation pass (a server's is empty). Not collective.
     virtual MetricSums validate() = 0;
+    // This rank's part of the whole-volume validation (setup().whole_every > 0; a server's is
+    // empty). Not collective.
+    virtual VolumeScoreSums validate_whole() = 0;
     // Collective: the fixed validation sample for pictures, on rank 0 (empty elsewhere).
     virtual Batch picture_sample() = 0;
     // Collective: the current model's probabilities for that sample on rank 0 (null elsewhere).

@@ -47,6 +47,9 @@ struct TrainOptions {
     std::string resume;              // checkpoint file, "auto" (latest in --logdir), or empty
     int print_every = 10;
     int64_t image_every = 50;        // TensorBoard pictures of a validation sample every N steps (0: per epoch)
+    // 3D runs on a prepared dataset: score the whole validation volumes by sliding windows every
+    // K epochs (and after the last); -1: auto (volume_validation.h's rule), 0: patches only.
+    int val_whole_every = -1;
     std::string config_file;         // INI settings, or a DistMIS .json config (see json_config.h)
     std::string command_line;
     std::string console_tag;  // not a flag: prefixes this run's stderr lines (the tuner's "trial 3")

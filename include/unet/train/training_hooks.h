@@ -10,6 +10,7 @@
 #include "unet/train/train_options.h"
 #include "unet/core/param_store.h"
 #include "unet/data/batch.h"
+#include "unet/infer/volume_validation.h"
 #include "unet/nn/metrics.h"
 
 namespace unet {
@@ -26,8 +27,16 @@ struct EpochReport {
     int epoch = 0;  // 0-based epoch just finished
     int64_t step = 0;
     double train_loss = 0, train_dice = 0;  // means over the epoch's steps
-    MetricSums validation;                  // summed over the whole validation set
+    MetricSums validation;                  // summed over the whole validation set (3D: its patches)
     double seconds = 0;
+    // Whole-volume validation (--val_whole_every): `whole_volume_run` when the run has it, then the
+    // patch numbers above are "val_patch/..." and the whole volumes' are "val/...", on the epochs
+    // that scored them (`whole_scored`).
+    bool whole_volume_run = false, whole_scored = false;
+    VolumeScoreSums whole;
+    // The run's validation Dice, which picks checkpoint_best.h5 and which the tuner compares: the
+    // whole volumes' where the run scores them (the latest scored), else the validation set's.
+    double val_dice = 0;
 };
 
 struct RunSummary {
