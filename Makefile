@@ -95,6 +95,7 @@ bench: all $(BENCH_BINS)
 	@bench/distributed_bench.sh $(BUILD)
 	@[ "$${TUNE_BENCH:-1}" = 0 ] || bench/tune_bench.sh $(BUILD)
 	@[ "$${PREDICT_BENCH:-1}" = 0 ] || bench/predict_bench.sh $(BUILD)
+	@bench/memory_bench.sh $(BUILD)
 
 clean:
 	rm -rf $(BUILD)

@@ -307,6 +307,11 @@ void DatasetReader::read_sample(const std::string& split, int64_t index, float* 
                     "sample " + std::to_string(index) + " has values other than 0/1 (masks must be 0/1)");
 }
 
+int64_t DatasetReader::sample_cache_bytes() const {
+    const int64_t voxels = product(spatial());
+    return (4 * int64_t(channels()) + 1) * voxels;
+}
+
 std::string DatasetReader::case_id(const std::string& split, int64_t index) const {
     return impl_->split(split, index).case_ids[size_t(index)];
 }

@@ -206,6 +206,14 @@ int64_t Loader::steps_per_epoch() const { return impl_->steps; }
 int64_t Loader::local_batch() const { return impl_->local; }
 int Loader::channels() const { return impl_->channels; }
 Dims Loader::sample_spatial() const { return impl_->out_spatial; }
+int64_t Loader::memory_bytes() const {
+    const Impl& m = *impl_;
+    const int64_t per_voxel = 4 * (int64_t(m.channels) + 1);  // image channels and the mask, f32
+    const int64_t batches = int64_t(m.cfg.prefetch) + 2;
+    return batches * m.local * per_voxel * product(m.out_spatial) + per_voxel * product(m.full) +
+           m.reader.sample_cache_bytes();
+}
+
 double Loader::wait_seconds() const { return impl_->wait; }
 
 void Loader::start_epoch(int epoch) {

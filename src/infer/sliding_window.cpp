@@ -175,6 +175,11 @@ std::vector<float> importance_map(const Dims& roi_dims, Blend blend) {
     return m;
 }
 
+int64_t sliding_window_memory_bytes(int channels, int out_channels, const Dims& spatial, const WindowOptions& o) {
+    const int64_t V = product(spatial), R = product(o.roi);
+    return 4 * ((int64_t(out_channels) + 1) * V + o.batch * (int64_t(channels) + out_channels) * R + R);
+}
+
 std::vector<float> sliding_window_predict(UNet& model, const float* input, const Dims& spatial,
                                           const WindowOptions& o, const WindowProgress& progress) {
     return std::move(sliding_window_predict(model, std::vector<const float*>{input}, spatial, o, progress)[0]);

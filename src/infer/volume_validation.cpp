@@ -1,5 +1,6 @@
 #include "unet/infer/volume_validation.h"
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -29,6 +30,15 @@ VolumeScoreSums score_volumes(UNet& model, const DatasetReader& data, const std:
         sums.specificity += s.specificity, sums.cases += 1;
     }
     return sums;
+}
+
+int64_t score_volumes_memory_bytes(const DatasetReader& data, int out_channels, const WindowOptions& window) {
+    const Dims volume(data.spatial().begin(), data.spatial().end());
+    const int64_t V = product(volume);
+    const int64_t held = 4 * (int64_t(data.channels()) + 1) * V + 2 * V;  // image, truth, two uint8 masks
+    const int64_t predicting = sliding_window_memory_bytes(data.channels(), out_channels, volume, window);
+    const int64_t scoring = 4 * int64_t(out_channels) * V + 12 * V;
+    return held + std::max(predicting, scoring);
 }
 
 int whole_volume_every(int64_t val_cases, int64_t windows_per_case, double window_voxels, int64_t train_samples,

@@ -87,6 +87,7 @@ void ConvLayer::Impl::build(algorithm alg, const Dims& strides, const Dims& pad,
     src_md = fpd.src_desc();
     dst_md = fpd.dst_desc();
     fwd = Fwd(fpd);
+    ctx.note_scratchpad(fpd);
 
     const Tag w_tag = spec.transposed ? deconv_weights_plain_tag(nd) : weights_plain_tag(nd);
     flat_weights = memory(f32_desc(w_dims, w_tag), ctx.engine, weight);
@@ -104,6 +105,7 @@ void ConvLayer::Impl::build(algorithm alg, const Dims& strides, const Dims& pad,
         typename BwdData::primitive_desc bdpd(bdd, ctx.engine, fpd);
         UNET_CHECK(bdpd.diff_src_desc() == src_md, "backward-data picked another src layout");
         bwd_data = BwdData(bdpd);
+        ctx.note_scratchpad(bdpd);
         bwd_data_weights = bdpd.weights_desc() == fpd.weights_desc()
                                ? fwd_weights
                                : weights_for(bdpd.weights_desc(), flat_weights);
@@ -113,6 +115,7 @@ void ConvLayer::Impl::build(algorithm alg, const Dims& strides, const Dims& pad,
     UNET_CHECK(bwpd.src_desc() == src_md && bwpd.diff_dst_desc() == dst_md,
                "backward-weights picked other data layouts");
     bwd_weights = BwdWeights(bwpd);
+    ctx.note_scratchpad(bwpd);
     diff_weights = weights_for(bwpd.diff_weights_desc(), flat_diff_weights);
 
     if (spec.post_op != PostOp::none) {

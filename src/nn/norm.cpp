@@ -114,6 +114,7 @@ void NormRelu::Impl::build_batch() {
     dnnl::batch_normalization_forward::desc fd(prop_kind::forward_training, md, kEpsilon, flags);
     dnnl::batch_normalization_forward::primitive_desc fpd(fd, ctx.engine);
     bn_train = dnnl::batch_normalization_forward(fpd);
+    ctx.note_scratchpad(fpd);
     dnnl::batch_normalization_forward::desc ed(prop_kind::forward_inference, md, kEpsilon,
                                                flags | normalization_flags::use_global_stats);
     bn_eval = dnnl::batch_normalization_forward(dnnl::batch_normalization_forward::primitive_desc(ed, ctx.engine));

@@ -441,6 +441,7 @@ MemoryEstimate UNet::estimate_memory(int64_t batch, const Dims& spatial, int opt
     // flat params + flat grads + one reordered copy of the weights and of their gradients
     e.parameter_bytes = 4 * store_.size() * 4 + 4 * store_.buffers_size();
     e.optimizer_bytes = int64_t(optimizer_state_copies) * 4 * store_.size();
+    e.scratchpad_bytes = int64_t(DnnlContext::get().max_scratchpad_bytes);
     return e;
 }
 

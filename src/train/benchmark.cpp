@@ -21,19 +21,26 @@ double peak_rss_mib() {
     return double(ru.ru_maxrss) / 1024.0;
 }
 
-void print_model_summary(UNet& model, const TrainOptions& o, int state_copies) {
-    const MemoryEstimate e = model.estimate_memory(o.batch_size, o.input_size, state_copies);
-    const double mib = 1024.0 * 1024.0;
+MemoryEstimateParts model_memory(UNet& model, const Dims& spatial, int64_t batch, int state_copies, bool under_mpi) {
+    const MemoryEstimate e = model.estimate_memory(batch, spatial, state_copies);
+    MemoryEstimateParts m;
+    m.batch = batch;
+    m.network = e.activation_bytes;
+    m.scratchpad = e.scratchpad_bytes;
+    m.parameters = e.parameter_bytes;
+    m.optimizer = e.optimizer_bytes;
+    m.process = process_base_bytes(under_mpi);
+    return m;
+}
+
+void print_model_summary(UNet& model, const TrainOptions& o, const MemoryEstimateParts& memory) {
     std::fprintf(stderr,
                  "model: %dD UNet, filters %lld..%lld, depth %d, %s up-sampling, norm %s, %d Winograd convolutions: "
-                 "%lld parameters\n"
-                 "memory estimate for batch %lld: activations %.0f MiB + parameters %.0f MiB + optimizer %.0f MiB"
-                 " = %.0f MiB\n",
+                 "%lld parameters\n%s\n",
                  o.model.dims, (long long)o.model.base_filters, (long long)o.model.filters(o.model.depth), o.model.depth,
                  upsampling_name(o.model.upsampling), norm_name(o.model.norm),
-                 model.winograd_layers(o.batch_size, o.input_size), (long long)model.store().parameter_count(),
-                 (long long)o.batch_size, double(e.activation_bytes) / mib, double(e.parameter_bytes) / mib,
-                 double(e.optimizer_bytes) / mib, double(e.total()) / mib);
+                 model.winograd_layers(memory.batch, o.input_size), (long long)model.store().parameter_count(),
+                 memory.describe().c_str());
 }
 
 std::string BenchmarkResult::json(const TrainOptions& o) const {
@@ -90,7 +97,12 @@ BenchmarkResult run_benchmark(const TrainOptions& opts, Comm& comm) {
     std::unique_ptr<PsShard> shard;
     if (s.worker >= 0) worker = std::make_unique<BenchWorker>(s, comm, control);
     else shard = make_initial_shard(s, comm);
-    if (s.worker == 0) print_model_summary(worker->model, o, worker->opt.state_copies());
+    if (s.worker == 0) {  // the benchmark holds the network, the model and one batch: no loader, no checkpoint
+        MemoryEstimateParts m = model_memory(worker->model, o.input_size, worker->batch.n, worker->opt.state_copies(),
+                                             comm.size() > 1);
+        m.data = int64_t(4 * (worker->batch.images.size() + worker->batch.masks.size()));
+        print_model_summary(worker->model, o, m);
+    }
     auto step = [&](int64_t k) {
         StepControl ctl;
         const float lr = o.schedule.at(k);

@@ -48,7 +48,7 @@ class ServerRole : public RankRole {
     void gather_to_root() override;
     const ParamStore& model() override { return *whole_; }
     Optimizer& optimizer() override { return *whole_opt_; }
-    void print_summary() override {}
+    int64_t print_summary() override { return 0; }
 
    private:
     RunSetup s_;

@@ -85,14 +85,25 @@ StepResult serve_step(PsShard& shard, ControlChannel& control, LossKind loss, in
     return result;
 }
 
+const float* forward_padded(UNet& model, const float* images, int64_t n, const Dims& spatial, int64_t batch,
+                            std::vector<float>& padded) {
+    if (n == batch) return model.forward(images, batch, spatial, false);
+    UNET_CHECK(n > 0 && n < batch, "forward_padded: " << n << " samples for a batch of " << batch);
+    const int64_t in_stride = product(spatial) * model.config().in_channels;
+    padded.assign(size_t(batch * in_stride), 0.f);
+    std::copy_n(images, n * in_stride, padded.begin());
+    return model.forward(padded.data(), batch, spatial, false);
+}
+
 MetricSums evaluate(UNet& model, LossKind loss, const float* images, const float* masks, int64_t n,
                     const Dims& spatial, int64_t batch) {
     const int64_t voxels = product(spatial) * model.config().out_channels;
     const int64_t in_stride = product(spatial) * model.config().in_channels;
     MetricSums sums;
+    std::vector<float> padded;
     for (int64_t i = 0; i < n; i += batch) {
         const int64_t b = std::min(batch, n - i);
-        const float* pred = model.forward(images + i * in_stride, b, spatial, false);
+        const float* pred = forward_padded(model, images + i * in_stride, b, spatial, batch, padded);
         sums.loss += loss_sum(loss, pred, masks + i * voxels, b, voxels);
         for (int64_t k = 0; k < b; ++k) sums.add(confusion(pred + k * voxels, masks + (i + k) * voxels, voxels));
     }

@@ -84,6 +84,7 @@ class RunLoop {
     void save(const std::string& path);
     void gather();  // collective: the whole model to rank 0 (once per step at most)
     void show_model();
+    void log_peak_memory();  // collective: the workers' peak RSS against the estimate
     RunSummary finish(const std::string& status);
 
     RankRole& role_;
@@ -100,6 +101,7 @@ class RunLoop {
     double val_dice_ = 0, loss_sum_ = 0, dice_sum_ = 0;
     int64_t done_ = 0, first_step_ = 0, run_total_ = 0, gathered_at_ = -1;
     bool limit_ = false;
+    int estimate_mib_ = 0;
     Clock::time_point t_start_ = Clock::now(), t_checkpoint_ = Clock::now(), t_epoch_ = Clock::now();
 };
 
@@ -127,6 +129,7 @@ RunSummary RunLoop::run() {
     save(latest_);
     log_.line("done: %lld steps in %.1fs, validation Dice %.4f (best %.4f)", (long long)p_.step, seconds_since(t_start_),
               val_dice_, p_.best_val_dice);
+    log_peak_memory();
     return finish("completed");
 }
 
@@ -147,7 +150,8 @@ void RunLoop::banner() {
                                                 : " (ranks 0-" + std::to_string(s_.servers - 1) + " parameter servers)";
     log_.line("run directory %s; %d rank%s%s; command: %s", o_.logdir.c_str(), comm_.size(), comm_.size() > 1 ? "s" : "",
               roles.c_str(), o_.command_line.c_str());
-    role_.print_summary();
+    // The first worker's estimate, in MiB for the one small collective, for the run's last line.
+    estimate_mib_ = comm_.max(int((role_.print_summary() + (1 << 19)) >> 20));
     log_.line("data: %s, %lld training samples, %lld validation samples, %lld steps per epoch",
               o_.data.empty() ? "generated in memory" : o_.data.c_str(), (long long)s_.train_samples,
               (long long)s_.val_samples, (long long)s_.steps_per_epoch);
@@ -300,6 +304,11 @@ void RunLoop::gather() {
     if (gathered_at_ == p_.step) return;  // nothing changes between steps: one gather serves them all
     gathered_at_ = p_.step;
     role_.gather_to_root();
+}
+
+void RunLoop::log_peak_memory() {
+    const int peak = comm_.max(s_.worker >= 0 ? int(peak_rss_mib()) : 0);
+    log_.line("peak RSS %d MiB on the busiest worker (estimated %d MiB)", peak, estimate_mib_);
 }
 
 void RunLoop::show_model() { hooks_.on_model(p_.step, role_.predict_sample()); }

@@ -13,6 +13,11 @@ std::string param_layout(const ParamStore& store) {
     return os.str();
 }
 
+int64_t checkpoint_write_bytes(const ParamStore& store, const Optimizer& opt) {
+    const int64_t floats = store.size() * (1 + opt.state_copies()) + store.buffers_size();
+    return 3 * 4 * floats;
+}
+
 Checkpoint capture_state(const ParamStore& s, Optimizer& opt, const Progress& p, const TrainOptions& o) {
     Checkpoint c;
     c.arrays["params"].assign(s.params(), s.params() + s.size());

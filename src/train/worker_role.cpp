@@ -53,8 +53,8 @@ Batch choose_picture_sample(BatchSource& val) {
 }
 
 // This rank's part of one validation pass over the first samples() samples (the wrapped tail is
-// not counted): batch k is evaluated by part k % parts.
-MetricSums evaluate_source(UNet& model, LossKind loss, BatchSource& src, int part, int parts) {
+// not counted): batch k is evaluated by part k % parts, in forwards of `forward_batch` samples.
+MetricSums evaluate_source(UNet& model, LossKind loss, BatchSource& src, int part, int parts, int64_t forward_batch) {
     MetricSums sums;
     src.start_epoch(0);
     Batch b;
@@ -63,7 +63,7 @@ MetricSums evaluate_source(UNet& model, LossKind loss, BatchSource& src, int par
         const int64_t take = std::min(b.n, src.samples() - seen);
         seen += take;
         if (k % parts != part) continue;
-        sums.merge(evaluate(model, loss, b.images.data(), b.masks.data(), take, b.spatial, take));
+        sums.merge(evaluate(model, loss, b.images.data(), b.masks.data(), take, b.spatial, forward_batch));
     }
     return sums;
 }
@@ -95,7 +95,9 @@ class WorkerRole : public RankRole {
         return true;
     }
     double data_wait_s() const override { return train_->wait_seconds(); }
-    MetricSums validate() override { return evaluate_source(*model_, s_.o.loss, *val_, s_.worker, s_.workers); }
+    MetricSums validate() override {
+        return evaluate_source(*model_, s_.o.loss, *val_, s_.worker, s_.workers, local_batch_);
+    }
     VolumeScoreSums validate_whole() override {
         return score_volumes(*model_, *volumes_, "val", s_.whole_window, s_.worker, s_.workers);
     }
@@ -113,7 +115,7 @@ class WorkerRole : public RankRole {
     }
     const float* predict_sample() override {
         if (s_.worker != 0 || sample_.n == 0) return nullptr;
-        const float* p = model_->forward(sample_.images.data(), 1, sample_.spatial, false);
+        const float* p = forward_padded(*model_, sample_.images.data(), 1, sample_.spatial, local_batch_, padded_);
         if (comm_.is_root()) return p;
         comm_.send(0, kPredictionTag, p, product(sample_.spatial) * s_.o.model.out_channels);
         return nullptr;
@@ -125,7 +127,7 @@ class WorkerRole : public RankRole {
     }
     const ParamStore& model() override { return model_->store(); }
     Optimizer& optimizer() override { return *opt_; }
-    void print_summary() override;
+    int64_t print_summary() override;
 
    private:
     void open_data();
@@ -140,6 +142,9 @@ class WorkerRole : public RankRole {
     std::unique_ptr<GradientExchange> exchange_;
     std::unique_ptr<StepContext> step_;
     Batch batch_, sample_;
+    // Every forward of this rank runs on its training batch (forward_padded): one set of buffers.
+    int64_t local_batch_ = 1;
+    std::vector<float> padded_;
 };
 
 void WorkerRole::open_data() {
@@ -181,6 +186,7 @@ void WorkerRole::open_data() {
         val_ = std::make_unique<ToySource>(make_toy_batch(n_val, o.model.in_channels, o.input_size, o.seed + 1),
                                            o.batch_size, o.seed, false);
     }
+    local_batch_ = int64_t(Loader::share(o.batch_size, o.batch_size, s_.worker, s_.workers, 0).size());
     s_.train_samples = train_->samples();
     s_.val_samples = val_->samples();
     s_.steps_per_epoch = train_->steps_per_epoch();
@@ -194,7 +200,7 @@ void WorkerRole::plan_whole_validation(const Loader& train) {
     volumes_ = std::make_unique<DatasetReader>(o.data);
     WindowOptions& w = s_.whole_window;
     w.roi = o.input_size;  // the patch
-    w.batch = std::max<int64_t>(1, train.local_batch());
+    w.batch = std::max<int64_t>(1, train.local_batch());  // the training plan's batch
     const Dims volume(volumes_->spatial().begin(), volumes_->spatial().end());
     s_.whole_every = o.val_whole_every > 0 ? o.val_whole_every
                      : !o.tune_file.empty()  ? 1
@@ -202,8 +208,20 @@ void WorkerRole::plan_whole_validation(const Loader& train) {
                                                                   train.samples(), double(product(o.input_size)));
 }
 
-void WorkerRole::print_summary() {
-    if (s_.worker == 0) print_model_summary(*model_, s_.o, opt_->state_copies());
+int64_t WorkerRole::print_summary() {
+    if (s_.worker != 0) return 0;
+    MemoryEstimateParts m = model_memory(*model_, s_.o.input_size, local_batch_, opt_->state_copies(), comm_.size() > 1);
+    // the loaders; the picture sample, and the padded batch of validation and pictures (batch > 1)
+    const int64_t padded = local_batch_ > 1 ? local_batch_ : 0;
+    m.data = train_->memory_bytes() + val_->memory_bytes() +
+             4 * (int64_t(s_.o.model.in_channels) * (padded + 1) + 1) * product(s_.o.input_size);
+    if (volumes_) {
+        m.data += volumes_->sample_cache_bytes();
+        m.whole_volume = score_volumes_memory_bytes(*volumes_, s_.o.model.out_channels, s_.whole_window);
+    }
+    m.checkpoint = checkpoint_write_bytes(model_->store(), *opt_);
+    print_model_summary(*model_, s_.o, m);
+    return m.total();
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 
 #include <oneapi/dnnl/dnnl.hpp>
 
+#include <algorithm>
 #include <cstdint>
 #include <type_traits>
 #include <vector>
@@ -22,9 +23,15 @@ using Tag = memory::format_tag;
 
 // One CPU engine and one in-order stream per process. oneDNN primitives created with the default
 // scratchpad must run on the thread that created them: all compute happens on the main thread.
+// The library-managed scratchpad is one buffer shared by all primitives (the default build), as
+// large as the largest primitive's: the layers report theirs so that memory estimates count it.
 struct DnnlContext {
     dnnl::engine engine{dnnl::engine::kind::cpu, 0};
     dnnl::stream stream{engine};
+    size_t max_scratchpad_bytes = 0;
+    void note_scratchpad(const dnnl::primitive_desc_base& pd) {
+        max_scratchpad_bytes = std::max(max_scratchpad_bytes, size_t(pd.query_s64(dnnl::query::memory_consumption_s64)));
+    }
     static DnnlContext& get();
 };
 

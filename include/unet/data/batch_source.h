@@ -4,6 +4,7 @@
 // batch wrapping around), so a run on generated data behaves like one on a file.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 
@@ -20,6 +21,7 @@ class BatchSource {
     virtual void start_epoch(int epoch) = 0;
     virtual bool next(Batch& b) = 0;              // this worker's share of the next global batch
     virtual double wait_seconds() const = 0;      // time next() spent blocked since start_epoch
+    virtual int64_t memory_bytes() const = 0;     // the most it holds at once
 };
 
 class LoaderSource : public BatchSource {
@@ -30,6 +32,7 @@ class LoaderSource : public BatchSource {
     void start_epoch(int epoch) override { loader_.start_epoch(epoch); }
     bool next(Batch& b) override { return loader_.next(b); }
     double wait_seconds() const override { return loader_.wait_seconds(); }
+    int64_t memory_bytes() const override { return loader_.memory_bytes(); }
     const Loader& loader() const { return loader_; }
 
    private:
@@ -45,6 +48,9 @@ class ToySource : public BatchSource {
     void start_epoch(int epoch) override;
     bool next(Batch& b) override;
     double wait_seconds() const override { return 0; }
+    int64_t memory_bytes() const override {  // the samples and two batches cut from them
+        return int64_t(4 * (data_.images.size() + data_.masks.size())) * (data_.n + 2 * batch_) / std::max<int64_t>(1, data_.n);
+    }
 
    private:
     Batch data_;

@@ -86,6 +86,9 @@ class DatasetReader {
     // internal mutex; HDF5 serializes calls anyway).
     void read_sample(const std::string& split, int64_t index, float* image, float* mask) const;
     std::string case_id(const std::string& split, int64_t index) const;
+    // What the chunk caches hold once a sample was read: one decompressed image and mask chunk
+    // (memory estimates count it for every open reader).
+    int64_t sample_cache_bytes() const;
 
    private:
     struct Impl;

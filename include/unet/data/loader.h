@@ -54,6 +54,9 @@ class Loader {
     int64_t local_batch() const;  // this worker's share of each global batch
     int channels() const;
     Dims sample_spatial() const;  // spatial size of a batch (the patch, or the full sample)
+    // The most this loader holds at once: the batches read ahead, the one being cut, the one the
+    // caller holds, the full sample they are cut from and the reader's chunk cache.
+    int64_t memory_bytes() const;
 
     // Starts reading `epoch` in the background; if the previous epoch was consumed to its end and
     // the reader has gone on into `epoch` (continuous), keeps what it read ahead.

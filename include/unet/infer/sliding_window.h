@@ -51,6 +51,10 @@ int64_t window_count(const Dims& spatial, const WindowOptions& o);
 // prod(roi) weights, W fastest.
 std::vector<float> importance_map(const Dims& roi, Blend blend);
 
+// What sliding_window_predict allocates for one image beyond its input and the network: the
+// output and weight sums, the window batch in and out, the importance map.
+int64_t sliding_window_memory_bytes(int channels, int out_channels, const Dims& spatial, const WindowOptions& o);
+
 // Called after each batch of windows: windows done, windows in all.
 using WindowProgress = std::function<void(int64_t done, int64_t total)>;
 

@@ -30,6 +30,12 @@ struct VolumeScoreSums {
 VolumeScoreSums score_volumes(UNet& model, const DatasetReader& data, const std::string& split,
                               const WindowOptions& window, int part = 0, int parts = 1);
 
+// The most score_volumes holds at once beyond the network: one volume with its mask, the sliding
+// window's sums, then the probabilities, both masks and the surface-distance buffers of scoring
+// (about 12 bytes per voxel at worst); all freed when it returns (the reader's chunk cache stays:
+// DatasetReader::sample_cache_bytes).
+int64_t score_volumes_memory_bytes(const DatasetReader& data, int out_channels, const WindowOptions& window);
+
 // The default of --val_whole_every: every epoch when scoring the validation volumes costs at most a
 // quarter of an epoch's training arithmetic, otherwise every k epochs so that it averages to that
 // quarter: k = ceil(cost / (0.25 x epoch)), where cost = cases x windows per case x one window's

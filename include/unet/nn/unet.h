@@ -37,7 +37,8 @@ struct MemoryEstimate {
     int64_t activation_bytes = 0;  // activations, their gradients, workspaces (one batch size)
     int64_t parameter_bytes = 0;   // parameters, gradients and the layers' reordered copies
     int64_t optimizer_bytes = 0;   // Adam moments (x3 with amsgrad) or SGD momentum
-    int64_t total() const { return activation_bytes + parameter_bytes + optimizer_bytes; }
+    int64_t scratchpad_bytes = 0;  // oneDNN's scratchpad, shared by all primitives: the largest one's
+    int64_t total() const { return activation_bytes + parameter_bytes + optimizer_bytes + scratchpad_bytes; }
 };
 
 class UNet {

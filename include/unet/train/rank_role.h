@@ -83,8 +83,9 @@ class RankRole {
     virtual void gather_to_root() = 0;
     virtual const ParamStore& model() = 0;
     virtual Optimizer& optimizer() = 0;
-    // The model and memory summary on stderr, from the first worker.
-    virtual void print_summary() = 0;
+    // The model and memory summary on stderr, from the first worker; returns its memory estimate
+    // in bytes there (0 elsewhere).
+    virtual int64_t print_summary() = 0;
 };
 
 // Collective: every rank builds its role; workers open the data and build the model.

@@ -52,7 +52,13 @@ StepResult train_step(StepContext& c, const Batch& batch, int64_t step, float lr
 StepResult serve_step(PsShard& shard, ControlChannel& control, LossKind loss, int64_t step, float lr, double timeout_s,
                       StepControl& ctl);
 
-// Mean loss and metrics over samples, in eval mode, `batch` samples at a time.
+// The eval-mode forward of n <= batch samples, always run on `batch` (zero samples after the n
+// given, in `padded`), so that validation and pictures reuse the training step's network buffers
+// instead of building a second set for another batch size. The first n outputs are the samples'.
+const float* forward_padded(UNet& model, const float* images, int64_t n, const Dims& spatial, int64_t batch,
+                            std::vector<float>& padded);
+
+// Mean loss and metrics over samples, in eval mode, forwards of exactly `batch` samples.
 MetricSums evaluate(UNet& model, LossKind loss, const float* images, const float* masks, int64_t n,
                     const Dims& spatial, int64_t batch);
 

@@ -11,6 +11,7 @@
 
 #include "unet/nn/unet.h"
 #include "unet/parallel/comm.h"
+#include "unet/train/memory_estimate.h"
 #include "unet/train/train_options.h"
 #include "unet/train/training_hooks.h"
 
@@ -31,8 +32,11 @@ BenchmarkResult run_benchmark(const TrainOptions& o, Comm& comm);
 // given, hears about every step and epoch on every rank (see training_hooks.h).
 RunSummary run_training(const TrainOptions& o, Comm& comm, TrainingHooks* hooks = nullptr);
 
-// The model's size and memory estimate on stderr (before a run or a benchmark).
-void print_model_summary(UNet& model, const TrainOptions& o, int optimizer_state_copies);
+// The model's parts of a rank's memory estimate (memory_estimate.h) for `batch` samples of `spatial`.
+MemoryEstimateParts model_memory(UNet& model, const Dims& spatial, int64_t batch, int optimizer_state_copies,
+                                 bool under_mpi);
+// The model's size and the memory estimate on stderr (before a run or a benchmark).
+void print_model_summary(UNet& model, const TrainOptions& o, const MemoryEstimateParts& memory);
 
 double peak_rss_mib();
 
