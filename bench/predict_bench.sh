@@ -43,6 +43,7 @@ for m in 3d seed3d; do
     read -r os orss <<<"$ours"
     ts=$(echo "$theirs" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["seconds"])')
     trss=$(echo "$theirs" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["peak_rss_mib"])')
-    "$PY" -c "print('| $m | ${mirror:+yes}${mirror:-no} | $os | $ts | %.2fx | $orss | $trss | %.2f |' % ($ts / $os, $orss / $trss))" | tee -a "$out"
+    label=no; [ -z "$mirror" ] || label=yes
+    "$PY" -c "print('| $m | $label | $os | $ts | %.2fx | $orss | $trss | %.2f |' % ($ts / $os, $orss / $trss))" | tee -a "$out"
   done
 done
