@@ -97,7 +97,16 @@ struct Level {  // decoder level
 // tensor until concat has copied it (neither transposed convolution nor resampling backward reads
 // its output). Only the skip gradients (encoder blocks below the bottleneck) live across levels
 // and keep their own buffers.
-enum ScratchSlot { kScratchA = 0, kScratchB = 1, kScratchSlots = 2 };
+//
+// An inference plan (a forward in eval mode with no training plan of that size: unet_predict,
+// unet_visualize) has no gradient buffers at all, and its forward tensors recycle three slots by
+// liveness, so only the skip tensors (the encoder blocks' outputs) have buffers of their own:
+//   encoder  input/pooled (C) -> conv1 -> t1 (B) [-> norm1 -> a1 (A)] -> conv2 -> t2 (C with a
+//            norm, else the kept output) [-> norm2 -> a2 (kept)] -> pool -> pooled (C)
+//   decoder  below (C) -> up (A) + skip -> cat (C) -> conv1 -> t1 (B) [-> norm1 -> a1 (A)]
+//            -> conv2 -> t2 (B with a norm, else C) [-> norm2 -> a2 (C)] -> below of the next
+// Each slot is read for the last time before it is written again.
+enum ScratchSlot { kScratchA = 0, kScratchB = 1, kScratchC = 2, kScratchSlots = 3, kOwnBuffer = -1 };
 
 struct UNet::Plan {
     int64_t batch = 0;
@@ -114,16 +123,19 @@ struct UNet::Plan {
     int reorders = 0;
     int winograd_layers = 0;
     bool training = true;
+    bool inference = false;  // built for eval-mode forwards only: no gradient buffers
     uint64_t step = 0;
 
     AlignedVector<float> scratch[kScratchSlots];
-    size_t scratch_bytes[kScratchSlots] = {0, 0};
+    size_t scratch_bytes[kScratchSlots] = {0, 0, 0};
     std::vector<std::pair<memory, int>> scratch_users;
 
     memory alloc(const memory::desc& md) {
         allocated_bytes += int64_t(md.get_size());
         return memory(md, DnnlContext::get().engine);
     }
+    // A forward tensor: its own buffer, or a slot in an inference plan.
+    memory forward_tensor(const memory::desc& md, int slot) { return slot == kOwnBuffer ? alloc(md) : shared(md, slot); }
     // A memory in a shared slot; its handle is set by bind_scratch() once all sizes are known.
     memory shared(const memory::desc& md, int slot) {
         memory m(md, DnnlContext::get().engine, DNNL_MEMORY_NONE);
@@ -211,30 +223,45 @@ struct PlanContext {
     PostOp post;
 };
 
+// Where a block's four forward tensors live (kOwnBuffer or a slot; see the inference plan above).
+struct BlockSlots {
+    int t1 = kOwnBuffer, a1 = kOwnBuffer, t2 = kOwnBuffer, a2 = kOwnBuffer;
+};
+
+BlockSlots block_slots(const UNet::Plan& P, bool encoder, bool fused_relu) {
+    if (!P.inference) return {};
+    if (encoder) return fused_relu ? BlockSlots{kScratchB, kOwnBuffer, kOwnBuffer, kOwnBuffer}
+                                   : BlockSlots{kScratchB, kScratchA, kScratchC, kOwnBuffer};
+    return fused_relu ? BlockSlots{kScratchB, kOwnBuffer, kScratchC, kOwnBuffer}
+                      : BlockSlots{kScratchB, kScratchA, kScratchB, kScratchC};
+}
+
 // conv1 -> norm1 + ReLU -> conv2 -> norm2 + ReLU named <prefix>.*, on `src_md`.
 void build_block(UNet::Plan& P, const PlanContext& x, Block& b, const std::string& prefix, const memory::desc& src_md,
-                 int64_t out, bool need_diff_src, bool own_output_grad) {
+                 int64_t out, bool need_diff_src, bool own_output_grad, bool encoder) {
     const UNetConfig& c = x.c;
+    const BlockSlots slot = block_slots(P, encoder, x.fused_relu);
     b.conv1 = std::make_unique<ConvLayer>(src_md, ConvSpec{out, 3, x.post, false, x.winograd}, x.store,
                                           prefix + ".conv1", need_diff_src);
     P.reorders += b.conv1->reorders_in_use();
     P.winograd_layers += b.conv1->uses_winograd();
-    b.t1 = P.alloc(b.conv1->dst_desc());
+    b.t1 = P.forward_tensor(b.conv1->dst_desc(), slot.t1);
     b.a1 = b.t1;
     if (!x.fused_relu) {
         b.norm1 = std::make_unique<NormRelu>(b.t1.get_desc(), c.norm, group_count(c, out), x.store, prefix + ".norm1");
-        b.a1 = P.alloc(b.norm1->dst_desc());
+        b.a1 = P.forward_tensor(b.norm1->dst_desc(), slot.a1);
     }
     b.conv2 = std::make_unique<ConvLayer>(b.a1.get_desc(), ConvSpec{out, 3, x.post, false, x.winograd}, x.store,
                                           prefix + ".conv2");
     P.reorders += b.conv2->reorders_in_use();
     P.winograd_layers += b.conv2->uses_winograd();
-    b.t2 = P.alloc(b.conv2->dst_desc());
+    b.t2 = P.forward_tensor(b.conv2->dst_desc(), slot.t2);
     b.a2 = b.t2;
     if (!x.fused_relu) {
         b.norm2 = std::make_unique<NormRelu>(b.t2.get_desc(), c.norm, group_count(c, out), x.store, prefix + ".norm2");
-        b.a2 = P.alloc(b.norm2->dst_desc());
+        b.a2 = P.forward_tensor(b.norm2->dst_desc(), slot.a2);
     }
+    if (P.inference) return;  // no gradients; FLOPs are counted by training plans
     b.d1 = P.shared(b.a1.get_desc(), kScratchA);
     b.d2 = own_output_grad ? P.alloc(b.a2.get_desc()) : P.shared(b.a2.get_desc(), kScratchB);
     P.flops_per_sample += (3 * b.conv1->forward_flops() - (need_diff_src ? 0 : b.conv1->forward_flops()) +
@@ -251,14 +278,16 @@ void build_encoder(UNet::Plan& P, const PlanContext& x) {
     memory::desc src_md = P.input.get_desc();
     for (int l = 0; l <= c.depth; ++l) {
         Block& b = P.enc[size_t(l)];
-        build_block(P, x, b, level_name("enc", l), src_md, c.filters(l), l > 0, l < c.depth);
+        build_block(P, x, b, level_name("enc", l), src_md, c.filters(l), l > 0, l < c.depth, true);
         if (c.dropout > 0.f && l >= c.depth - 1)
             b.dropout = std::make_unique<Dropout>(b.a2.get_desc(), c.dropout, c.seed, uint64_t(l + 1));
         if (l == c.depth) break;
         P.pool[size_t(l)] = std::make_unique<MaxPool>(b.a2.get_desc());
-        P.pooled[size_t(l)] = P.alloc(P.pool[size_t(l)]->dst_desc());
-        P.d_pooled[size_t(l)] = P.shared(P.pool[size_t(l)]->dst_desc(), kScratchB);
-        P.d_skip_from_pool.push_back(P.shared(b.a2.get_desc(), kScratchA));
+        P.pooled[size_t(l)] = P.forward_tensor(P.pool[size_t(l)]->dst_desc(), P.inference ? kScratchC : kOwnBuffer);
+        if (!P.inference) {
+            P.d_pooled[size_t(l)] = P.shared(P.pool[size_t(l)]->dst_desc(), kScratchB);
+            P.d_skip_from_pool.push_back(P.shared(b.a2.get_desc(), kScratchA));
+        }
         src_md = P.pooled[size_t(l)].get_desc();
     }
 }
@@ -282,11 +311,13 @@ void build_decoder(UNet::Plan& P, const PlanContext& x) {
                 below.get_desc(), c.upsampling == Upsampling::nearest ? ResampleMode::nearest : ResampleMode::linear);
             L.up = P.shared(L.up_resample->dst_desc(), kScratchA);
         }
-        L.d_up = P.shared(L.up.get_desc(), kScratchA);
         L.concat = std::make_unique<Concat>(L.up.get_desc(), P.enc[size_t(l)].a2.get_desc());
-        L.cat = P.alloc(L.concat->dst_desc());
-        L.d_cat = P.shared(L.cat.get_desc(), kScratchB);
-        build_block(P, x, P.dec[size_t(l)], level_name("dec", l), L.cat.get_desc(), c.filters(l), true, false);
+        L.cat = P.forward_tensor(L.concat->dst_desc(), P.inference ? kScratchC : kOwnBuffer);
+        if (!P.inference) {
+            L.d_up = P.shared(L.up.get_desc(), kScratchA);
+            L.d_cat = P.shared(L.cat.get_desc(), kScratchB);
+        }
+        build_block(P, x, P.dec[size_t(l)], level_name("dec", l), L.cat.get_desc(), c.filters(l), true, false, false);
         below = P.dec[size_t(l)].a2;
     }
     P.out_conv = std::make_unique<ConvLayer>(below.get_desc(), ConvSpec{c.out_channels, 1, PostOp::sigmoid, false},
@@ -297,8 +328,13 @@ void build_decoder(UNet::Plan& P, const PlanContext& x) {
 
 }  // namespace
 
-UNet::Plan& UNet::plan_for(int64_t batch, const Dims& spatial) {
-    auto key = std::make_pair(batch, spatial);
+UNet::Plan& UNet::eval_plan(int64_t batch, const Dims& spatial) {
+    auto it = plans_.find(std::make_tuple(batch, spatial, false));
+    return it != plans_.end() ? *it->second : plan_for(batch, spatial, true);
+}
+
+UNet::Plan& UNet::plan_for(int64_t batch, const Dims& spatial, bool inference) {
+    auto key = std::make_tuple(batch, spatial, inference);
     auto it = plans_.find(key);
     if (it != plans_.end()) return *it->second;
     config_.validate(spatial);
@@ -308,6 +344,8 @@ UNet::Plan& UNet::plan_for(int64_t batch, const Dims& spatial) {
     Plan& P = *p;
     P.batch = batch;
     P.spatial = spatial;
+    P.inference = inference;
+    P.training = !inference;
     const bool fused_relu = c.norm == NormKind::none;
     // Winograd kernels are blocked-only. Mixing blocked tensors with channels-last ones of fewer
     // than 16 channels sends oneDNN 2.6 to reference kernels (deconvolution, concat), so Winograd
@@ -320,7 +358,7 @@ UNet::Plan& UNet::plan_for(int64_t batch, const Dims& spatial) {
     build_encoder(P, x);
     build_decoder(P, x);
     P.output = P.alloc(P.out_conv->dst_desc());
-    P.d_output = P.alloc(P.output.get_desc());
+    if (!inference) P.d_output = P.alloc(P.output.get_desc());
     const memory::desc plain_out = f32_desc(P.output.get_desc().dims(), plain_tag(c.dims + 2));
     if (P.output.get_desc() != plain_out) P.plain_output.resize(size_t(product(plain_out.dims())));
     P.bind_scratch();
@@ -354,7 +392,9 @@ static void block_backward(Block& b, const memory& src, const memory& diff_src) 
 }
 
 const float* UNet::forward(const float* input, int64_t batch, const Dims& spatial, bool training, uint64_t step) {
-    Plan& P = plan_for(batch, spatial);
+    // An eval-mode forward runs on the training plan of its size when there is one (validation
+    // during training costs no memory), else on an inference plan.
+    Plan& P = training ? plan_for(batch, spatial) : eval_plan(batch, spatial);
     last_ = &P;
     P.training = training;
     P.step = step;
@@ -431,7 +471,7 @@ void UNet::backward(const float* diff_output, const GradientsReady& ready) {
 double UNet::train_flops_per_sample(const Dims& spatial) {
     // FLOPs per sample do not depend on the batch: reuse any plan of this size before building one.
     for (const auto& [key, plan] : plans_)
-        if (key.second == spatial) return plan->flops_per_sample;
+        if (std::get<1>(key) == spatial && !std::get<2>(key)) return plan->flops_per_sample;
     return plan_for(1, spatial).flops_per_sample;
 }
 

@@ -261,3 +261,36 @@ TEST(UNet, GradientsReportedReadyAreFinal) {
         }
     }
 }
+
+// unet_predict's forwards run on an inference plan (no gradient buffers, forward tensors recycled
+// through three slots); it must give exactly what the training plan gives in eval mode, for every
+// norm and up-sampling, 2D and 3D, with dropout (off in eval) and a deeper network.
+TEST(UNet, InferencePlanEqualsTheTrainingPlanInEvalMode) {
+    struct Case {
+        int dims;
+        Upsampling up;
+        NormKind norm;
+        int depth;
+        float dropout;
+    };
+    for (const Case k : {Case{2, Upsampling::transposed, NormKind::none, 2, 0.f},
+                         Case{2, Upsampling::linear, NormKind::batch, 3, 0.25f},
+                         Case{3, Upsampling::transposed, NormKind::group, 2, 0.f},
+                         Case{3, Upsampling::nearest, NormKind::none, 2, 0.25f},
+                         Case{3, Upsampling::transposed, NormKind::batch, 2, 0.f}}) {
+        UNetConfig c = small_config(k.dims, k.up, k.norm, 4, k.depth);
+        c.dropout = k.dropout;
+        const Dims sp = k.dims == 2 ? Dims{16, 24} : Dims{8, 16, 12};
+        const Batch b = make_toy_batch(2, c.in_channels, sp, 3);
+        const int64_t n = 2 * product(sp);
+        UNet net(c);
+        const float* p = net.forward(b.images.data(), 2, sp, false);  // no training plan yet: inference
+        const std::vector<float> inference(p, p + n);
+        net.estimate_memory(2, sp, 2);  // builds the training plan (a training forward would move batch norm's statistics)
+        const float* q = net.forward(b.images.data(), 2, sp, false);  // now on the training plan
+        float worst = 0.f;
+        for (int64_t i = 0; i < n; ++i) worst = std::max(worst, std::abs(q[i] - inference[size_t(i)]));
+        EXPECT_LE(worst, 1e-6f) << "dims " << k.dims << " norm " << norm_name(k.norm) << " up "
+                                << upsampling_name(k.up);
+    }
+}

@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <tuple>
 #include <memory>
 #include <string>
 
@@ -92,11 +93,12 @@ class UNet {
     struct Plan;
 
    private:
-    Plan& plan_for(int64_t batch, const Dims& spatial);
+    Plan& plan_for(int64_t batch, const Dims& spatial, bool inference = false);
+    Plan& eval_plan(int64_t batch, const Dims& spatial);  // the training plan of that size, or an inference one
 
     UNetConfig config_;
     ParamStore store_;
-    std::map<std::pair<int64_t, Dims>, std::unique_ptr<Plan>> plans_;
+    std::map<std::tuple<int64_t, Dims, bool>, std::unique_ptr<Plan>> plans_;  // (batch, size, inference)
     Plan* last_ = nullptr;
     // Each unit's ("enc0", "up1", "out", ...) first flat offset, recorded as it is registered.
     // Units are registered in the reverse of the order backward() finishes them, so each finished
