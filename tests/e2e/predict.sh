@@ -7,6 +7,7 @@
 #      the validation split: the same mean Dice and HD95; checkpoint_best.h5 is written only on
 #      the epochs that scored the volumes and when they improved; TensorBoard (read back by
 #      TensorBoard itself) has val/dice and val/hd95 from the volumes, the patches as val_patch/;
+#      a 3D --tune search ranks its trials by that whole-volume Dice;
 #   3. the same cases under mpirun -np 2 give the same metrics.csv as one process;
 #   4. geometry: nibabel's own test files (big-endian int16 given an scl_slope, oblique affines,
 #      NIfTI-2, anisotropic voxels, sform-only) and 155-slice anisotropic MSD-like cases come back
@@ -99,6 +100,33 @@ assert len(steps) == 4 and len(acc.Scalars("val_patch/dice")) == 40, (steps, len
 assert abs(acc.Scalars("val/dice")[-1].value - tdice) <= 1e-4, (acc.Scalars("val/dice")[-1].value, tdice)
 assert "val/loss" not in tags, "val/loss would be the patches' loss: expected it as val_patch/loss"
 print("TensorBoard: val/dice and val/hd95 at steps %s, val_patch/* every epoch" % steps)
+EOF
+
+# the tuner's objective is the trials' whole-volume Dice (every epoch under --tune)
+cat > tune3d.ini <<'INI'
+[search]
+learningrate = choice(0.003, 0.0001)
+[fixed]
+dims = 3
+patch = 32,32,32
+filters = 4
+depth = 2
+batch_size = 2
+epochs = 2
+print_every = 1000
+image_every = 0
+INI
+"$BIN/unet_train" --tune tune3d.ini --data syn3d.h5 --logdir tune3d >tune3d.log 2>&1 || { tail tune3d.log; fail "3D tuning"; }
+"$PY" - <<'EOF' || fail "the tuner's objective is not the whole-volume Dice"
+import json, re
+state = json.load(open("tune3d/tune/state.json"))
+assert len(state["trials"]) == 2, state
+for t in state["trials"]:
+    log = open("tune3d/tune/trial_%d/training.log" % t["id"]).read()
+    whole = [float(x) for x in re.findall(r"val whole volumes dice ([\d.]+)", log)]
+    assert len(whole) == 2 and len(t["dice"]) == 2, (whole, t["dice"])
+    assert all(abs(a - b) <= 5e-5 for a, b in zip(whole, t["dice"])), (whole, t["dice"])
+print("tuner: trials ranked by their whole-volume Dice %s" % [t["dice"] for t in state["trials"]])
 EOF
 
 # ---- 3. under mpirun: the same rows
