@@ -239,6 +239,7 @@ std::string csv_rows(const std::string& id, const std::vector<unet::RegionScore>
 struct CaseOutcome {
     std::string rows;  // metrics.csv rows ("" when there is no ground truth)
     double seconds = 0;
+    double network_s = 0;  // of which in the network (windows or slices), the rest reading, writing, scoring
 };
 
 class CasePredictor {
@@ -256,17 +257,21 @@ class CasePredictor {
                 if (!bar) bar = std::make_unique<unet::ProgressBar>(c.id + ": windows", total);
                 bar->update(done);
             };
-        CaseOutcome out = dataset_ ? run_prepared(c, progress) : run_nifti(c, progress);
+        double network_s = 0;
+        CaseOutcome out = dataset_ ? run_prepared(c, progress, &network_s) : run_nifti(c, progress, &network_s);
+        out.network_s = network_s;
         if (bar) bar->finish();
         out.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
         return out;
     }
 
    private:
-    CaseOutcome run_nifti(const CaseInput& c, const unet::WindowProgress& progress) {
+    CaseOutcome run_nifti(const CaseInput& c, const unet::WindowProgress& progress, double* network_s) {
         unet::NiftiHeader header;
         const unet::Volume image = unet::read_nifti(c.image, &header);
+        const auto t0 = Clock::now();
         const unet::Volume prob = unet::predict_source_case(*t_.model, image, t_.preprocessing, w_, progress);
+        *network_s = std::chrono::duration<double>(Clock::now() - t0).count();
         const std::vector<uint8_t> mask = binary_mask(prob, o_.threshold);
         unet::write_nifti_like(o_.output_dir + "/" + c.id + ".nii.gz", header, as_float(mask, prob), unet::NiftiType::uint8);
         if (o_.probabilities)
@@ -284,7 +289,7 @@ class CasePredictor {
     }
 
     // Prepared samples: already on the model's grid; masks written there (identity header, 1 mm).
-    CaseOutcome run_prepared(const CaseInput& c, const unet::WindowProgress& progress) {
+    CaseOutcome run_prepared(const CaseInput& c, const unet::WindowProgress& progress, double* network_s) {
         const auto sp = dataset_->spatial();
         const int dims = int(sp.size());
         const int64_t C = dataset_->channels(), H = sp[sp.size() - 2], W = sp[sp.size() - 1];
@@ -299,7 +304,9 @@ class CasePredictor {
             for (int64_t ch = 0; ch < C; ++ch)
                 std::copy(img.begin() + ch * per, img.begin() + (ch + 1) * per, image.channel(ch) + k * per);
         }
+        const auto t0 = Clock::now();
         const unet::Volume prob = unet::predict_prepared_case(*t_.model, image, dims, w_, progress);
+        *network_s = std::chrono::duration<double>(Clock::now() - t0).count();
         const std::vector<uint8_t> mask = binary_mask(prob, o_.threshold);
         unet::write_nifti(o_.output_dir + "/" + c.id + ".nii.gz", as_float(mask, prob), unet::NiftiType::uint8);
         if (o_.probabilities) unet::write_nifti(o_.output_dir + "/" + c.id + "_prob.nii.gz", prob, unet::NiftiType::float32);
@@ -412,8 +419,9 @@ int run(int argc, char** argv) {
         std::istringstream rows(r.rows);
         for (std::string line; std::getline(rows, line);) mine += std::to_string(i) + "\t" + line + "\n";
         ++done;
-        std::printf("%s[%zu/%zu] %s: %.1f s%s\n", comm.size() > 1 ? ("rank " + std::to_string(comm.rank()) + " ").c_str() : "",
-                    i + 1, cases.size(), cases[i].id.c_str(), r.seconds, r.rows.empty() ? " (no ground truth)" : "");
+        std::printf("%s[%zu/%zu] %s: %.1f s (network %.1f s)%s\n",
+                    comm.size() > 1 ? ("rank " + std::to_string(comm.rank()) + " ").c_str() : "", i + 1, cases.size(),
+                    cases[i].id.c_str(), r.seconds, r.network_s, r.rows.empty() ? " (no ground truth)" : "");
         std::fflush(stdout);
     }
     // Rank 0 gathers every rank's rows and writes them in case order.

@@ -110,6 +110,10 @@ void ConvLayer::Impl::build(algorithm alg, const Dims& strides, const Dims& pad,
                                ? fwd_weights
                                : weights_for(bdpd.weights_desc(), flat_weights);
     }
+    if (spec.forward_only) {
+        if (src_md != given_src_md) src_copy = memory(src_md, ctx.engine);
+        return;
+    }
     typename BwdWeights::desc bwd(alg, src_md, w_any, b_md, dst_md, strides, pad, pad);
     typename BwdWeights::primitive_desc bwpd(bwd, ctx.engine, fpd);
     UNET_CHECK(bwpd.src_desc() == src_md && bwpd.diff_dst_desc() == dst_md,
@@ -146,7 +150,7 @@ ConvLayer::ConvLayer(const memory::desc& src_desc, const ConvSpec& spec, ParamSt
     m.given_src_md = src_desc;
     m.nd = src_desc.data.ndims;
     m.in_c = src_desc.dims()[1];
-    m.has_bwd_data = need_diff_src;
+    m.has_bwd_data = need_diff_src && !spec.forward_only;
     UNET_CHECK(store.finalized(), "ConvLayer " << name << ": store not finalized");
     const int wi = store.find(name + ".weight"), bi = store.find(name + ".bias");
     UNET_CHECK(wi >= 0 && bi >= 0, "ConvLayer " << name << ": parameters not registered");

@@ -241,7 +241,7 @@ void build_block(UNet::Plan& P, const PlanContext& x, Block& b, const std::strin
                  int64_t out, bool need_diff_src, bool own_output_grad, bool encoder) {
     const UNetConfig& c = x.c;
     const BlockSlots slot = block_slots(P, encoder, x.fused_relu);
-    b.conv1 = std::make_unique<ConvLayer>(src_md, ConvSpec{out, 3, x.post, false, x.winograd}, x.store,
+    b.conv1 = std::make_unique<ConvLayer>(src_md, ConvSpec{out, 3, x.post, false, x.winograd, P.inference}, x.store,
                                           prefix + ".conv1", need_diff_src);
     P.reorders += b.conv1->reorders_in_use();
     P.winograd_layers += b.conv1->uses_winograd();
@@ -251,7 +251,7 @@ void build_block(UNet::Plan& P, const PlanContext& x, Block& b, const std::strin
         b.norm1 = std::make_unique<NormRelu>(b.t1.get_desc(), c.norm, group_count(c, out), x.store, prefix + ".norm1");
         b.a1 = P.forward_tensor(b.norm1->dst_desc(), slot.a1);
     }
-    b.conv2 = std::make_unique<ConvLayer>(b.a1.get_desc(), ConvSpec{out, 3, x.post, false, x.winograd}, x.store,
+    b.conv2 = std::make_unique<ConvLayer>(b.a1.get_desc(), ConvSpec{out, 3, x.post, false, x.winograd, P.inference}, x.store,
                                           prefix + ".conv2");
     P.reorders += b.conv2->reorders_in_use();
     P.winograd_layers += b.conv2->uses_winograd();
@@ -301,7 +301,7 @@ void build_decoder(UNet::Plan& P, const PlanContext& x) {
     for (int l = c.depth - 1; l >= 0; --l) {
         Level& L = P.levels[size_t(l)];
         if (c.upsampling == Upsampling::transposed) {
-            L.up_conv = std::make_unique<ConvLayer>(below.get_desc(), ConvSpec{c.filters(l), 2, PostOp::none, true},
+            L.up_conv = std::make_unique<ConvLayer>(below.get_desc(), ConvSpec{c.filters(l), 2, PostOp::none, true, false, P.inference},
                                                     x.store, level_name("up", l));
             P.reorders += L.up_conv->reorders_in_use();
             L.up = P.shared(L.up_conv->dst_desc(), kScratchA);
@@ -320,7 +320,7 @@ void build_decoder(UNet::Plan& P, const PlanContext& x) {
         build_block(P, x, P.dec[size_t(l)], level_name("dec", l), L.cat.get_desc(), c.filters(l), true, false, false);
         below = P.dec[size_t(l)].a2;
     }
-    P.out_conv = std::make_unique<ConvLayer>(below.get_desc(), ConvSpec{c.out_channels, 1, PostOp::sigmoid, false},
+    P.out_conv = std::make_unique<ConvLayer>(below.get_desc(), ConvSpec{c.out_channels, 1, PostOp::sigmoid, false, false, P.inference},
                                              x.store, "out");
     P.reorders += P.out_conv->reorders_in_use();
     P.flops_per_sample += 3 * P.out_conv->forward_flops() / double(P.batch);

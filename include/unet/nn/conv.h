@@ -40,6 +40,7 @@ struct ConvSpec {
     PostOp post_op = PostOp::none;
     bool transposed = false;  // Deconv (kernel 2, stride 2)
     bool winograd = false;    // use Winograd where oneDNN has it (2D, 3x3, 16-channel multiples)
+    bool forward_only = false;  // no backward primitives (an inference plan); backward() must not run
 };
 
 class ConvLayer {
