@@ -362,31 +362,26 @@ void print_summary(const std::string& rows, const std::string& rule) {
     }
 }
 
-int run(int argc, char** argv) {
-    PredictOptions o;
-    if (!parse(argc, argv, o)) return 0;
-    if (o.num_threads > 0) omp_set_num_threads(o.num_threads);
-    unet::Comm& comm = unet::Comm::world();
-    unet::parse_empty_rule(o.empty);
-    unet::TrainedModel t = unet::load_trained_model(o.checkpoint);
-    const unet::WindowOptions w = window_options(o, t);
-
-    std::unique_ptr<unet::DatasetReader> dataset;
+// The cases of the one input form given, checked against the model; `dataset` is opened for
+// --dataset.
+std::vector<CaseInput> input_cases(const PredictOptions& o, const unet::TrainedModel& t,
+                                   std::unique_ptr<unet::DatasetReader>* dataset) {
     std::vector<CaseInput> cases;
     if (!o.dataset.empty()) {
         try {
-            dataset = std::make_unique<unet::DatasetReader>(o.dataset);
+            *dataset = std::make_unique<unet::DatasetReader>(o.dataset);
         } catch (const std::runtime_error& e) {
             throw unet::UsageError(std::string("--dataset: ") + e.what());
         }
-        const int dims = dataset->attributes().mode == "2d" ? 2 : 3;
-        if (dims != t.options.model.dims || dataset->channels() != t.options.model.in_channels)
+        const unet::DatasetReader& d = **dataset;
+        const int dims = d.attributes().mode == "2d" ? 2 : 3;
+        if (dims != t.options.model.dims || d.channels() != t.options.model.in_channels)
             throw unet::UsageError("--dataset: " + o.dataset + " holds " + std::to_string(dims) + "D samples with " +
-                                   std::to_string(dataset->channels()) + " channels; the checkpoint is a " +
+                                   std::to_string(d.channels()) + " channels; the checkpoint is a " +
                                    std::to_string(t.options.model.dims) + "D model for " +
                                    std::to_string(t.options.model.in_channels));
-        if (!dataset->has_split(o.split)) throw unet::UsageError("--split: " + o.dataset + " has no '" + o.split + "' split");
-        cases = dataset_cases(*dataset, o.split, dims == 2);
+        if (!d.has_split(o.split)) throw unet::UsageError("--split: " + o.dataset + " has no '" + o.split + "' split");
+        cases = dataset_cases(d, o.split, dims == 2);
     } else {
         if (!t.has_preprocessing)
             throw unet::UsageError("--checkpoint: " + o.checkpoint + " records no preprocessing and its dataset '" +
@@ -401,6 +396,43 @@ int run(int argc, char** argv) {
         check_nifti_inputs(cases, t.options.model);
     }
     if (cases.empty()) throw unet::UsageError("no cases to predict");
+    return cases;
+}
+
+// Collective: every rank's metrics rows ("case index <tab> row" lines) on rank 0, in case order
+// (empty elsewhere).
+std::string gather_rows(unet::Comm& comm, const std::string& mine) {
+    std::vector<std::pair<size_t, std::string>> all;
+    auto collect = [&](const std::string& text) {
+        std::istringstream in(text);
+        for (std::string line; std::getline(in, line);) {
+            const size_t tab = line.find('\t');
+            all.emplace_back(std::stoul(line.substr(0, tab)), line.substr(tab + 1) + "\n");
+        }
+    };
+    constexpr int kRowsTag = 31;
+    if (!comm.is_root()) {
+        comm.send_text(0, kRowsTag, mine);
+        return "";
+    }
+    collect(mine);
+    for (int r = 1; r < comm.size(); ++r) collect(comm.receive_text(r, kRowsTag));
+    std::stable_sort(all.begin(), all.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+    std::string rows;
+    for (const auto& r : all) rows += r.second;
+    return rows;
+}
+
+int run(int argc, char** argv) {
+    PredictOptions o;
+    if (!parse(argc, argv, o)) return 0;
+    if (o.num_threads > 0) omp_set_num_threads(o.num_threads);
+    unet::Comm& comm = unet::Comm::world();
+    unet::parse_empty_rule(o.empty);
+    unet::TrainedModel t = unet::load_trained_model(o.checkpoint);
+    const unet::WindowOptions w = window_options(o, t);
+    std::unique_ptr<unet::DatasetReader> dataset;
+    const std::vector<CaseInput> cases = input_cases(o, t, &dataset);
     check_output_dir(o.output_dir);
 
     if (comm.is_root()) {
@@ -413,40 +445,20 @@ int run(int argc, char** argv) {
     CasePredictor predictor(o, t, w, dataset.get());
     const auto t0 = Clock::now();
     std::string mine;
-    int64_t done = 0;
     for (size_t i = size_t(comm.rank()); i < cases.size(); i += size_t(comm.size())) {
         const CaseOutcome r = predictor.run(cases[i], comm.size() == 1);
         std::istringstream rows(r.rows);
         for (std::string line; std::getline(rows, line);) mine += std::to_string(i) + "\t" + line + "\n";
-        ++done;
         std::printf("%s[%zu/%zu] %s: %.1f s (network %.1f s)%s\n",
                     comm.size() > 1 ? ("rank " + std::to_string(comm.rank()) + " ").c_str() : "", i + 1, cases.size(),
                     cases[i].id.c_str(), r.seconds, r.network_s, r.rows.empty() ? " (no ground truth)" : "");
         std::fflush(stdout);
     }
-    // Rank 0 gathers every rank's rows and writes them in case order.
-    std::vector<std::pair<size_t, std::string>> all;
-    auto collect = [&](const std::string& text) {
-        std::istringstream in(text);
-        for (std::string line; std::getline(in, line);) {
-            const size_t tab = line.find('\t');
-            all.emplace_back(std::stoul(line.substr(0, tab)), line.substr(tab + 1) + "\n");
-        }
-    };
-    constexpr int kRowsTag = 31;
-    if (comm.is_root()) {
-        collect(mine);
-        for (int r = 1; r < comm.size(); ++r) collect(comm.receive_text(r, kRowsTag));
-    } else {
-        comm.send_text(0, kRowsTag, mine);
-    }
+    const std::string rows = gather_rows(comm, mine);
     const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
     double peak = unet::peak_rss_mib();
     comm.sum(&peak, 1);  // summed: the job's memory, all ranks together
     if (!comm.is_root()) return 0;
-    std::stable_sort(all.begin(), all.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
-    std::string rows;
-    for (const auto& r : all) rows += r.second;
     std::printf("%zu cases in %.1f s (%.2f s per case per rank), peak RSS %.0f MiB%s; masks in %s\n", cases.size(),
                 seconds, seconds * comm.size() / double(cases.size()), peak, comm.size() > 1 ? " (all ranks)" : "",
                 o.output_dir.c_str());
