@@ -236,31 +236,28 @@ BlockSlots block_slots(const UNet::Plan& P, bool encoder, bool fused_relu) {
                       : BlockSlots{kScratchB, kScratchA, kScratchB, kScratchC};
 }
 
+// conv<k> -> [norm<k> + ReLU] of a block named <prefix>.*: builds the two layers on `src_md`, sets
+// `t` to the convolution's output and returns the stage's output (`t` itself when the ReLU is fused).
+memory build_stage(UNet::Plan& P, const PlanContext& x, std::unique_ptr<ConvLayer>& conv, std::unique_ptr<NormRelu>& norm,
+                   const std::string& name, int k, const memory::desc& src_md, int64_t out, bool need_diff_src,
+                   int slot_t, int slot_a, memory& t) {
+    const std::string n = std::to_string(k);
+    conv = std::make_unique<ConvLayer>(src_md, ConvSpec{out, 3, x.post, false, x.winograd, P.inference}, x.store,
+                                       name + ".conv" + n, need_diff_src);
+    P.reorders += conv->reorders_in_use();
+    P.winograd_layers += conv->uses_winograd();
+    t = P.forward_tensor(conv->dst_desc(), slot_t);
+    if (x.fused_relu) return t;
+    norm = std::make_unique<NormRelu>(t.get_desc(), x.c.norm, group_count(x.c, out), x.store, name + ".norm" + n);
+    return P.forward_tensor(norm->dst_desc(), slot_a);
+}
+
 // conv1 -> norm1 + ReLU -> conv2 -> norm2 + ReLU named <prefix>.*, on `src_md`.
 void build_block(UNet::Plan& P, const PlanContext& x, Block& b, const std::string& prefix, const memory::desc& src_md,
                  int64_t out, bool need_diff_src, bool own_output_grad, bool encoder) {
-    const UNetConfig& c = x.c;
     const BlockSlots slot = block_slots(P, encoder, x.fused_relu);
-    b.conv1 = std::make_unique<ConvLayer>(src_md, ConvSpec{out, 3, x.post, false, x.winograd, P.inference}, x.store,
-                                          prefix + ".conv1", need_diff_src);
-    P.reorders += b.conv1->reorders_in_use();
-    P.winograd_layers += b.conv1->uses_winograd();
-    b.t1 = P.forward_tensor(b.conv1->dst_desc(), slot.t1);
-    b.a1 = b.t1;
-    if (!x.fused_relu) {
-        b.norm1 = std::make_unique<NormRelu>(b.t1.get_desc(), c.norm, group_count(c, out), x.store, prefix + ".norm1");
-        b.a1 = P.forward_tensor(b.norm1->dst_desc(), slot.a1);
-    }
-    b.conv2 = std::make_unique<ConvLayer>(b.a1.get_desc(), ConvSpec{out, 3, x.post, false, x.winograd, P.inference}, x.store,
-                                          prefix + ".conv2");
-    P.reorders += b.conv2->reorders_in_use();
-    P.winograd_layers += b.conv2->uses_winograd();
-    b.t2 = P.forward_tensor(b.conv2->dst_desc(), slot.t2);
-    b.a2 = b.t2;
-    if (!x.fused_relu) {
-        b.norm2 = std::make_unique<NormRelu>(b.t2.get_desc(), c.norm, group_count(c, out), x.store, prefix + ".norm2");
-        b.a2 = P.forward_tensor(b.norm2->dst_desc(), slot.a2);
-    }
+    b.a1 = build_stage(P, x, b.conv1, b.norm1, prefix, 1, src_md, out, need_diff_src, slot.t1, slot.a1, b.t1);
+    b.a2 = build_stage(P, x, b.conv2, b.norm2, prefix, 2, b.a1.get_desc(), out, true, slot.t2, slot.a2, b.t2);
     if (P.inference) return;  // no gradients; FLOPs are counted by training plans
     b.d1 = P.shared(b.a1.get_desc(), kScratchA);
     b.d2 = own_output_grad ? P.alloc(b.a2.get_desc()) : P.shared(b.a2.get_desc(), kScratchB);
