@@ -102,7 +102,9 @@ prepare_synthetic() {
   echo "creating the synthetic MSD dataset in data/synthetic (no download needed)"
   if [ ! -f data/synthetic/dataset.json ]; then
     rm -rf data/synthetic.partial
-    build/bin/unet_prepare --synthetic 24 --output_dir data/synthetic.partial --synthetic_size 96,96,64
+    # written under a temporary name; the line it prints names the final folder
+    build/bin/unet_prepare --synthetic 24 --output_dir data/synthetic.partial --synthetic_size 96,96,64 |
+      sed 's|data/synthetic\.partial|data/synthetic|g'
     rm -rf data/synthetic && mv data/synthetic.partial data/synthetic
   fi
   build/bin/unet_prepare --source_dir data/synthetic --output "$SYNTHETIC" --mode 2d --slice_size 64
@@ -143,14 +145,14 @@ report() {
   local dice
   if [ -n "$TUNE" ]; then
     echo "results: $LOGDIR (tune/trials.csv, tune/ranking.md, tune/trial_<k>/ per trial, best/)"
-    echo "TensorBoard: tensorboard --logdir $LOGDIR/tune   (HParams tab compares the trials)"
+    echo "TensorBoard: scripts/tensorboard_venv.sh && build/tbvenv/bin/tensorboard --logdir $LOGDIR/tune   (HParams tab compares the trials)"
     # The last line: the best trial's validation Dice, from the ranking (rank,trial,best_dice,...).
     dice=$(sed -n '2s/^[^,]*,\([^,]*\),\([^,]*\),.*/best trial \1: validation Dice \2/p' "$LOGDIR/tune/ranking.csv" 2>/dev/null || true)
     echo "${dice:-no ranking: see $LOGDIR/tune/trials.csv}"
     return
   fi
   echo "results: $LOGDIR (training.log, checkpoint_best.h5, checkpoint_latest.h5, TensorBoard event files)"
-  echo "TensorBoard: tensorboard --logdir runs/   (then open http://localhost:6006)"
+  echo "TensorBoard: scripts/tensorboard_venv.sh && build/tbvenv/bin/tensorboard --logdir runs/   (then open http://localhost:6006)"
   # The last line: the final validation Dice, from rank 0's log.
   dice=$(sed -n 's/.*done:.*\(validation Dice .*\)/\1/p' "$LOGDIR/training.log" 2>/dev/null | tail -1 || true)
   echo "${dice:-validation Dice: see $LOGDIR/training.log}"

@@ -1,10 +1,14 @@
 #include "unet/log/image_writers.h"
 
 #include <gif_lib.h>
+#include <fcntl.h>
 #include <png.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <memory>
 #include <stdexcept>
 
@@ -78,7 +82,11 @@ void write_gif(const std::string& path, const std::vector<RgbImage>& frames, int
         colors[kGreys + kTints + i] = {uint8_t(v / 4), v, uint8_t(v / 4)};
     }
     int err = 0;
-    GifFileType* gif = EGifOpenFileName(path.c_str(), false, &err);
+    // Opened here with 0666 (less the umask), as fopen makes the PNGs: giflib's own open makes 0600.
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+    if (fd < 0) throw std::runtime_error(path + ": cannot open for writing (" + std::strerror(errno) + ")");
+    GifFileType* gif = EGifOpenFileHandle(fd, &err);  // closed by EGifCloseFile
+    if (!gif) ::close(fd);
     if (!gif) throw std::runtime_error(path + ": cannot open for writing (" + GifErrorString(err) + ")");
     auto fail = [&](const char* what) {
         int e = 0;

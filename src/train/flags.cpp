@@ -24,6 +24,8 @@ const char* const kCaption = "unet_train: train a 2D or 3D UNet for brain-tumour
 
 }  // namespace
 
+const char* help_caption() { return kCaption; }
+
 // A table (exempt from the length rule for functions): one row per flag, in --help's order.
 const std::vector<Flag>& flag_table() {
     static const std::vector<Flag> table = {
@@ -55,7 +57,7 @@ const std::vector<Flag>& flag_table() {
      [](TrainOptions& o, RawOptions& ) -> Value { return po::value(&o.model.norm_groups)->default_value(8); },
      [](const TrainOptions& o) { return setting_text(o.model.norm_groups); }, kConfig, FlagKind::number, nullptr},
     {"Model", "dropout", "dropout rate after the two deepest encoder blocks",
-     [](TrainOptions& o, RawOptions& ) -> Value { return po::value(&o.model.dropout)->default_value(0.f); },
+     [](TrainOptions& o, RawOptions& ) -> Value { return po::value(&o.model.dropout)->default_value(0.f, "0"); },
      [](const TrainOptions& o) { return setting_text(o.model.dropout); }, kConfig | kHParam, FlagKind::number, "dropout"},
     {"Model", "conv_algorithm", "winograd | direct: Winograd for 2D 3x3 convolutions with 16-channel multiples (about 4x faster " "on the first level; slightly different rounding), direct everywhere else",
      [](TrainOptions& , RawOptions& r) -> Value { return po::value(&r.conv_algorithm)->default_value("winograd"); },
@@ -75,14 +77,14 @@ const std::vector<Flag>& flag_table() {
     {"Training", "seed", "seed for initialisation, data order, dropout",
      [](TrainOptions& o, RawOptions& ) -> Value { return po::value(&o.seed)->default_value(42); },
      [](const TrainOptions& o) { return setting_text(o.seed); }, kConfig, FlagKind::number, nullptr},
-    {"Training", "data", "prepared HDF5 dataset (unet_prepare); without it, generated in-memory data",
+    {"Training", "data", "prepared HDF5 dataset (unet_prepare); its samples fix --input_size and --in_channels. Without it, generated in-memory data",
      [](TrainOptions& o, RawOptions& ) -> Value { return po::value(&o.data); },
      [](const TrainOptions& o) { return setting_text(o.data); }, kAgreement, FlagKind::text, nullptr},
     {"Training", "patch", "3D: train on random patches D,H,W (default: full volumes)",
      [](TrainOptions& , RawOptions& r) -> Value { return po::value(&r.patch); },
      nullptr, 0, FlagKind::text, nullptr},
     {"Training", "fg_fraction", "share of patches centred on a tumour voxel",
-     [](TrainOptions& o, RawOptions& ) -> Value { return po::value(&o.fg_fraction)->default_value(0.33f); },
+     [](TrainOptions& o, RawOptions& ) -> Value { return po::value(&o.fg_fraction)->default_value(0.33f, "0.33"); },
      nullptr, 0, FlagKind::text, nullptr},
     {"Training", "augment", "random flips and intensity scale/shift",
      [](TrainOptions& o, RawOptions& ) -> Value { return po::bool_switch(&o.augment); },
@@ -112,28 +114,28 @@ const std::vector<Flag>& flag_table() {
      [](TrainOptions& , RawOptions& r) -> Value { return po::value(&r.optimizer)->default_value("adam"); },
      [](const TrainOptions& o) { return setting_text(o.optimizer.kind); }, kConfig | kHParam, FlagKind::text, "optimizer"},
     {"Optimizer", "beta1", "Adam beta1",
-     [](TrainOptions& o, RawOptions& ) -> Value { return po::value(&o.optimizer.beta1)->default_value(0.9f); },
+     [](TrainOptions& o, RawOptions& ) -> Value { return po::value(&o.optimizer.beta1)->default_value(0.9f, "0.9"); },
      [](const TrainOptions& o) { return setting_text(o.optimizer.beta1); }, kConfig | kHParam, FlagKind::number, "beta1"},
     {"Optimizer", "beta2", "Adam beta2",
-     [](TrainOptions& o, RawOptions& ) -> Value { return po::value(&o.optimizer.beta2)->default_value(0.999f); },
+     [](TrainOptions& o, RawOptions& ) -> Value { return po::value(&o.optimizer.beta2)->default_value(0.999f, "0.999"); },
      [](const TrainOptions& o) { return setting_text(o.optimizer.beta2); }, kConfig | kHParam, FlagKind::number, "beta2"},
     {"Optimizer", "epsilon", "Adam epsilon",
-     [](TrainOptions& o, RawOptions& ) -> Value { return po::value(&o.optimizer.epsilon)->default_value(1e-8f); },
+     [](TrainOptions& o, RawOptions& ) -> Value { return po::value(&o.optimizer.epsilon)->default_value(1e-8f, "1e-8"); },
      [](const TrainOptions& o) { return setting_text(o.optimizer.epsilon); }, kConfig, FlagKind::number, nullptr},
     {"Optimizer", "amsgrad", "AMSGrad variant of Adam",
      [](TrainOptions& o, RawOptions& ) -> Value { return po::bool_switch(&o.optimizer.amsgrad); },
      [](const TrainOptions& o) { return setting_text(o.optimizer.amsgrad); }, kConfig | kHParam, FlagKind::flag, "amsgrad"},
     {"Optimizer", "momentum", "SGD momentum",
-     [](TrainOptions& o, RawOptions& ) -> Value { return po::value(&o.optimizer.momentum)->default_value(0.9f); },
+     [](TrainOptions& o, RawOptions& ) -> Value { return po::value(&o.optimizer.momentum)->default_value(0.9f, "0.9"); },
      [](const TrainOptions& o) { return setting_text(o.optimizer.momentum); }, kConfig, FlagKind::number, nullptr},
     {"Optimizer", "nesterov", "Nesterov momentum for SGD",
      [](TrainOptions& o, RawOptions& ) -> Value { return po::bool_switch(&o.optimizer.nesterov); },
      [](const TrainOptions& o) { return setting_text(o.optimizer.nesterov); }, kConfig, FlagKind::flag, nullptr},
     {"Optimizer", "weight_decay", "L2 weight decay",
-     [](TrainOptions& o, RawOptions& ) -> Value { return po::value(&o.optimizer.weight_decay)->default_value(0.f); },
+     [](TrainOptions& o, RawOptions& ) -> Value { return po::value(&o.optimizer.weight_decay)->default_value(0.f, "0"); },
      [](const TrainOptions& o) { return setting_text(o.optimizer.weight_decay); }, kConfig, FlagKind::number, nullptr},
     {"Learning rate", "learningrate", "initial learning rate",
-     [](TrainOptions& o, RawOptions& ) -> Value { return po::value(&o.schedule.learningrate)->default_value(0.0005f); },
+     [](TrainOptions& o, RawOptions& ) -> Value { return po::value(&o.schedule.learningrate)->default_value(0.0005f, "0.0005"); },
      [](const TrainOptions& o) { return setting_text(o.schedule.learningrate); }, kConfig | kHParam, FlagKind::number, "learning_rate"},
     {"Learning rate", "const_learningrate", "no decay",
      [](TrainOptions& o, RawOptions& ) -> Value { return po::bool_switch(&o.schedule.const_learningrate); },
@@ -142,7 +144,7 @@ const std::vector<Flag>& flag_table() {
      [](TrainOptions& o, RawOptions& ) -> Value { return po::value(&o.schedule.decay_steps)->default_value(150); },
      [](const TrainOptions& o) { return setting_text(o.schedule.decay_steps); }, kConfig, FlagKind::number, nullptr},
     {"Learning rate", "lr_fraction", "lr * lr_fraction^(step / decay_steps)",
-     [](TrainOptions& o, RawOptions& ) -> Value { return po::value(&o.schedule.lr_fraction)->default_value(0.25f); },
+     [](TrainOptions& o, RawOptions& ) -> Value { return po::value(&o.schedule.lr_fraction)->default_value(0.25f, "0.25"); },
      [](const TrainOptions& o) { return setting_text(o.schedule.lr_fraction); }, kConfig, FlagKind::number, nullptr},
     {"Learning rate", "warmup_steps", "linear warm-up steps",
      [](TrainOptions& o, RawOptions& ) -> Value { return po::value(&o.schedule.warmup_steps)->default_value(0); },
@@ -221,7 +223,7 @@ const std::vector<Flag>& flag_table() {
 }
 
 po::options_description option_table(TrainOptions& o, RawOptions& r) {
-    po::options_description all(kCaption);
+    po::options_description all;  // the caption is printed by --help (help_caption)
     const std::vector<Flag>& table = flag_table();
     for (size_t i = 0; i < table.size();) {
         po::options_description group(table[i].group);

@@ -1,10 +1,16 @@
 #include "unet/train/train_options.h"
 
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
 #include "unet/train/flags.h"
 
 #include <algorithm>
 #include <boost/program_options.hpp>
 #include <fstream>
+#include <map>
 #include <iostream>
 #include <sstream>
 
@@ -43,6 +49,36 @@ void resolve(TrainOptions& o, const RawOptions& r, const po::variables_map& vm);
 void resolve_tuning(TrainOptions& o, const po::variables_map& vm);
 }
 
+// A settings file stored one line at a time, so that an unknown key or a bad value names the
+// file and the line; a key given twice in the file is refused too.
+void store_settings_file(const std::string& file, const std::string& text, const po::options_description& flags,
+                         po::variables_map& vm) {
+    std::istringstream in(text);
+    std::string line, section;
+    std::map<std::string, int> first_line;
+    for (int number = 1; std::getline(in, line); ++number) {
+        const size_t start = line.find_first_not_of(" \t");
+        if (start == std::string::npos || line[start] == '#' || line[start] == ';') continue;
+        if (line[start] == '[') {
+            section = line;
+            continue;
+        }
+        const std::string where = "--config: " + file + ":" + std::to_string(number) + ": ";
+        const size_t eq = line.find('=');
+        std::string key = line.substr(start, eq == std::string::npos ? std::string::npos : eq - start);
+        key.erase(key.find_last_not_of(" \t") + 1);
+        const auto seen = first_line.emplace(section + key, number);
+        if (!seen.second)
+            throw UsageError(where + "'" + key + "' is set again (first on line " + std::to_string(seen.first->second) + ")");
+        try {
+            std::istringstream one(section + "\n" + line + "\n");
+            po::store(po::parse_config_file(one, flags), vm);
+        } catch (const po::error& e) {
+            throw UsageError(where + e.what());
+        }
+    }
+}
+
 bool is_train_flag(const std::string& name) {
     TrainOptions o;
     RawOptions r;
@@ -64,7 +100,7 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o, const std::stri
         if (!overrides.empty()) store_settings(overrides);
         po::store(po::parse_command_line(argc, argv, flags), vm);
         if (vm.count("help")) {
-            std::cout << flags << "\n";
+            std::cout << help_caption() << flags << "\n";
             return false;
         }
         if (vm.count("tune") && tune_settings) store_settings(tune_settings(vm["tune"].as<std::string>()));
@@ -74,7 +110,8 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o, const std::stri
             if (!in) throw UsageError("--config: cannot read '" + file + "'");
             std::stringstream text;
             text << in.rdbuf();
-            store_settings(is_json_config(file) ? json_config_to_settings(text.str(), file) : text.str());
+            if (is_json_config(file)) store_settings(json_config_to_settings(text.str(), file));
+            else store_settings_file(file, text.str(), flags, vm);
         }
         po::notify(vm);
     } catch (const po::error& e) {
@@ -147,6 +184,11 @@ void resolve(TrainOptions& o, const RawOptions& r, const po::variables_map& vm) 
     o.val_whole_every = parse_whole_every(r.val_whole_every);
     if (!o.tune_file.empty() && o.val_whole_every > 1)
         throw UsageError("--val_whole_every: the tuner compares trials after every epoch; use 1, auto or 0 (patches)");
+    // A missing dataset is a typing mistake (exit 2), found before any rank starts work; a damaged
+    // one is found by the reader (exit 1).
+    if (!o.data.empty() && access(o.data.c_str(), R_OK) != 0)
+        throw UsageError("--data: cannot read '" + o.data + "' (" + std::strerror(errno) +
+                         "); prepare a dataset with unet_prepare");
     if (o.sync != "ps" && o.sync != "allreduce") throw UsageError("--sync: expected ps or allreduce, got '" + o.sync + "'");
     if (o.resume == "auto" && o.logdir.empty()) throw UsageError("--resume auto: needs --logdir (where to look)");
     if (!(o.fg_fraction >= 0 && o.fg_fraction <= 1)) throw UsageError("--fg_fraction: expected a value in [0, 1]");

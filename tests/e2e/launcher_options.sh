@@ -59,7 +59,7 @@ grep -q "restart 1 of 1 with --resume auto" "$tmp/out" || fail "no restart messa
 grep -q "resumed from $run/checkpoint_latest.h5 at step" "$run/training.log" || fail "the restart did not resume"
 grep -q "done: 40 steps" "$run/training.log" || fail "the restarted job did not finish"
 tail -1 "$tmp/out" | grep -q "^validation Dice [0-9.]* (best [0-9.]*)$" || fail "last line: $(tail -1 "$tmp/out")"
-grep -q "^TensorBoard: tensorboard --logdir runs/" "$tmp/out" || fail "no TensorBoard hint"
+grep -q "^TensorBoard: scripts/tensorboard_venv.sh && build/tbvenv/bin/tensorboard --logdir runs/" "$tmp/out" || fail "no TensorBoard hint"
 
 # SIGTERM to the launcher (as Ctrl-C) reaches the job: checkpoint, stop, no restart; then resume.
 rm -rf "$run"

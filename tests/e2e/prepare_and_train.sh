@@ -61,4 +61,11 @@ expect_error 2 "--patch" "$B"/unet_train --logdir "$T/run4" --data "$T/b3.h5" --
 [ ! -e "$T/x.h5" ] || fail "a failed conversion left $T/x.h5"
 expect_error 2 "--checkpoint" "$B"/unet_visualize --dataset "$T/b3.h5" --checkpoint "$T/run1/checkpoint_latest.h5" --out "$T/z.gif"
 expect_error 2 "--sample" "$B"/unet_visualize --dataset "$T/b3.h5" --sample 99 --out "$T/y.gif"
+# the extension says the format: a .png is one --slice, a .gif every slice
+expect_error 2 "--out: a .png holds one slice" "$B"/unet_visualize --dataset "$T/b3.h5" --out "$T/all.png"
+expect_error 2 "--out: --slice writes one PNG" "$B"/unet_visualize --dataset "$T/b3.h5" --slice 3 --out "$T/one.gif"
+expect_error 2 "--out: expected a file name ending in .gif" "$B"/unet_visualize --dataset "$T/b3.h5" --out "$T/x.jpg"
+[ ! -e "$T/all.png" ] && [ ! -e "$T/one.gif" ] || fail "a refused --out left a file"
+# GIFs and PNGs get the same permissions (giflib's own open would make the GIF 0600)
+[ "$(stat -c %a "$T/s.gif")" = "$(stat -c %a "$T/s.png")" ] || fail "GIF mode $(stat -c %a "$T/s.gif"), PNG $(stat -c %a "$T/s.png")"
 echo ok

@@ -13,7 +13,12 @@ grep -q "3 ranks (rank 0 parameter server)" "$run/training.log" || { echo "not a
 for d in train validation; do
   ls "$run/$d"/events.out.tfevents.* >/dev/null 2>&1 || { echo "no TensorBoard event file in $run/$d"; exit 1; }
 done
-echo "$out" | grep -q "^TensorBoard: tensorboard --logdir runs/" || { echo "no TensorBoard hint"; exit 1; }
+echo "$out" | grep -q "^TensorBoard: scripts/tensorboard_venv.sh && build/tbvenv/bin/tensorboard --logdir runs/" || { echo "no TensorBoard hint"; exit 1; }
+# the first run creates the dataset under a temporary folder name: the user is told the final one
+if echo "$out" | grep -q "^creating the synthetic MSD dataset"; then
+  echo "$out" | grep -q "^wrote 24 synthetic cases .* to data/synthetic$" || { echo "$out" | head -8; echo "no line naming data/synthetic"; exit 1; }
+fi
+echo "$out" | grep -q "synthetic\.partial" && { echo "$out" | grep "synthetic\.partial"; echo "the temporary folder's name was shown"; exit 1; }
 dice=$(echo "$out" | tail -1 | sed -n 's/^validation Dice \([0-9.]*\) (best [0-9.]*)$/\1/p')
 [ -n "$dice" ] || { echo "$out" | tail -3; echo "does not end with the validation Dice"; exit 1; }
 awk -v d="$dice" 'BEGIN { exit !(d > 0.8) }' || { echo "$out" | tail -8; echo "validation Dice $dice"; exit 1; }

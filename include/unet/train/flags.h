@@ -49,6 +49,7 @@ struct Flag {
 };
 
 const std::vector<Flag>& flag_table();
+const char* help_caption();  // what --help prints above the option table
 
 // The Program_options table of every flag, bound to `o` and `r`, grouped as --help shows it.
 boost::program_options::options_description option_table(TrainOptions& o, RawOptions& r);
