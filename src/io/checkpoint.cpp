@@ -349,7 +349,7 @@ void read_strings(hid_t file, Checkpoint& c, const std::string& path) {
 
 }  // namespace
 
-Checkpoint read_checkpoint(const std::string& path) {
+Checkpoint read_checkpoint(const std::string& path, bool arrays) {
     silence_hdf5_errors(path);
     const std::string expect =
         "expected a unet checkpoint with checkpoint_format " + std::to_string(kCheckpointFormatVersion);
@@ -384,7 +384,7 @@ Checkpoint read_checkpoint(const std::string& path) {
                         "checkpoint_format " + std::to_string(version) + ", this build reads checkpoint_format " +
                             std::to_string(kCheckpointFormatVersion));
 
-        read_arrays(root, c, path);
+        if (arrays) read_arrays(root, c, path);
         read_integers(root, c, path);
         read_strings(root, c, path);
     }

@@ -2,17 +2,17 @@
 
 #include <unistd.h>
 
-#include <cerrno>
-#include <cstring>
-
-#include "unet/train/flags.h"
-
 #include <algorithm>
 #include <boost/program_options.hpp>
+#include <cerrno>
+#include <cstring>
 #include <fstream>
-#include <map>
 #include <iostream>
+#include <map>
 #include <sstream>
+
+#include "unet/io/checkpoint.h"
+#include "unet/train/flags.h"
 
 #include "unet/train/json_config.h"
 #include "unet/core/check.h"
@@ -79,6 +79,57 @@ void store_settings_file(const std::string& file, const std::string& text, const
     }
 }
 
+// --resume FILE, or --resume auto with a checkpoint in --logdir: the checkpoint's path, else "".
+std::string resume_source(const po::variables_map& vm) {
+    if (!vm.count("resume")) return "";
+    const std::string r = vm["resume"].as<std::string>();
+    if (r != "auto") return r;
+    if (!vm.count("logdir")) return "";
+    const std::string latest = vm["logdir"].as<std::string>() + "/checkpoint_latest.h5";
+    return access(latest.c_str(), F_OK) == 0 ? latest : "";
+}
+
+// What a resumed run takes from its checkpoint, as settings lines below the command line: the
+// configuration it trained with, its dataset and patch, and (without --logdir) its directory.
+std::string resumed_settings(const std::string& file, const po::variables_map& vm, TrainOptions* trained) {
+    Checkpoint c;
+    try {
+        c = read_checkpoint(file, false);
+    } catch (const std::runtime_error& e) {
+        throw UsageError(std::string("--resume: ") + e.what());
+    }
+    const auto config = c.strings.find("config");
+    if (config == c.strings.end()) throw UsageError("--resume: " + file + " records no configuration");
+    *trained = parse_settings_text(config->second);
+    std::string text = config->second + "\n";
+    for (const char* key : {"data", "patch"}) {
+        const auto v = c.strings.find(key);
+        if (v != c.strings.end()) text += std::string(key) + " = " + v->second + "\n";
+    }
+    if (!vm.count("logdir")) {
+        const size_t slash = file.find_last_of('/');
+        text += "logdir = " + (slash == std::string::npos ? std::string(".") : file.substr(0, slash)) + "\n";
+    }
+    return text;
+}
+
+// A resumed run must be the model and optimizer it continues: a command-line flag that changes
+// them is refused with both sides named.
+void check_resumed_model(const std::string& file, const TrainOptions& trained, const TrainOptions& o) {
+    const UNetConfig &a = trained.model, &b = o.model;
+    auto describe = [](const TrainOptions& t) {
+        const UNetConfig& m = t.model;
+        return std::to_string(m.dims) + "D UNet, filters " + std::to_string(m.base_filters) + ", depth " +
+               std::to_string(m.depth) + ", norm " + norm_name(m.norm) + ", " + upsampling_name(m.upsampling) +
+               " up-sampling, optimizer " + t.optimizer.kind + (t.optimizer.amsgrad ? " (amsgrad)" : "");
+    };
+    if (a.dims != b.dims || a.base_filters != b.base_filters || a.depth != b.depth || a.norm != b.norm ||
+        a.upsampling != b.upsampling || trained.optimizer.kind != o.optimizer.kind ||
+        trained.optimizer.amsgrad != o.optimizer.amsgrad)
+        throw UsageError("--resume: " + file + " is a " + describe(trained) + "; this run asks a " + describe(o) +
+                         " (leave the model flags out to continue it)");
+}
+
 bool is_train_flag(const std::string& name) {
     TrainOptions o;
     RawOptions r;
@@ -90,6 +141,8 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o, const std::stri
     RawOptions r;
     po::options_description flags = option_table(o, r);
     po::variables_map vm;
+    TrainOptions trained;  // a resumed checkpoint's configuration
+    std::string resumed;
     for (int i = 0; i < argc; ++i) o.command_line += (i ? " " : "") + std::string(argv[i]);
     // Program_options keeps the first value stored for a flag: layers go in from the strongest.
     auto store_settings = [&](const std::string& text) {
@@ -103,6 +156,9 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o, const std::stri
             std::cout << help_caption() << flags << "\n";
             return false;
         }
+        // A resume continues the checkpoint's run: its settings, under what the command line says.
+        resumed = overrides.empty() ? resume_source(vm) : "";
+        if (!resumed.empty()) store_settings(resumed_settings(resumed, vm, &trained));
         if (vm.count("tune") && tune_settings) store_settings(tune_settings(vm["tune"].as<std::string>()));
         if (vm.count("config")) {
             const std::string file = vm["config"].as<std::string>();
@@ -118,6 +174,7 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o, const std::stri
         throw UsageError(e.what());
     }
     resolve(o, r, vm);
+    if (!resumed.empty()) check_resumed_model(resumed, trained, o);
     return true;
 }
 

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # A run interrupted (by --steps, or by SIGTERM) and resumed from its checkpoint ends bit-identical
-# to an uninterrupted run with the same seed: parameters, batch-norm buffers, Adam moments.
+# to an uninterrupted run with the same seed: parameters, batch-norm buffers, Adam moments. The
+# stop line's "continue with --resume FILE" works as printed (the model, data and run directory
+# come from the checkpoint), and asking another model of a checkpoint names both.
 set -u
 BIN=${BUILD:-build}/bin/unet_train
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
@@ -42,13 +44,20 @@ grep -q "stopped by signal 15" "$T/sig/training.log" || fail "no stop line in tr
 step=$(/usr/bin/python3 -c "import h5py,sys; print(int(h5py.File(sys.argv[1],'r')['integers'].attrs['step']))" "$T/sig/checkpoint_latest.h5")
 [ "$step" -gt 0 ] || fail "SIGTERM checkpoint at step $step"
 target=$((step + 3))
-"$BIN" "${ARGS[@]}" --logdir "$T/sig" --steps "$target" --resume "$T/sig/checkpoint_latest.h5" >/dev/null 2>&1 || fail "resume after SIGTERM"
+# The hint in the log is a command that works as printed: no model flags, no --logdir (only
+# --steps here, to stop where the reference run stops).
+hint=$(sed -n 's/.*stopped by signal 15 at step [0-9]*; continue with --resume \(.*\)$/\1/p' "$T/sig/training.log")
+[ "$hint" = "$T/sig/checkpoint_latest.h5" ] || fail "the stop line's hint: '$hint'"
+"$BIN" --resume "$hint" --steps "$target" >"$T/resumed.out" 2>&1 || { tail -3 "$T/resumed.out"; fail "resume as the hint says"; }
+grep -q "resumed from $hint" "$T/sig/training.log" || fail "the resumed run did not continue in $T/sig"
 "$BIN" "${ARGS[@]}" --logdir "$T/ref" --steps "$target" >/dev/null 2>&1 || fail "reference run"
 same "$T/ref/checkpoint_latest.h5" "$T/sig/checkpoint_latest.h5" || fail "resume after SIGTERM differs"
 
-# A checkpoint of another model is refused with one line naming it.
+# Asking another model of a checkpoint is refused with one line naming both sides, exit 2.
 msg=$("$BIN" --dims 2 --input_size 32,32 --filters 16 --depth 2 --logdir "$T/other" --resume "$T/ref/checkpoint_latest.h5" 2>&1)
-[ $? -eq 1 ] && echo "$msg" | grep -q "another model" || fail "mismatched resume: $msg"
+[ $? -eq 2 ] && [ "$(echo "$msg" | wc -l)" -eq 1 ] &&
+  echo "$msg" | grep -q "is a 2D UNet, filters 8, depth 2, norm batch, .*; this run asks a 2D UNet, filters 16," ||
+  fail "mismatched resume: $msg"
 # An unwritable log directory stops the job before training.
 msg=$("$BIN" --dims 2 --input_size 32,32 --filters 8 --depth 2 --logdir /proc/nope/run 2>&1)
 [ $? -eq 1 ] && echo "$msg" | grep -q "/proc/nope/run" || fail "unwritable logdir: $msg"

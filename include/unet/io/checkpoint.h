@@ -28,6 +28,7 @@ struct Checkpoint {
 
 void write_checkpoint(const std::string& path, const Checkpoint& c);
 // Validates the format version; throws naming the file if it is missing, not HDF5, or not ours.
-Checkpoint read_checkpoint(const std::string& path);
+// `arrays` false reads only the integers and strings (the settings a resume starts from).
+Checkpoint read_checkpoint(const std::string& path, bool arrays = true);
 
 }  // namespace unet
