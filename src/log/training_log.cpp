@@ -45,6 +45,14 @@ void TrainingLog::line(const char* fmt, ...) {
     // On a terminal the line replaces the training progress bar, which is redrawn after it.
     static const bool tty = isatty(STDERR_FILENO) != 0;
     std::fprintf(stderr, "%s%s%s\n", tty ? "\r\033[K" : "", tag_.c_str(), text);
+    write_file(text);
+}
+
+void TrainingLog::record_failure(const std::string& what) {
+    if (file_) write_file(("failed: " + what).c_str());
+}
+
+void TrainingLog::write_file(const char* text) {
     char stamp[32];
     const std::time_t now = std::time(nullptr);
     std::tm tm{};

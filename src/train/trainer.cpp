@@ -329,12 +329,19 @@ RunSummary run_training(const TrainOptions& opts, Comm& comm, TrainingHooks* hoo
     RunSetup setup = plan_run(opts, comm);
     if (setup.o.logdir.empty()) setup.o.logdir = default_logdir();
     TrainingHooks no_hooks;
-    // Only rank 0 writes the run directory; an unwritable logdir stops the job here, before any work.
-    TrainingLog log = comm.is_root() ? TrainingLog(setup.o.logdir, setup.o.console_tag) : TrainingLog();
     ControlChannel control(comm, setup.o.step_timeout, setup.first_worker());
+    // The roles first: the data and the model are checked against the settings before the run
+    // directory exists, so a mistake leaves no empty run behind.
     const std::unique_ptr<RankRole> role = make_rank_role(setup, comm, control);
+    // Only rank 0 writes the run directory; an unwritable logdir stops the job here, before any step.
+    TrainingLog log = comm.is_root() ? TrainingLog(setup.o.logdir, setup.o.console_tag) : TrainingLog();
     RunLoop loop(*role, comm, hooks_in ? *hooks_in : no_hooks, log);
-    return loop.run();
+    try {
+        return loop.run();
+    } catch (const std::exception& e) {
+        log.record_failure(e.what());  // the log tells the whole story, also of a run that failed
+        throw;
+    }
 }
 
 }  // namespace unet

@@ -58,6 +58,13 @@ expect_error 2 "--mode" "$B"/unet_prepare --source_dir "$T/msd" --output "$T/x.h
 echo "not hdf5" > "$T/bogus.h5"
 expect_error 1 "bogus.h5" "$B"/unet_train --logdir "$T/run3" --data "$T/bogus.h5" --dims 2
 expect_error 2 "--patch" "$B"/unet_train --logdir "$T/run4" --data "$T/b3.h5" --dims 3 --patch 128,32,32 --filters 4 --depth 2
+expect_error 2 "--dims" "$B"/unet_train --logdir "$T/run5" --data "$T/b3.h5" --dims 2 --filters 4 --depth 2
+# settings that do not fit the data leave no run directory behind
+for d in run3 run4 run5; do [ ! -e "$T/$d" ] || fail "a refused run left $T/$d: $(ls -la "$T/$d")"; done
+# a run that fails while training says why in its training.log too
+"$B"/unet_train --logdir "$T/nan" --dims 2 --input_size 32,32 --filters 8 --depth 2 --learningrate 1e30 \
+  --print_every 1000 >/dev/null 2>&1 && fail "a diverging run exited 0"
+tail -1 "$T/nan/training.log" | grep -q "failed: loss is NaN at step" || fail "training.log does not end with the failure: $(tail -2 "$T/nan/training.log")"
 [ ! -e "$T/x.h5" ] || fail "a failed conversion left $T/x.h5"
 expect_error 2 "--checkpoint" "$B"/unet_visualize --dataset "$T/b3.h5" --checkpoint "$T/run1/checkpoint_latest.h5" --out "$T/z.gif"
 expect_error 2 "--sample" "$B"/unet_visualize --dataset "$T/b3.h5" --sample 99 --out "$T/y.gif"

@@ -22,9 +22,12 @@ class TrainingLog {
     TrainingLog& operator=(const TrainingLog&) = delete;
 
     void line(const char* fmt, ...) __attribute__((format(printf, 2, 3)));
+    // The error that ends the run, into the file only (the program prints it on stderr itself).
+    void record_failure(const std::string& what);
     const std::string& path() const { return path_; }
 
    private:
+    void write_file(const char* text);  // one time-stamped line
     std::FILE* file_ = nullptr;
     std::string path_;
     std::string tag_;
