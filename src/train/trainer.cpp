@@ -85,6 +85,8 @@ class RunLoop {
     void gather();  // collective: the whole model to rank 0 (once per step at most)
     void show_model();
     void log_peak_memory();  // collective: the workers' peak RSS against the estimate
+    // This run's seconds, the sessions before a resume included.
+    double training_seconds() const { return seconds_before_ + seconds_since(t_start_); }
     RunSummary finish(const std::string& status);
 
     RankRole& role_;
@@ -98,10 +100,11 @@ class RunLoop {
     Progress p_;
     RunSummary summary_;
     RunTimes times_;
-    double val_dice_ = 0, loss_sum_ = 0, dice_sum_ = 0;
+    double val_dice_ = 0;
     int64_t done_ = 0, first_step_ = 0, run_total_ = 0, gathered_at_ = -1;
     bool limit_ = false;
     int estimate_mib_ = 0;
+    double seconds_before_ = 0;  // training seconds of the sessions before a resume
     Clock::time_point t_start_ = Clock::now(), t_checkpoint_ = Clock::now(), t_epoch_ = Clock::now();
 };
 
@@ -127,8 +130,8 @@ RunSummary RunLoop::run() {
         }
     }
     save(latest_);
-    log_.line("done: %lld steps in %.1fs, validation Dice %.4f (best %.4f)", (long long)p_.step, seconds_since(t_start_),
-              val_dice_, p_.best_val_dice);
+    log_.line("done: %lld steps in %.1fs of training, validation Dice %.4f (best %.4f)", (long long)p_.step,
+              training_seconds(), val_dice_, p_.best_val_dice);
     log_peak_memory();
     return finish("completed");
 }
@@ -137,6 +140,7 @@ void RunLoop::resume() {
     const std::string from = o_.resume == "auto" ? (file_exists(latest_) ? latest_ : "") : o_.resume;
     if (!from.empty()) {
         p_ = role_.restore(read_checkpoint(from), from);
+        seconds_before_ = p_.train_seconds;
         log_.line("resumed from %s at step %lld (epoch %d, %lld steps into it)", from.c_str(), (long long)p_.step,
                   p_.epoch + 1, (long long)p_.epoch_step);
     } else if (o_.resume == "auto") {
@@ -170,7 +174,7 @@ std::string RunLoop::run_epoch(int epoch) {
     p_.epoch = epoch;
     p_.epoch_step = skip;
     times_ = RunTimes{0, 0, 0, 0, s_.worker >= 0};
-    loss_sum_ = dice_sum_ = 0;
+    if (skip == 0) p_.epoch_loss_sum = p_.epoch_dice_sum = 0;  // a resumed epoch keeps its sums
     done_ = 0;
     t_epoch_ = Clock::now();
     for (;;) {
@@ -184,7 +188,7 @@ std::string RunLoop::run_epoch(int epoch) {
         times_.put(ctl.sums.data() + kTimingSlot);
         StepResult r;
         if (!role_.step(p_.step, ctl, r)) return "";
-        loss_sum_ += r.loss, dice_sum_ += r.dice;
+        p_.epoch_loss_sum += r.loss, p_.epoch_dice_sum += r.dice;
         times_.compute += r.compute_s, times_.comm += r.comm_s, times_.update += r.update_s;
         ++p_.step, ++p_.epoch_step, ++done_;
         bar_.update(epoch, o_.epochs, p_.epoch_step, s_.steps_per_epoch, r.loss, p_.step - first_step_, run_total_);
@@ -261,15 +265,18 @@ bool RunLoop::end_epoch(int epoch, bool completed) {
     Shares sh;
     const MetricSums v = validate(&sh);
     if (s_.whole_every == 0) val_dice_ = v.mean_dice();
-    if (completed) {
-        p_.epoch = epoch + 1;
-        p_.epoch_step = 0;
-    }
     EpochReport er;
     er.epoch = epoch;
     er.step = p_.step;
-    er.train_loss = loss_sum_ / double(std::max<int64_t>(1, done_));
-    er.train_dice = dice_sum_ / double(std::max<int64_t>(1, done_));
+    // Over all the epoch's steps, also those before a resume (their sums came with the checkpoint).
+    const double steps = double(std::max<int64_t>(1, p_.epoch_step));
+    er.train_loss = p_.epoch_loss_sum / steps;
+    er.train_dice = p_.epoch_dice_sum / steps;
+    if (completed) {
+        p_.epoch = epoch + 1;
+        p_.epoch_step = 0;
+        p_.epoch_loss_sum = p_.epoch_dice_sum = 0;
+    }
     er.validation = v;
     er.seconds = epoch_s;
     auto share = [&](double x) { return epoch_s > 0 ? 100.0 * x / epoch_s : 0.0; };
@@ -296,6 +303,7 @@ bool RunLoop::end_epoch(int epoch, bool completed) {
 void RunLoop::save(const std::string& path) {
     gather();
     if (!comm_.is_root()) return;
+    p_.train_seconds = training_seconds();
     write_checkpoint(path, capture_state(role_.model(), role_.optimizer(), p_, o_));
     log_.line("checkpoint %s at step %lld", path.c_str(), (long long)p_.step);
 }
@@ -318,7 +326,7 @@ RunSummary RunLoop::finish(const std::string& status) {
     summary_.steps = p_.step;
     summary_.final_val_dice = val_dice_;
     summary_.best_val_dice = std::max(0.0, p_.best_val_dice);
-    summary_.seconds = seconds_since(t_start_);
+    summary_.seconds = training_seconds();
     hooks_.on_end(summary_);
     return summary_;
 }

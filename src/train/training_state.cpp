@@ -1,5 +1,7 @@
 #include "unet/train/training_state.h"
 
+#include <cstdio>
+
 #include <cstring>
 #include <sstream>
 #include <stdexcept>
@@ -18,6 +20,13 @@ int64_t checkpoint_write_bytes(const ParamStore& store, const Optimizer& opt) {
     return 3 * 4 * floats;
 }
 
+// Doubles as text that reads back to the same bits.
+static std::string exact_text(double v) {
+    char text[32];
+    std::snprintf(text, sizeof text, "%.17g", v);
+    return text;
+}
+
 Checkpoint capture_state(const ParamStore& s, Optimizer& opt, const Progress& p, const TrainOptions& o) {
     Checkpoint c;
     c.arrays["params"].assign(s.params(), s.params() + s.size());
@@ -29,6 +38,9 @@ Checkpoint capture_state(const ParamStore& s, Optimizer& opt, const Progress& p,
     c.integers["optimizer_step"] = opt.step_count();
     c.integers["seed"] = int64_t(o.seed);
     c.strings["best_val_dice"] = std::to_string(p.best_val_dice);
+    c.strings["epoch_loss_sum"] = exact_text(p.epoch_loss_sum);
+    c.strings["epoch_dice_sum"] = exact_text(p.epoch_dice_sum);
+    c.strings["train_seconds"] = exact_text(p.train_seconds);
     c.strings["param_layout"] = param_layout(s);
     c.strings["optimizer"] = opt.config().kind + (opt.config().amsgrad ? "+amsgrad" : "");
     c.strings["config"] = o.describe();
@@ -90,6 +102,15 @@ Progress restore_state(const Checkpoint& c, const std::string& source, ParamStor
     p.epoch_step = integer("epoch_step");
     auto best = c.strings.find("best_val_dice");
     if (best != c.strings.end()) p.best_val_dice = std::stod(best->second);
+    // Absent from checkpoints written before they were recorded: the epoch's means then cover
+    // only the steps after the resume.
+    auto real = [&](const char* name) {
+        auto it = c.strings.find(name);
+        return it == c.strings.end() ? 0.0 : std::stod(it->second);
+    };
+    p.epoch_loss_sum = real("epoch_loss_sum");
+    p.epoch_dice_sum = real("epoch_dice_sum");
+    p.train_seconds = real("train_seconds");
     return p;
 }
 

@@ -32,6 +32,11 @@ PY
 "$BIN" "${ARGS[@]}" --logdir "$T/part" --steps 10 --resume auto >/dev/null 2>&1 || fail "resumed half"
 grep -q "resumed from .* at step 6" "$T/part/training.log" || fail "no resume line in training.log"
 same "$T/full/checkpoint_latest.h5" "$T/part/checkpoint_latest.h5" || fail "resume after --steps differs"
+# the epoch the resume fell into (epoch 2: steps 5-8, resumed after step 6) reports the
+# uninterrupted epoch's train loss and Dice (its first steps' sums come with the checkpoint)
+e_full=$(grep -o "epoch 2/1000  train loss [0-9.]* dice [0-9.]*" "$T/full/training.log")
+e_part=$(grep -o "epoch 2/1000  train loss [0-9.]* dice [0-9.]*" "$T/part/training.log" | tail -1)  # the first session also ended inside epoch 2
+[ -n "$e_full" ] && [ "$e_full" = "$e_part" ] || fail "resumed epoch: '$e_part', uninterrupted: '$e_full'"
 
 # SIGTERM in the middle: a checkpoint, exit 0, and the resumed run matches an uninterrupted one.
 "$BIN" "${ARGS[@]}" --logdir "$T/sig" --steps 100000 >/dev/null 2>&1 &

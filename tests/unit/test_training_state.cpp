@@ -44,6 +44,7 @@ TEST(TrainingState, CaptureWriteReadRestoreRoundTrip) {
     opt_a.step(s.params(), s.grads(), 0.01f);
     Progress p;
     p.step = 12, p.epoch = 3, p.epoch_step = 2, p.best_val_dice = 0.625;
+    p.epoch_loss_sum = 1.0 / 3.0, p.epoch_dice_sum = 0.1 + 0.2, p.train_seconds = 12.345678901234567;
     const std::string path = dir.path() + "/c.h5";
     write_checkpoint(path, capture_state(s, opt_a, p, o));
 
@@ -56,6 +57,9 @@ TEST(TrainingState, CaptureWriteReadRestoreRoundTrip) {
     EXPECT_EQ(q.epoch, 3);
     EXPECT_EQ(q.epoch_step, 2);
     EXPECT_EQ(q.best_val_dice, 0.625);
+    EXPECT_EQ(q.epoch_loss_sum, 1.0 / 3.0);  // bit for bit: a resumed epoch's mean is the uninterrupted one's
+    EXPECT_EQ(q.epoch_dice_sum, 0.1 + 0.2);
+    EXPECT_EQ(q.train_seconds, 12.345678901234567);
     EXPECT_EQ(opt_b.step_count(), 2);
     const ParamStore& t = b.store();
     ASSERT_EQ(t.size(), s.size());

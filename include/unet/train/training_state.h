@@ -19,6 +19,10 @@ struct Progress {
     int epoch = 0;           // epoch in progress
     int64_t epoch_step = 0;  // steps of `epoch` already taken
     double best_val_dice = -1;
+    // Sums over those steps of the step losses and Dice, so that a resumed epoch's means are the
+    // uninterrupted epoch's; and the run's training seconds before this session.
+    double epoch_loss_sum = 0, epoch_dice_sum = 0;
+    double train_seconds = 0;
 };
 
 // "name offset count" per parameter, one per line: a resumed model must match it exactly.
