@@ -110,6 +110,21 @@ prepare_synthetic() {
   build/bin/unet_prepare --source_dir data/synthetic --output "$SYNTHETIC" --mode 2d --slice_size 64
 }
 
+# make, with a line every 15 s while it works (the first build takes a few minutes); its output
+# goes to build/make.log, whose tail is shown if it fails.
+build_program() {
+  make -q all 2>/dev/null && return 0
+  mkdir -p build
+  echo "building the programs (make -j$CORES all; log in build/make.log)"
+  make -j"$CORES" all >build/make.log 2>&1 &
+  local pid=$! start=$SECONDS
+  while kill -0 "$pid" 2>/dev/null; do
+    sleep 1
+    [ $(((SECONDS - start) % 15)) -eq 0 ] && echo "  still building: $((SECONDS - start)) s"
+  done
+  wait "$pid" || { tail -20 build/make.log >&2; die "the build failed (build/make.log)"; }
+}
+
 # Runs the job (the command that build_command RESTART leaves in CMD) until it succeeds, fails
 # with NO_RESTART_RC (a usage error: restarting cannot help), or has been restarted MAX_RESTARTS
 # times; restarts continue from the latest checkpoint of the run, as torchrun's --max-restarts.
@@ -240,17 +255,26 @@ build_command() {  # RESTART
 build_command 0
 COMMAND=("${CMD[@]}")
 
+# unet_train checks every passed-on flag (and the files they name) before mpirun starts anything:
+# one line and exit 2 for a mistake, also in a dry run when the program is built.
+check_flags() {
+  local msg
+  msg=$(build/bin/unet_train "${TRAIN_ARGS[@]}" --check_flags 2>&1) || { echo "$msg" | tail -1 >&2; exit 2; }
+}
+
 if [ "$DRY_RUN" -eq 1 ]; then
   echo "would run: scripts/install_deps.sh"
   echo "would run: make -j$CORES all"
+  if [ -x build/bin/unet_train ] && [ -n "$DATA" -o -f "$SYNTHETIC" ]; then check_flags; echo "flags checked: ok"; fi
   [ -n "$DATA" ] || [ -f "$SYNTHETIC" ] || echo "would create: data/synthetic and $SYNTHETIC (build/bin/unet_prepare)"
   echo "would run: $(show "${COMMAND[@]}")"
   exit 0
 fi
 
 scripts/install_deps.sh
-make -j"$CORES" all >/dev/null
+build_program
 [ -n "$DATA" ] || prepare_synthetic
+check_flags
 if [ "$(id -u)" -eq 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
 echo "training $SETTINGS on ${DATA:-$SYNTHETIC}: $NP ranks ($ROLES), OMP_NUM_THREADS=$THREADS; results in $LOGDIR"
 echo "$(show "${COMMAND[@]}")"

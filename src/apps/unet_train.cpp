@@ -45,6 +45,10 @@ int main(int argc, char** argv) {
     return unet::run_program("unet_train", [&] {
         unet::TrainOptions opts;
         if (!unet::parse_train_options(argc, argv, opts, "", unet::tune_file_settings)) return 0;
+        if (opts.check_only) {
+            if (unet::Comm::world().is_root()) std::printf("unet_train: flags ok\n");
+            return 0;
+        }
         if (opts.num_threads > 0) omp_set_num_threads(opts.num_threads);
         // Flush denormals to zero on every compute thread: tiny activations and gradients late in
         // training otherwise run through microcode assists, many times slower.

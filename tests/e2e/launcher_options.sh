@@ -11,11 +11,11 @@ trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$tmp" "$run"' EXIT
 fail() { echo "FAIL: $*"; exit 1; }
 L=./run_distributed_training.sh
 
-out=$(OMP_NUM_THREADS= $L --dry-run --epochs 2 --tune settings/quick.ini) || fail "--dry-run exit $?"
+out=$(OMP_NUM_THREADS= $L --dry-run --epochs 2 --tune settings/tune_quick.ini) || fail "--dry-run exit $?: $out"
 cmd=$(echo "$out" | sed -n 's/^would run: mpirun/mpirun/p')
 [ -n "$cmd" ] || fail "no mpirun line in: $out"
 echo "$cmd" | grep -q -- "^mpirun -np 3 " || fail "not 3 ranks: $cmd"
-echo "$cmd" | grep -q -- "--config settings/quick.ini .*--logdir runs/[0-9-]* --tune=settings/quick.ini --epochs 2$" ||
+echo "$cmd" | grep -q -- "--config settings/quick.ini .*--logdir runs/[0-9-]* --tune=settings/tune_quick.ini --epochs 2$" ||
   fail "flags not passed through in order: $cmd"
 cores=$(nproc)
 if [ $((3 * (cores / 2))) -le "$cores" ]; then
@@ -38,6 +38,12 @@ check_error "--np: expected a positive integer, got 'two'" --np two --dry-run
 check_error "--settings: cannot read 'nope.ini'" --settings nope.ini --dry-run
 check_error "--max_restarts: expected 0 or a positive integer, got '-1'" --max_restarts -1 --dry-run
 check_error "--tune: no such file" --tune nope.ini --dry-run
+# unet_train checks the flags passed on before mpirun starts (a dry run too): one line, exit 2,
+# nothing from Open MPI
+check_error "unet_train: unrecognised option '--epocs'" --dry-run --epocs 2
+check_error "unet_train: unrecognised option '--epocs'" --epocs 2
+check_error "unet_train: --loss: " --loss focal
+out=$($L --epocs 2 2>&1); echo "$out" | grep -q "ORTE\|MPI_ABORT\|^training " && fail "a bad flag reached mpirun: $out"
 check_error "--data: no such file" --data nope.h5 --dry-run
 check_error "--hosts: no such file" --hosts nope.ini --dry-run
 check_error "--logdir: expected a value" --dry-run --logdir

@@ -31,6 +31,7 @@ struct TrainOptions {
     int num_inter_threads = 1;
     int blocktime = -1;         // applied before start-up by unet_train's main (apply_blocktime)
     bool benchmark = false;
+    bool check_only = false;    // --check_flags: validate the flags and settings files, run nothing
     int64_t warmup_steps_bench = 1;
     int64_t toy_samples = 32;   // in-memory generated dataset size (when no --data is given)
     std::string data;           // prepared HDF5 dataset (unet_prepare); empty: generated data
