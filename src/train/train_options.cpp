@@ -223,7 +223,10 @@ void resolve(TrainOptions& o, const RawOptions& r, const po::variables_map& vm) 
     o.optimizer.kind = r.optimizer;
     o.input_size = parse_size_list("input_size", r.input_size);
     if (vm["input_size"].defaulted() && o.model.dims == 3) o.input_size = {64, 64, 64};
+    o.input_size_given = !vm["input_size"].defaulted();
     if (!r.patch.empty()) o.patch = parse_size_list("patch", r.patch);
+    if (!o.patch.empty() && o.model.dims != 3)
+        throw UsageError("--patch: 3D only (--dims 3); a 2D model trains on whole slices");
     {
         const std::string& c = r.checkpoint_every;
         const bool seconds = !c.empty() && c.back() == 's';

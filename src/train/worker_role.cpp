@@ -162,7 +162,12 @@ void WorkerRole::open_data() {
         auto t = std::make_unique<LoaderSource>(lc);
         // The dataset decides channels and sample size; the model must fit them.
         o.model.in_channels = t->loader().channels();
-        o.input_size = t->loader().sample_spatial();
+        const Dims sample = t->loader().sample_spatial();
+        if (o.input_size_given && o.input_size != sample)
+            throw UsageError("--input_size " + dims_text(o.input_size) + " cannot take effect: " + o.data + " gives " +
+                             (o.patch.empty() ? "samples of " : "patches (--patch) of ") + dims_text(sample, " x ") +
+                             " (the data decide the input size: leave --input_size out)");
+        o.input_size = sample;
         if (int(o.input_size.size()) != o.model.dims)
             throw UsageError("--dims: " + o.data + " holds " + std::to_string(o.input_size.size()) + "D samples");
         o.model.validate(o.input_size);

@@ -59,8 +59,11 @@ echo "not hdf5" > "$T/bogus.h5"
 expect_error 1 "bogus.h5" "$B"/unet_train --logdir "$T/run3" --data "$T/bogus.h5" --dims 2
 expect_error 2 "--patch" "$B"/unet_train --logdir "$T/run4" --data "$T/b3.h5" --dims 3 --patch 128,32,32 --filters 4 --depth 2
 expect_error 2 "--dims" "$B"/unet_train --logdir "$T/run5" --data "$T/b3.h5" --dims 2 --filters 4 --depth 2
+# flags that could not take effect are refused, not ignored
+expect_error 2 "--input_size 64,64 cannot take effect: $T/b2.h5 gives samples of 32 x 32" "$B"/unet_train --logdir "$T/run6" --data "$T/b2.h5" --dims 2 --input_size 64,64 --filters 4 --depth 2
+expect_error 2 "--patch: 3D only" "$B"/unet_train --logdir "$T/run7" --dims 2 --patch 32,32 --filters 4 --depth 2
 # settings that do not fit the data leave no run directory behind
-for d in run3 run4 run5; do [ ! -e "$T/$d" ] || fail "a refused run left $T/$d: $(ls -la "$T/$d")"; done
+for d in run3 run4 run5 run6 run7; do [ ! -e "$T/$d" ] || fail "a refused run left $T/$d: $(ls -la "$T/$d")"; done
 # a run that fails while training says why in its training.log too
 "$B"/unet_train --logdir "$T/nan" --dims 2 --input_size 32,32 --filters 8 --depth 2 --learningrate 1e30 \
   --print_every 1000 >/dev/null 2>&1 && fail "a diverging run exited 0"

@@ -20,6 +20,7 @@ namespace unet {
 struct TrainOptions {
     UNetConfig model;
     Dims input_size;            // spatial size (H,W or D,H,W)
+    bool input_size_given = false;  // --input_size was set (not its default): with --data it must match
     int64_t batch_size = 8;     // global
     int epochs = 10;
     int64_t steps = 0;          // > 0: stop after this many steps (and, with --benchmark, time them)
