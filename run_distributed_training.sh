@@ -20,11 +20,13 @@ usage() {
   cat <<'EOF'
 
 Options:
-  --settings FILE     unet_train settings (default settings/quick.ini)
-  --data FILE.h5      prepared dataset (default: the synthetic dataset, created under data/ if absent)
+  --settings FILE     unet_train settings (default settings/quick.ini; none with --tune)
+  --data FILE.h5      prepared dataset (default: the synthetic dataset, created under data/ if absent;
+                      with --tune, none: the search file's [fixed] section says what its trials train)
   --np N              MPI ranks: 1 parameter server + N-1 workers (default 3 here, every slot with --hosts)
   --hosts FILE        run on the hosts of a cluster file (settings/cluster.example.ini) through Ansible
-  --tune FILE         hyperparameter search: passes --tune FILE to unet_train
+  --tune FILE         hyperparameter search: rank 0 coordinates, the other ranks train the trials
+                      (passes --tune=FILE to unet_train)
   --max_restarts K    when the job dies, start it again with --resume auto, up to K times (default 0)
   --logdir DIR        run directory (default runs/<date-time>)
   --dry-run           print what would run and stop
@@ -37,7 +39,7 @@ need_value() { [ $# -ge 2 ] && [ -n "$2" ] || die "$1: expected a value"; }
 is_count() { [[ "$1" =~ ^[0-9]+$ ]]; }
 show() { printf '%q ' "$@" | sed 's/ $//'; echo; }
 
-SETTINGS=settings/quick.ini
+SETTINGS=""  # default settings/quick.ini (not with --tune: the search file's [fixed] section says it all)
 DATA=""
 NP=""
 HOSTS=""
@@ -64,7 +66,10 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-[ -f "$SETTINGS" ] && [ -r "$SETTINGS" ] || die "--settings: cannot read '$SETTINGS'"
+# A search's file says what its trials train (its [fixed] section), as under mpirun in the README;
+# a plain run trains settings/quick.ini unless told otherwise.
+if [ -z "$TUNE" ] || [ -n "$HOSTS" ]; then SETTINGS=${SETTINGS:-settings/quick.ini}; fi
+[ -z "$SETTINGS" ] || { [ -f "$SETTINGS" ] && [ -r "$SETTINGS" ]; } || die "--settings: cannot read '$SETTINGS'"
 [ -z "$DATA" ] || [ -f "$DATA" ] || die "--data: no such file '$DATA' (prepare one with build/bin/unet_prepare)"
 [ -z "$TUNE" ] || [ -f "$TUNE" ] || die "--tune: no such file '$TUNE'"
 [ -z "$NP" ] || { is_count "$NP" && [ "$NP" -ge 1 ]; } || die "--np: expected a positive integer, got '$NP'"
@@ -82,7 +87,10 @@ fi
 # A restart resumes from the latest checkpoint of the run, in place of any --resume given.
 train_flags() {  # DATA RESTART(0|1)
   local skip=0 a
-  TRAIN_ARGS=(--config "$SETTINGS" --data "$1" --logdir "$LOGDIR")
+  TRAIN_ARGS=()
+  [ -z "$SETTINGS" ] || TRAIN_ARGS+=(--config "$SETTINGS")
+  [ -z "$1" ] || TRAIN_ARGS+=(--data "$1")
+  TRAIN_ARGS+=(--logdir "$LOGDIR")
   [ -z "$TUNE" ] || TRAIN_ARGS+=(--tune="$TUNE")  # with "=": mpirun has a --tune option of its own
   for a in "${PASS[@]+"${PASS[@]}"}"; do
     if [ "$skip" -eq 1 ]; then skip=0; continue; fi
@@ -97,6 +105,8 @@ train_flags() {  # DATA RESTART(0|1)
 # The synthetic dataset is written under a temporary name and renamed when complete, so an
 # interrupted first run is simply redone by the next one.
 SYNTHETIC=data/synthetic2d.h5
+TRAIN_DATA=$DATA  # what the local run trains on: --data, else the synthetic dataset (a search: its own)
+if [ -z "$DATA" ] && { [ -z "$TUNE" ] || [ -n "$HOSTS" ]; }; then TRAIN_DATA=$SYNTHETIC; fi
 prepare_synthetic() {
   [ -f "$SYNTHETIC" ] && return 0
   echo "creating the synthetic MSD dataset in data/synthetic (no download needed)"
@@ -189,7 +199,7 @@ if [ -n "$HOSTS" ]; then
   # flags after --config, --data and --logdir, which the launch role writes itself. A restart only
   # launches again (the hosts are already set up), resuming.
   build_command() {  # RESTART
-    train_flags "${DATA:-$SYNTHETIC}" "$1"
+    train_flags "$TRAIN_DATA" "$1"
     scripts/cluster_config.py vars "$GEN/vars.json" \
       unet_source_dir="$PWD" unet_project_dir="${CLUSTER_PROJECT_DIR:-$PWD}" unet_settings="$SETTINGS" \
       unet_data="$DATA" unet_logdir="$LOGDIR" unet_np="$CLUSTER_NP" unet_omp_threads="$CLUSTER_THREADS" \
@@ -235,6 +245,12 @@ CORES=$(nproc)
 WORKERS=$((NP > 1 ? NP - 1 : 1))
 ROLES="1 parameter server, $WORKERS workers"
 if [[ " ${PASS[*]+"${PASS[*]}"} " =~ \ --sync(=|\ )allreduce\  ]]; then WORKERS=$NP; ROLES="$NP workers, all-reduce"; fi
+if [ -n "$TUNE" ]; then  # rank 0 coordinates; the others train the trials in groups (--group_size, default 1)
+  GROUP=1
+  [[ " ${PASS[*]+"${PASS[*]}"} " =~ \ --group_size(=|\ )([0-9]+)\  ]] && GROUP=${BASH_REMATCH[2]}
+  WORKERS=$((NP > 1 ? NP - 1 : 1))
+  ROLES="rank 0 coordinates, $(( WORKERS / GROUP )) group$([ $((WORKERS / GROUP)) -eq 1 ] || echo s) of $GROUP training the trials"
+fi
 # OpenMP threads per rank (OMP_NUM_THREADS when set): the cores shared among the workers (the
 # parameter server mostly waits).
 THREADS=${OMP_NUM_THREADS:-$((CORES / WORKERS > 0 ? CORES / WORKERS : 1))}
@@ -249,7 +265,7 @@ fi
 MPIRUN+=(-x "OMP_NUM_THREADS=$THREADS")
 [ -z "${HDF5_USE_FILE_LOCKING:-}" ] || MPIRUN+=(-x HDF5_USE_FILE_LOCKING)
 build_command() {  # RESTART
-  train_flags "${DATA:-$SYNTHETIC}" "$1"
+  train_flags "$TRAIN_DATA" "$1"
   CMD=("${MPIRUN[@]}" build/bin/unet_train "${TRAIN_ARGS[@]}")
 }
 build_command 0
@@ -265,18 +281,25 @@ check_flags() {
 if [ "$DRY_RUN" -eq 1 ]; then
   echo "would run: scripts/install_deps.sh"
   echo "would run: make -j$CORES all"
-  if [ -x build/bin/unet_train ] && [ -n "$DATA" -o -f "$SYNTHETIC" ]; then check_flags; echo "flags checked: ok"; fi
-  [ -n "$DATA" ] || [ -f "$SYNTHETIC" ] || echo "would create: data/synthetic and $SYNTHETIC (build/bin/unet_prepare)"
+  if [ -x build/bin/unet_train ] && { [ "$TRAIN_DATA" != "$SYNTHETIC" ] || [ -f "$SYNTHETIC" ]; }; then
+    check_flags
+    echo "flags checked: ok"
+  fi
+  [ "$TRAIN_DATA" != "$SYNTHETIC" ] || [ -f "$SYNTHETIC" ] || echo "would create: data/synthetic and $SYNTHETIC (build/bin/unet_prepare)"
   echo "would run: $(show "${COMMAND[@]}")"
   exit 0
 fi
 
 scripts/install_deps.sh
 build_program
-[ -n "$DATA" ] || prepare_synthetic
+[ "$TRAIN_DATA" != "$SYNTHETIC" ] || prepare_synthetic
 check_flags
 if [ "$(id -u)" -eq 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
-echo "training $SETTINGS on ${DATA:-$SYNTHETIC}: $NP ranks ($ROLES), OMP_NUM_THREADS=$THREADS; results in $LOGDIR"
+if [ -n "$TUNE" ]; then
+  echo "searching $TUNE${TRAIN_DATA:+ on $TRAIN_DATA}: $NP ranks ($ROLES), OMP_NUM_THREADS=$THREADS; results in $LOGDIR"
+else
+  echo "training $SETTINGS on $TRAIN_DATA: $NP ranks ($ROLES), OMP_NUM_THREADS=$THREADS; results in $LOGDIR"
+fi
 echo "$(show "${COMMAND[@]}")"
 rc=0
 run_with_restarts || rc=$?

@@ -15,8 +15,9 @@ out=$(OMP_NUM_THREADS= $L --dry-run --epochs 2 --tune settings/tune_quick.ini) |
 cmd=$(echo "$out" | sed -n 's/^would run: mpirun/mpirun/p')
 [ -n "$cmd" ] || fail "no mpirun line in: $out"
 echo "$cmd" | grep -q -- "^mpirun -np 3 " || fail "not 3 ranks: $cmd"
-echo "$cmd" | grep -q -- "--config settings/quick.ini .*--logdir runs/[0-9-]* --tune=settings/tune_quick.ini --epochs 2$" ||
-  fail "flags not passed through in order: $cmd"
+# a search is the one its file describes, as under mpirun in the README: no settings or data added
+echo "$cmd" | grep -q -- "unet_train --logdir runs/[0-9-]* --tune=settings/tune_quick.ini --epochs 2$" ||
+  fail "flags not passed through in order, or settings added to the search: $cmd"
 cores=$(nproc)
 if [ $((3 * (cores / 2))) -le "$cores" ]; then
   echo "$cmd" | grep -q -- "--map-by slot:PE=$((cores / 2)) --bind-to core" || fail "no per-rank cores on $cores cores: $cmd"
@@ -34,6 +35,11 @@ check_error() {  # EXPECTED-TEXT ARGS...
   [ "$rc" -eq 2 ] || fail "$* -> exit $rc (expected 2)"
   [ "$(echo "$out" | wc -l)" -eq 1 ] && echo "$out" | grep -q -- "$expected" || fail "$* -> '$out' (expected '$expected')"
 }
+# the search runs as the README's mpirun form does, and its banner says what the ranks do
+out=$($L --tune settings/tune_quick.ini --logdir "$tmp/search" 2>&1) || fail "--tune run: $(echo "$out" | tail -3)"
+echo "$out" | grep -q "^searching settings/tune_quick.ini: 3 ranks (rank 0 coordinates, 2 groups of 1 training the trials)" ||
+  fail "search banner: $(echo "$out" | grep -m1 "ranks")"
+echo "$out" | tail -1 | grep -q "^best trial [0-9]*: validation Dice" || fail "search's last line: $(echo "$out" | tail -1)"
 check_error "--np: expected a positive integer, got 'two'" --np two --dry-run
 check_error "--settings: cannot read 'nope.ini'" --settings nope.ini --dry-run
 check_error "--max_restarts: expected 0 or a positive integer, got '-1'" --max_restarts -1 --dry-run
