@@ -268,9 +268,11 @@ class CasePredictor {
    private:
     CaseOutcome run_nifti(const CaseInput& c, const unet::WindowProgress& progress, double* network_s) {
         unet::NiftiHeader header;
-        const unet::Volume image = unet::read_nifti(c.image, &header);
+        unet::Volume image = unet::read_nifti(c.image, &header);
+        const std::string image_shape = image.shape_string();
         const auto t0 = Clock::now();
-        const unet::Volume prob = unet::predict_source_case(*t_.model, image, t_.preprocessing, w_, progress);
+        // moved in: the raw image is not needed again, and one volume less is held while predicting
+        const unet::Volume prob = unet::predict_source_case(*t_.model, std::move(image), t_.preprocessing, w_, progress);
         *network_s = std::chrono::duration<double>(Clock::now() - t0).count();
         const std::vector<uint8_t> mask = binary_mask(prob, o_.threshold);
         unet::write_nifti_like(o_.output_dir + "/" + c.id + ".nii.gz", header, as_float(mask, prob), unet::NiftiType::uint8);
@@ -281,7 +283,7 @@ class CasePredictor {
         const unet::Volume label = unet::read_nifti(c.label);
         if (label.channels != 1 || label.depth != prob.depth || label.height != prob.height || label.width != prob.width)
             throw std::runtime_error(c.label + ": label shape " + label.shape_string() + " differs from the image's " +
-                                     image.shape_string());
+                                     image_shape);
         const unet::Spacing s{header.spacing_mm(2), header.spacing_mm(1), header.spacing_mm(0)};
         out.rows = csv_rows(c.id, unet::score_case(mask.data(), whole_tumour(label, c.label).data(), prob.depth,
                                                    prob.height, prob.width, s, unet::whole_tumour_region(), rule_));

@@ -75,9 +75,8 @@ Volume predict_prepared_case(UNet& model, const Volume& image, int dims, const W
     return out;
 }
 
-Volume predict_source_case(UNet& model, const Volume& image, const InputPreprocessing& p, const WindowOptions& o,
+Volume predict_source_case(UNet& model, Volume x, const InputPreprocessing& p, const WindowOptions& o,
                            const WindowProgress& progress) {
-    Volume x = image;
     const int64_t source_depth = x.depth;
     if (p.crop_distmis) crop_depth_distmis(x);
     if (p.standardize) standardize_brain(x);

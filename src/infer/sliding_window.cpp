@@ -200,6 +200,15 @@ std::vector<std::vector<float>> sliding_window_predict(UNet& model, const std::v
     // 2D flips are W and H (bits 0, 1); 3D adds D (bit 2).
     const int flips = o.mirror ? (1 << cfg.dims) : 1;
     const int64_t per_image = int64_t(wins.size()), total = per_image * int64_t(inputs.size());
+    // One window that is the whole (unpadded) image: the network's output as it is, without the
+    // window copies (a whole 4 x 152 x 240 x 240 volume is 560 MB of them) and with no weighting
+    // to undo (sum(w p) / sum(w) is p).
+    const bool whole = per_image == 1 && padded.voxels() == V && inputs.size() == 1 && B == 1 && flips == 1;
+    if (whole) {
+        const float* y = model.forward(inputs[0], 1, o.roi, /*training=*/false);
+        if (progress) progress(1, 1);
+        return {std::vector<float>(y, y + K * V)};
+    }
 
     std::vector<std::vector<float>> out(inputs.size(), std::vector<float>(size_t(K * V), 0.f));
     std::vector<float> weights(size_t(V), 0.f);  // the same for every image

@@ -35,7 +35,8 @@ InputPreprocessing preprocessing_of(const DatasetAttributes& a, const std::vecto
 
 // Probabilities (1 x D x H x W, the source's grid) of one source case: image C x D x H x W as
 // read_nifti returns it (raw intensities). o.roi: the window (3D) or the slice size (2D).
-Volume predict_source_case(UNet& model, const Volume& image, const InputPreprocessing& p, const WindowOptions& o,
+// The image is taken by value: pass it moved when it is not needed afterwards (one volume less).
+Volume predict_source_case(UNet& model, Volume image, const InputPreprocessing& p, const WindowOptions& o,
                            const WindowProgress& progress = {});
 
 // Probabilities (1 x D x H x W) of data already on the model's grid: 3D a prepared volume (sliding
