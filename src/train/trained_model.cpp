@@ -25,12 +25,17 @@ TrainedModel load_trained_model(const std::string& checkpoint) {
         restore_state(c, checkpoint, t.model->store(), opt);
         if (c.strings.count("data")) t.options.data = c.strings.at("data");
         if (c.strings.count("patch")) t.options.patch = parse_size_list("--patch", c.strings.at("patch"));
+        if (c.strings.count("preprocessing")) {
+            t.preprocessing = InputPreprocessing::from_text(c.strings.at("preprocessing"), checkpoint);
+            t.has_preprocessing = true;
+        }
     } catch (const UsageError&) {
         throw;
     } catch (const std::exception& e) {
         throw UsageError(std::string("--checkpoint: ") + e.what());
     }
-    if (!t.options.data.empty() && access(t.options.data.c_str(), R_OK) == 0) {
+    // Checkpoints written before the record existed: the dataset file, when it is at hand.
+    if (!t.has_preprocessing && !t.options.data.empty() && access(t.options.data.c_str(), R_OK) == 0) {
         const DatasetReader reader(t.options.data);
         t.preprocessing = preprocessing_of(reader.attributes(), reader.spatial());
         t.has_preprocessing = true;

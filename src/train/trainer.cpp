@@ -11,6 +11,7 @@
 #include <memory>
 
 #include "unet/core/stop_signals.h"
+#include "unet/infer/case_prediction.h"
 #include "unet/log/progress.h"
 #include "unet/log/training_log.h"
 #include "unet/train/rank_role.h"
@@ -85,6 +86,8 @@ class RunLoop {
     void gather();  // collective: the whole model to rank 0 (once per step at most)
     void show_model();
     void log_peak_memory();  // collective: the workers' peak RSS against the estimate
+    // What the checkpoints record of the dataset's preprocessing (rank 0 reads its attributes once).
+    const std::string& preprocessing();
     // This run's seconds, the sessions before a resume included.
     double training_seconds() const { return seconds_before_ + seconds_since(t_start_); }
     RunSummary finish(const std::string& status);
@@ -104,6 +107,8 @@ class RunLoop {
     int64_t done_ = 0, first_step_ = 0, run_total_ = 0, gathered_at_ = -1;
     bool limit_ = false;
     int estimate_mib_ = 0;
+    std::string preprocessing_;
+    bool preprocessing_read_ = false;
     double seconds_before_ = 0;  // training seconds of the sessions before a resume
     Clock::time_point t_start_ = Clock::now(), t_checkpoint_ = Clock::now(), t_epoch_ = Clock::now();
 };
@@ -304,7 +309,7 @@ void RunLoop::save(const std::string& path) {
     gather();
     if (!comm_.is_root()) return;
     p_.train_seconds = training_seconds();
-    write_checkpoint(path, capture_state(role_.model(), role_.optimizer(), p_, o_));
+    write_checkpoint(path, capture_state(role_.model(), role_.optimizer(), p_, o_, preprocessing()));
     log_.line("checkpoint %s at step %lld", path.c_str(), (long long)p_.step);
 }
 
@@ -312,6 +317,18 @@ void RunLoop::gather() {
     if (gathered_at_ == p_.step) return;  // nothing changes between steps: one gather serves them all
     gathered_at_ = p_.step;
     role_.gather_to_root();
+}
+
+const std::string& RunLoop::preprocessing() {
+    if (preprocessing_read_ || o_.data.empty()) return preprocessing_;
+    preprocessing_read_ = true;
+    try {
+        const DatasetReader reader(o_.data);
+        preprocessing_ = preprocessing_of(reader.attributes(), reader.spatial()).to_text();
+    } catch (const std::exception&) {
+        // A parameter server that cannot see the dataset: unet_predict then reads the dataset file.
+    }
+    return preprocessing_;
 }
 
 void RunLoop::log_peak_memory() {

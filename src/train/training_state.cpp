@@ -27,7 +27,8 @@ static std::string exact_text(double v) {
     return text;
 }
 
-Checkpoint capture_state(const ParamStore& s, Optimizer& opt, const Progress& p, const TrainOptions& o) {
+Checkpoint capture_state(const ParamStore& s, Optimizer& opt, const Progress& p, const TrainOptions& o,
+                         const std::string& preprocessing) {
     Checkpoint c;
     c.arrays["params"].assign(s.params(), s.params() + s.size());
     c.arrays["buffers"].assign(s.buffers(), s.buffers() + s.buffers_size());
@@ -48,6 +49,7 @@ Checkpoint capture_state(const ParamStore& s, Optimizer& opt, const Progress& p,
     // What inference needs beyond the model (unet_predict): the data it trained on and its window.
     if (!o.data.empty()) c.strings["data"] = o.data;
     if (!o.patch.empty()) c.strings["patch"] = dims_text(o.patch);
+    if (!preprocessing.empty()) c.strings["preprocessing"] = preprocessing;
     return c;
 }
 

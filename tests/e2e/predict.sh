@@ -8,6 +8,8 @@
 #      the epochs that scored the volumes and when they improved; TensorBoard (read back by
 #      TensorBoard itself) has val/dice and val/hd95 from the volumes, the patches as val_patch/;
 #      a 3D --tune search ranks its trials by that whole-volume Dice;
+#   2c. the checkpoint records the preprocessing: a scan is segmented the same with the dataset
+#      file moved away;
 #   3. the same cases under mpirun -np 2 give the same metrics.csv as one process;
 #   4. geometry: nibabel's own test files (big-endian int16 given an scl_slope, oblique affines,
 #      NIfTI-2, anisotropic voxels, sform-only) and 155-slice anisotropic MSD-like cases come back
@@ -128,6 +130,14 @@ for t in state["trials"]:
     assert all(abs(a - b) <= 5e-5 for a, b in zip(whole, t["dice"])), (whole, t["dice"])
 print("tuner: trials ranked by their whole-volume Dice %s" % [t["dice"] for t in state["trials"]])
 EOF
+
+# ---- 2c. the checkpoint alone: its preprocessing record segments a scan with the dataset gone
+mv syn3d.h5 syn3d.away.h5
+"$BIN/unet_predict" --checkpoint $CK --input syn/imagesTr/BRATS_001.nii.gz --output_dir p_alone >p_alone.log 2>&1 ||
+  { mv syn3d.away.h5 syn3d.h5; cat p_alone.log; fail "--input with the dataset file moved away"; }
+mv syn3d.away.h5 syn3d.h5
+grep -q "^preprocessing: 3D volumes on 48x64x64" p_alone.log || fail "preprocessing line: $(grep preprocessing p_alone.log)"
+cmp p_alone/BRATS_001.nii.gz p_src/BRATS_001.nii.gz || fail "the checkpoint's record gives another mask than the dataset's attributes"
 
 # ---- 3. under mpirun: the same rows
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1

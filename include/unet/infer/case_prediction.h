@@ -28,6 +28,10 @@ struct InputPreprocessing {
     bool standardize = true;    // step 2 (Intel's npy files came standardised already)
 
     std::string describe() const;  // one line for the console
+    // "key = value" lines, as a checkpoint records them (so that a model can segment scans where
+    // its dataset file is not); from_text throws std::runtime_error naming `source`.
+    std::string to_text() const;
+    static InputPreprocessing from_text(const std::string& text, const std::string& source);
 };
 
 // The preprocessing of a prepared dataset: its mode, sample shape and attributes.

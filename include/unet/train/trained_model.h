@@ -16,9 +16,9 @@ struct TrainedModel {
     std::string path;
     TrainOptions options;
     std::unique_ptr<UNet> model;
-    // The preprocessing of the data it was trained on: that of the dataset file the checkpoint
-    // names, when that file is at hand. has_preprocessing false: none known (trained on generated
-    // data, or the dataset is elsewhere).
+    // The preprocessing of the data it was trained on: the checkpoint's record of it, or (older
+    // checkpoints) that of the dataset file it names, when that file is at hand. has_preprocessing
+    // false: none known (trained on generated data, or an old checkpoint whose dataset is elsewhere).
     InputPreprocessing preprocessing;
     bool has_preprocessing = false;
     // The window it was trained on: --patch, else --input_size.

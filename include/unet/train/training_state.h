@@ -32,7 +32,9 @@ std::string param_layout(const ParamStore& store);
 // The most writing a checkpoint holds at once: the captured copy, HDF5's in-memory file image and
 // the copy written out (io/checkpoint.cpp), each about the parameters, buffers and optimizer state.
 int64_t checkpoint_write_bytes(const ParamStore& store, const Optimizer& opt);
-Checkpoint capture_state(const ParamStore& store, Optimizer& opt, const Progress& p, const TrainOptions& o);
+// `preprocessing`: InputPreprocessing::to_text of the run's dataset ("" for generated data).
+Checkpoint capture_state(const ParamStore& store, Optimizer& opt, const Progress& p, const TrainOptions& o,
+                         const std::string& preprocessing = "");
 // The options a checkpoint's run resolved (its "config" string); throws naming `source`.
 TrainOptions options_of(const Checkpoint& c, const std::string& source);
 
