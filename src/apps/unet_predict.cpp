@@ -20,6 +20,7 @@
 
 #include "unet/cli/program.h"
 #include "unet/core/check.h"
+#include "unet/core/text.h"
 #include "unet/data/hdf5_dataset.h"
 #include "unet/data/msd_index.h"
 #include "unet/data/nifti.h"
@@ -101,17 +102,6 @@ bool parse(int argc, char** argv, PredictOptions& o) {
     return true;
 }
 
-bool ends_with(const std::string& s, const std::string& suffix) {
-    return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
-std::string case_id_of(const std::string& path) {
-    std::string name = path.substr(path.find_last_of('/') + 1);
-    for (const char* ext : {".nii.gz", ".nii"})
-        if (ends_with(name, ext)) return name.substr(0, name.size() - std::string(ext).size());
-    return name;
-}
-
 // Every .nii / .nii.gz in dir, sorted (names starting with '.' or '_' skipped, as MSD's are).
 std::vector<std::string> nifti_files(const std::string& dir) {
     std::vector<std::string> out;
@@ -120,7 +110,7 @@ std::vector<std::string> nifti_files(const std::string& dir) {
     while (dirent* e = readdir(d)) {
         const std::string n = e->d_name;
         if (n.empty() || n[0] == '.' || n[0] == '_') continue;
-        if (ends_with(n, ".nii.gz") || ends_with(n, ".nii")) out.push_back(dir + "/" + n);
+        if (unet::ends_with(n, ".nii.gz") || unet::ends_with(n, ".nii")) out.push_back(dir + "/" + n);
     }
     closedir(d);
     std::sort(out.begin(), out.end());
@@ -133,7 +123,7 @@ std::vector<CaseInput> source_dir_cases(const PredictOptions& o) {
     std::vector<CaseInput> cases;
     if (list == "imagesTs") {
         if (ts.empty()) throw unet::UsageError("--source_dir: " + o.source_dir + "/imagesTs has no .nii or .nii.gz files");
-        for (const std::string& f : ts) cases.push_back({case_id_of(f), f, "", 0, 0});
+        for (const std::string& f : ts) cases.push_back({unet::nifti_case_id(f), f, "", 0, 0});
     } else {
         try {
             for (const unet::MsdCase& c : unet::read_msd_index(o.source_dir).cases)
@@ -392,7 +382,7 @@ std::vector<CaseInput> input_cases(const PredictOptions& o, const unet::TrainedM
             throw unet::UsageError("--checkpoint: a " + std::to_string(t.options.model.dims) + "D model trained on " +
                                    std::to_string(t.preprocessing.dims) + "D data");
         if (!o.inputs.empty())
-            for (const std::string& f : o.inputs) cases.push_back({case_id_of(f), f, "", 0, 0});
+            for (const std::string& f : o.inputs) cases.push_back({unet::nifti_case_id(f), f, "", 0, 0});
         else
             cases = source_dir_cases(o);
         check_nifti_inputs(cases, t.options.model);

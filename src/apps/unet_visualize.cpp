@@ -9,6 +9,7 @@
 
 #include "unet/cli/program.h"
 #include "unet/core/check.h"
+#include "unet/core/text.h"
 #include "unet/data/hdf5_dataset.h"
 #include "unet/data/nifti.h"
 #include "unet/infer/case_prediction.h"
@@ -118,15 +119,12 @@ int run(int argc, char** argv) {
     if (dataset.empty() == image.empty()) throw unet::UsageError("--dataset, --image: give one of them");
     if (out.empty()) throw unet::UsageError("--out: required");
     // The file name's extension says the format; it must agree with --slice (one PNG) or not (a GIF).
-    auto ends_with = [&](const char* ext) {
-        const std::string e(ext);
-        return out.size() >= e.size() && out.compare(out.size() - e.size(), e.size(), e) == 0;
-    };
-    if (!ends_with(".png") && !ends_with(".gif"))
+    const bool png = unet::ends_with(out, ".png"), gif = unet::ends_with(out, ".gif");
+    if (!png && !gif)
         throw unet::UsageError("--out: expected a file name ending in .gif (every slice) or .png (one --slice), got '" +
                                out + "'");
-    if (ends_with(".png") && slice < 0) throw unet::UsageError("--out: a .png holds one slice: give --slice N (or name a .gif)");
-    if (ends_with(".gif") && slice >= 0) throw unet::UsageError("--out: --slice writes one PNG: name the file .png");
+    if (png && slice < 0) throw unet::UsageError("--out: a .png holds one slice: give --slice N (or name a .gif)");
+    if (gif && slice >= 0) throw unet::UsageError("--out: --slice writes one PNG: name the file .png");
     if (!prediction.empty() && !checkpoint.empty()) throw unet::UsageError("--prediction, --checkpoint: give one of them");
     int64_t D, H, W;
     int C;

@@ -6,21 +6,13 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "unet/data/nifti.h"
+
 namespace unet {
 
 namespace fs = std::filesystem;
 
 namespace {
-
-bool ends_with(const std::string& s, const std::string& suffix) {
-    return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
-std::string strip_nifti_ext(std::string name) {
-    for (const char* ext : {".nii.gz", ".nii"})
-        if (ends_with(name, ext)) return name.substr(0, name.size() - std::string(ext).size());
-    return name;
-}
 
 // MSD tarballs carry macOS resource forks ("._BRATS_001.nii.gz") next to the real files.
 bool hidden_name(const std::string& rel) {
@@ -78,7 +70,7 @@ MsdIndex read_msd_index(const std::string& dir) {
         const std::string label_rel = e["label"].get<std::string>();
         if (hidden_name(image_rel) || hidden_name(label_rel)) continue;
         MsdCase c;
-        c.id = strip_nifti_ext(fs::path(image_rel).filename().string());
+        c.id = nifti_case_id(image_rel);
         c.image = resolve(root, image_rel);
         c.label = resolve(root, label_rel);
         if (!fs::is_regular_file(c.image, ec))

@@ -315,8 +315,7 @@ void open_nifti(const std::string& path, OpenedNifti& f) {
     struct stat st;
     if (::stat(path.c_str(), &st) != 0) fail(path, "file not found");
     if (!S_ISREG(st.st_mode)) fail(path, "not a regular file");
-    const bool gz = ends_with(path, ".nii.gz");
-    if (!gz && !ends_with(path, ".nii")) fail(path, "expected a file name ending in .nii or .nii.gz");
+    const bool gz = gzip_name(path);
     if (!gz && file_starts_with_gzip_magic(path))
         fail(path, "is gzip-compressed but named .nii; rename it to .nii.gz");
 
@@ -344,6 +343,13 @@ NiftiHeader header_of(const OpenedNifti& f) {
 }
 
 }  // namespace
+
+std::string nifti_case_id(const std::string& path) {
+    const std::string name = path.substr(path.find_last_of('/') + 1);
+    for (const char* ext : {".nii.gz", ".nii"})
+        if (ends_with(name, ext)) return name.substr(0, name.size() - std::string(ext).size());
+    return name;
+}
 
 NiftiHeader read_nifti_header(const std::string& path) {
     OpenedNifti f;

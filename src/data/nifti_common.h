@@ -11,6 +11,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "unet/core/text.h"
+
 namespace unet {
 namespace nifti_detail {
 
@@ -27,8 +29,11 @@ inline void quiet_niftilib() {
     std::call_once(once, [] { nifti_set_debug_level(0); });
 }
 
-inline bool ends_with(const std::string& s, const std::string& suffix) {
-    return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+// true for a .nii.gz name, false for .nii; any other name fails naming the file.
+inline bool gzip_name(const std::string& path) {
+    if (ends_with(path, ".nii.gz")) return true;
+    if (!ends_with(path, ".nii")) fail(path, "expected a file name ending in .nii or .nii.gz");
+    return false;
 }
 
 template <typename T>

@@ -108,8 +108,7 @@ std::vector<unsigned char> integer_data(const std::string& path, const float* sr
 
 void write_nifti(const std::string& path, const Volume& v, NiftiType type) {
     quiet_niftilib();
-    const bool gz = ends_with(path, ".nii.gz");
-    if (!gz && !ends_with(path, ".nii")) fail(path, "expected a file name ending in .nii or .nii.gz");
+    const bool gz = gzip_name(path);
     if (v.channels < 1 || v.depth < 1 || v.height < 1 || v.width < 1 ||
         int64_t(v.data.size()) != v.channels * v.voxels())
         fail(path, "cannot write volume of shape " + v.shape_string() + " with " + std::to_string(v.data.size()) +
@@ -186,8 +185,7 @@ std::vector<unsigned char> header_for(const NiftiHeader& like, int datatype, int
 
 void write_nifti_like(const std::string& path, const NiftiHeader& like, const Volume& v, NiftiType type) {
     quiet_niftilib();
-    const bool gz = ends_with(path, ".nii.gz");
-    if (!gz && !ends_with(path, ".nii")) fail(path, "expected a file name ending in .nii or .nii.gz");
+    const bool gz = gzip_name(path);
     if (like.bytes.size() != (like.version == 1 ? kNifti1HeaderSize : kNifti2HeaderSize))
         fail(path, "no source header to write on");
     if (v.channels != 1 || v.width != like.dim[1] || v.height != like.dim[2] ||

@@ -16,23 +16,6 @@ std::string InputPreprocessing::describe() const {
     return os.str();
 }
 
-namespace {
-
-// "152,240,240" -> {152, 240, 240}; throws std::invalid_argument on anything else.
-Dims sizes_of(const std::string& text) {
-    Dims out;
-    std::istringstream in(text);
-    for (std::string part; std::getline(in, part, ',');) {
-        size_t used = 0;
-        const long long v = std::stoll(part, &used);
-        if (used != part.size() || v < 1) throw std::invalid_argument(part);
-        out.push_back(v);
-    }
-    return out;
-}
-
-}  // namespace
-
 std::string InputPreprocessing::to_text() const {
     return "dims = " + std::to_string(dims) + "\ngrid = " + dims_text(grid) + "\ncrop_distmis = " +
            std::to_string(int(crop_distmis)) + "\nstandardize = " + std::to_string(int(standardize)) + "\n";
@@ -49,7 +32,7 @@ InputPreprocessing InputPreprocessing::from_text(const std::string& text, const 
         const std::string key = line.substr(0, eq), value = line.substr(eq + 3);
         try {
             if (key == "dims") p.dims = std::stoi(value), seen |= 1;
-            else if (key == "grid") p.grid = sizes_of(value), seen |= 2;
+            else if (key == "grid") seen |= parse_dims(value, &p.grid) ? 2 : 0;
             else if (key == "crop_distmis") p.crop_distmis = std::stoi(value) != 0, seen |= 4;
             else if (key == "standardize") p.standardize = std::stoi(value) != 0, seen |= 8;
         } catch (const std::exception&) {

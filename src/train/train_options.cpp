@@ -23,19 +23,8 @@ namespace unet {
 
 Dims parse_size_list(const std::string& flag, const std::string& text) {
     Dims out;
-    std::stringstream ss(text);
-    std::string item;
-    while (std::getline(ss, item, ',')) {
-        try {
-            size_t pos = 0;
-            const long long v = std::stoll(item, &pos);
-            if (pos != item.size() || v <= 0) throw std::invalid_argument(item);
-            out.push_back(v);
-        } catch (const std::exception&) {
-            throw UsageError("--" + flag + ": expected comma-separated positive integers, got '" + text + "'");
-        }
-    }
-    if (out.empty()) throw UsageError("--" + flag + ": expected comma-separated positive integers, got '" + text + "'");
+    if (!parse_dims(text, &out))
+        throw UsageError("--" + flag + ": expected comma-separated positive integers, got '" + text + "'");
     return out;
 }
 

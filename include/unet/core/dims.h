@@ -15,5 +15,8 @@ using Dims = std::vector<int64_t>;
 int64_t product(const Dims& d);
 // The sizes joined by `sep`: "64,64,64" (the form flags and settings take) or "64x64x64".
 std::string dims_text(const Dims& d, const char* sep = ",");
+// dims_text's inverse for "," : comma-separated positive integers ("64,64,64"); false (and `out`
+// unspecified) for anything else, an empty text included.
+bool parse_dims(const std::string& text, Dims* out);
 
 }  // namespace unet

@@ -50,6 +50,9 @@ struct NiftiHeader {
 };
 
 // Reads the header only (the data is not touched): the same checks as read_nifti's header part.
+// A case's id from its file: "<dir>/BRATS_001.nii.gz" -> "BRATS_001" (.nii or .nii.gz dropped).
+std::string nifti_case_id(const std::string& path);
+
 NiftiHeader read_nifti_header(const std::string& path);
 Volume read_nifti(const std::string& path, NiftiHeader* header = nullptr);
 
