@@ -11,8 +11,8 @@
 #include <map>
 #include <sstream>
 
-#include "unet/io/checkpoint.h"
 #include "unet/train/flags.h"
+#include "unet/train/training_state.h"
 
 #include "unet/train/json_config.h"
 #include "unet/core/check.h"
@@ -84,13 +84,11 @@ std::string resumed_settings(const std::string& file, const po::variables_map& v
     Checkpoint c;
     try {
         c = read_checkpoint(file, false);
+        *trained = options_of(c, file);
     } catch (const std::runtime_error& e) {
         throw UsageError(std::string("--resume: ") + e.what());
     }
-    const auto config = c.strings.find("config");
-    if (config == c.strings.end()) throw UsageError("--resume: " + file + " records no configuration");
-    *trained = parse_settings_text(config->second);
-    std::string text = config->second + "\n";
+    std::string text = c.strings.at("config") + "\n";
     for (const char* key : {"data", "patch"}) {
         const auto v = c.strings.find(key);
         if (v != c.strings.end()) text += std::string(key) + " = " + v->second + "\n";

@@ -36,8 +36,7 @@ TrainedModel load_trained_model(const std::string& checkpoint) {
     }
     // Checkpoints written before the record existed: the dataset file, when it is at hand.
     if (!t.has_preprocessing && !t.options.data.empty() && access(t.options.data.c_str(), R_OK) == 0) {
-        const DatasetReader reader(t.options.data);
-        t.preprocessing = preprocessing_of(reader.attributes(), reader.spatial());
+        t.preprocessing = preprocessing_of(DatasetReader(t.options.data));
         t.has_preprocessing = true;
     }
     return t;

@@ -323,8 +323,7 @@ const std::string& RunLoop::preprocessing() {
     if (preprocessing_read_ || o_.data.empty()) return preprocessing_;
     preprocessing_read_ = true;
     try {
-        const DatasetReader reader(o_.data);
-        preprocessing_ = preprocessing_of(reader.attributes(), reader.spatial()).to_text();
+        preprocessing_ = preprocessing_of(DatasetReader(o_.data)).to_text();
     } catch (const std::exception&) {
         // A parameter server that cannot see the dataset: unet_predict then reads the dataset file.
     }

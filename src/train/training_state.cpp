@@ -102,17 +102,16 @@ Progress restore_state(const Checkpoint& c, const std::string& source, ParamStor
     p.step = integer("step");
     p.epoch = int(integer("epoch"));
     p.epoch_step = integer("epoch_step");
-    auto best = c.strings.find("best_val_dice");
-    if (best != c.strings.end()) p.best_val_dice = std::stod(best->second);
-    // Absent from checkpoints written before they were recorded: the epoch's means then cover
-    // only the steps after the resume.
-    auto real = [&](const char* name) {
+    // Absent from checkpoints written before they were recorded (the epoch's means then cover
+    // only the steps after the resume): the defaults.
+    auto real = [&](const char* name, double absent) {
         auto it = c.strings.find(name);
-        return it == c.strings.end() ? 0.0 : std::stod(it->second);
+        return it == c.strings.end() ? absent : std::stod(it->second);
     };
-    p.epoch_loss_sum = real("epoch_loss_sum");
-    p.epoch_dice_sum = real("epoch_dice_sum");
-    p.train_seconds = real("train_seconds");
+    p.best_val_dice = real("best_val_dice", p.best_val_dice);
+    p.epoch_loss_sum = real("epoch_loss_sum", 0);
+    p.epoch_dice_sum = real("epoch_dice_sum", 0);
+    p.train_seconds = real("train_seconds", 0);
     return p;
 }
 

@@ -149,6 +149,7 @@ class WorkerRole : public RankRole {
 
 void WorkerRole::open_data() {
     TrainOptions& o = s_.o;
+    local_batch_ = int64_t(Loader::share(o.batch_size, o.batch_size, s_.worker, s_.workers, 0).size());
     if (!o.data.empty()) {
         LoaderConfig lc;
         lc.path = o.data;
@@ -191,7 +192,6 @@ void WorkerRole::open_data() {
         val_ = std::make_unique<ToySource>(make_toy_batch(n_val, o.model.in_channels, o.input_size, o.seed + 1),
                                            o.batch_size, o.seed, false);
     }
-    local_batch_ = int64_t(Loader::share(o.batch_size, o.batch_size, s_.worker, s_.workers, 0).size());
     s_.train_samples = train_->samples();
     s_.val_samples = val_->samples();
     s_.steps_per_epoch = train_->steps_per_epoch();
@@ -205,7 +205,7 @@ void WorkerRole::plan_whole_validation(const Loader& train) {
     volumes_ = std::make_unique<DatasetReader>(o.data);
     WindowOptions& w = s_.whole_window;
     w.roi = o.input_size;  // the patch
-    w.batch = std::max<int64_t>(1, train.local_batch());  // the training plan's batch
+    w.batch = local_batch_;  // the training plan's batch
     const Dims volume(volumes_->spatial().begin(), volumes_->spatial().end());
     s_.whole_every = o.val_whole_every > 0 ? o.val_whole_every
                      : !o.tune_file.empty()  ? 1

@@ -36,6 +36,7 @@ struct InputPreprocessing {
 
 // The preprocessing of a prepared dataset: its mode, sample shape and attributes.
 InputPreprocessing preprocessing_of(const DatasetAttributes& a, const std::vector<int64_t>& spatial);
+inline InputPreprocessing preprocessing_of(const DatasetReader& d) { return preprocessing_of(d.attributes(), d.spatial()); }
 
 // Probabilities (1 x D x H x W, the source's grid) of one source case: image C x D x H x W as
 // read_nifti returns it (raw intensities). o.roi: the window (3D) or the slice size (2D).
