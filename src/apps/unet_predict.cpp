@@ -247,28 +247,26 @@ class CasePredictor {
                 if (!bar) bar = std::make_unique<unet::ProgressBar>(c.id + ": windows", total);
                 bar->update(done);
             };
-        double network_s = 0;
-        CaseOutcome out = dataset_ ? run_prepared(c, progress, &network_s) : run_nifti(c, progress, &network_s);
-        out.network_s = network_s;
+        CaseOutcome out = dataset_ ? run_prepared(c, progress) : run_nifti(c, progress);
         if (bar) bar->finish();
         out.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
         return out;
     }
 
    private:
-    CaseOutcome run_nifti(const CaseInput& c, const unet::WindowProgress& progress, double* network_s) {
+    CaseOutcome run_nifti(const CaseInput& c, const unet::WindowProgress& progress) {
+        CaseOutcome out;
         unet::NiftiHeader header;
         unet::Volume image = unet::read_nifti(c.image, &header);
         const std::string image_shape = image.shape_string();
         const auto t0 = Clock::now();
         // moved in: the raw image is not needed again, and one volume less is held while predicting
         const unet::Volume prob = unet::predict_source_case(*t_.model, std::move(image), t_.preprocessing, w_, progress);
-        *network_s = std::chrono::duration<double>(Clock::now() - t0).count();
+        out.network_s = std::chrono::duration<double>(Clock::now() - t0).count();
         const std::vector<uint8_t> mask = binary_mask(prob, o_.threshold);
         unet::write_nifti_like(o_.output_dir + "/" + c.id + ".nii.gz", header, as_float(mask, prob), unet::NiftiType::uint8);
         if (o_.probabilities)
             unet::write_nifti_like(o_.output_dir + "/" + c.id + "_prob.nii.gz", header, prob, unet::NiftiType::float32);
-        CaseOutcome out;
         if (c.label.empty()) return out;
         const unet::Volume label = unet::read_nifti(c.label);
         if (label.channels != 1 || label.depth != prob.depth || label.height != prob.height || label.width != prob.width)
@@ -281,7 +279,8 @@ class CasePredictor {
     }
 
     // Prepared samples: already on the model's grid; masks written there (identity header, 1 mm).
-    CaseOutcome run_prepared(const CaseInput& c, const unet::WindowProgress& progress, double* network_s) {
+    CaseOutcome run_prepared(const CaseInput& c, const unet::WindowProgress& progress) {
+        CaseOutcome out;
         const auto sp = dataset_->spatial();
         const int dims = int(sp.size());
         const int64_t C = dataset_->channels(), H = sp[sp.size() - 2], W = sp[sp.size() - 1];
@@ -298,11 +297,10 @@ class CasePredictor {
         }
         const auto t0 = Clock::now();
         const unet::Volume prob = unet::predict_prepared_case(*t_.model, image, dims, w_, progress);
-        *network_s = std::chrono::duration<double>(Clock::now() - t0).count();
+        out.network_s = std::chrono::duration<double>(Clock::now() - t0).count();
         const std::vector<uint8_t> mask = binary_mask(prob, o_.threshold);
         unet::write_nifti(o_.output_dir + "/" + c.id + ".nii.gz", as_float(mask, prob), unet::NiftiType::uint8);
         if (o_.probabilities) unet::write_nifti(o_.output_dir + "/" + c.id + "_prob.nii.gz", prob, unet::NiftiType::float32);
-        CaseOutcome out;
         out.rows = csv_rows(c.id, unet::score_case(mask.data(), whole_tumour(truth, o_.dataset).data(), D, H, W,
                                                    unet::Spacing{}, unet::whole_tumour_region(), rule_));
         return out;

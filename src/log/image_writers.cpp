@@ -86,8 +86,10 @@ void write_gif(const std::string& path, const std::vector<RgbImage>& frames, int
     const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
     if (fd < 0) throw std::runtime_error(path + ": cannot open for writing (" + std::strerror(errno) + ")");
     GifFileType* gif = EGifOpenFileHandle(fd, &err);  // closed by EGifCloseFile
-    if (!gif) ::close(fd);
-    if (!gif) throw std::runtime_error(path + ": cannot open for writing (" + GifErrorString(err) + ")");
+    if (!gif) {
+        ::close(fd);
+        throw std::runtime_error(path + ": cannot open for writing (" + GifErrorString(err) + ")");
+    }
     auto fail = [&](const char* what) {
         int e = 0;
         EGifCloseFile(gif, &e);

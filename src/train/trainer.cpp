@@ -62,12 +62,24 @@ struct Shares {
     }
 };
 
+// The checkpoints' record of a dataset's input preprocessing ("" for generated data, or for a
+// parameter server that cannot see the file: unet_predict then reads the dataset file itself).
+std::string preprocessing_record(const std::string& data) {
+    if (data.empty()) return "";
+    try {
+        return preprocessing_of(DatasetReader(data)).to_text();
+    } catch (const std::exception&) {
+        return "";
+    }
+}
+
 class RunLoop {
    public:
     RunLoop(RankRole& role, Comm& comm, TrainingHooks& hooks, TrainingLog& log)
         : role_(role), s_(role.setup()), o_(s_.o), comm_(comm), hooks_(hooks), log_(log),
           latest_(o_.logdir + "/checkpoint_latest.h5"), best_(o_.logdir + "/checkpoint_best.h5"),
-          bar_(comm.is_root() && o_.console_tag.empty()) {}
+          bar_(comm.is_root() && o_.console_tag.empty()),
+          preprocessing_(comm.is_root() ? preprocessing_record(o_.data) : "") {}
     RunSummary run();
 
    private:
@@ -86,8 +98,6 @@ class RunLoop {
     void gather();  // collective: the whole model to rank 0 (once per step at most)
     void show_model();
     void log_peak_memory();  // collective: the workers' peak RSS against the estimate
-    // What the checkpoints record of the dataset's preprocessing (rank 0 reads its attributes once).
-    const std::string& preprocessing();
     // This run's seconds, the sessions before a resume included.
     double training_seconds() const { return seconds_before_ + seconds_since(t_start_); }
     RunSummary finish(const std::string& status);
@@ -107,8 +117,7 @@ class RunLoop {
     int64_t done_ = 0, first_step_ = 0, run_total_ = 0, gathered_at_ = -1;
     bool limit_ = false;
     int estimate_mib_ = 0;
-    std::string preprocessing_;
-    bool preprocessing_read_ = false;
+    const std::string preprocessing_;  // what rank 0's checkpoints record of the data's preprocessing
     double seconds_before_ = 0;  // training seconds of the sessions before a resume
     Clock::time_point t_start_ = Clock::now(), t_checkpoint_ = Clock::now(), t_epoch_ = Clock::now();
 };
@@ -309,7 +318,7 @@ void RunLoop::save(const std::string& path) {
     gather();
     if (!comm_.is_root()) return;
     p_.train_seconds = training_seconds();
-    write_checkpoint(path, capture_state(role_.model(), role_.optimizer(), p_, o_, preprocessing()));
+    write_checkpoint(path, capture_state(role_.model(), role_.optimizer(), p_, o_, preprocessing_));
     log_.line("checkpoint %s at step %lld", path.c_str(), (long long)p_.step);
 }
 
@@ -317,17 +326,6 @@ void RunLoop::gather() {
     if (gathered_at_ == p_.step) return;  // nothing changes between steps: one gather serves them all
     gathered_at_ = p_.step;
     role_.gather_to_root();
-}
-
-const std::string& RunLoop::preprocessing() {
-    if (preprocessing_read_ || o_.data.empty()) return preprocessing_;
-    preprocessing_read_ = true;
-    try {
-        preprocessing_ = preprocessing_of(DatasetReader(o_.data)).to_text();
-    } catch (const std::exception&) {
-        // A parameter server that cannot see the dataset: unet_predict then reads the dataset file.
-    }
-    return preprocessing_;
 }
 
 void RunLoop::log_peak_memory() {
