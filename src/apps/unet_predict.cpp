@@ -201,11 +201,13 @@ std::vector<uint8_t> binary_mask(const unet::Volume& p, double threshold) {
 // file for other values.
 std::vector<uint8_t> whole_tumour(unet::Volume label, const std::string& source) {
     try {
-        unet::whole_tumour_mask(label);
+        unet::check_labels(label);
     } catch (const std::runtime_error& e) {
         throw std::runtime_error(source + ": " + e.what());
     }
-    return std::vector<uint8_t>(label.data.begin(), label.data.end());
+    std::vector<uint8_t> m(label.data.size());
+    for (size_t i = 0; i < m.size(); ++i) m[i] = label.data[i] > 0.f ? 1 : 0;
+    return m;
 }
 
 unet::Volume as_float(const std::vector<uint8_t>& m, const unet::Volume& like) {

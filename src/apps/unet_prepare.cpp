@@ -71,6 +71,10 @@ static int run(int argc, char** argv) {
         s = unet::prepare_msd(o);
     }
     std::printf("%s\n", s.describe(o.output).c_str());
+    std::printf("%s\n", from_npy.empty()
+                            ? "masks: MSD labels 0-3 (1 oedema, 2 non-enhancing tumour, 3 enhancing tumour): "
+                              "--labels wt, regions (wt,tc,et) or a list"
+                            : "masks: binary (Intel's .npy files join the labels): the whole tumour only, --labels wt");
     return 0;
 }
 

@@ -3,6 +3,7 @@
 #include "unet/io/atomic_file.h"
 #include "unet/io/hdf5_util.h"
 #include "hdf5_dataset_common.h"
+#include "unet/core/check.h"
 #include "unet/core/dims.h"
 
 #include <hdf5.h>
@@ -90,6 +91,7 @@ struct DatasetReader::Impl {
     std::map<std::string, SplitIn> splits;
     mutable std::mutex mu;
     mutable std::vector<uint8_t> mask_buf;
+    uint8_t max_label = 1;
     mutable std::vector<hsize_t> start, image_count, mask_count;
 
     const SplitIn& split(const std::string& name, int64_t index) const {
@@ -199,7 +201,7 @@ DatasetReader::DatasetReader(const std::string& path) : impl_(new Impl) {
     Impl& m = *impl_;
     m.path = path;
     silence_hdf5_errors(path);
-    const std::string expect = "expected a unet dataset with format_version " + std::to_string(kDatasetFormatVersion);
+    const std::string expect = "expected a unet dataset with format_version 1 or " + std::to_string(kDatasetFormatVersion);
 
     struct stat st;
     if (::stat(path.c_str(), &st) != 0) fail_format(path, "file", std::string("cannot open: ") + std::strerror(errno));
@@ -218,9 +220,9 @@ DatasetReader::DatasetReader(const std::string& path) : impl_(new Impl) {
     if (!has_attr(root, "format_version", path))
         fail_format(path, "/", "not a unet dataset: no root attribute format_version (" + expect + ")");
     const int64_t version = read_int_attr(root, "format_version", path, "attribute format_version");
-    if (version != kDatasetFormatVersion)
+    if (version != 1 && version != kDatasetFormatVersion)
         fail_format(path, "/",
-                    "dataset format_version " + std::to_string(version) + ", this build reads format_version " +
+                    "dataset format_version " + std::to_string(version) + ", this build reads format_version 1 and " +
                         std::to_string(kDatasetFormatVersion) + " (re-create it with this build's unet_prepare)");
     for (const char* required : {"mode", "layout", "channels"})
         if (!has_attr(root, required, path))
@@ -243,6 +245,15 @@ DatasetReader::DatasetReader(const std::string& path) : impl_(new Impl) {
     a.split_seed = has_attr(root, "split_seed", path) ? read_int_attr(root, "split_seed", path, "attribute split_seed") : 0;
     a.source = has_attr(root, "source", path) ? read_string_attr(root, "source", path) : "";
     a.labels = has_attr(root, "labels", path) ? read_string_attr(root, "labels", path) : "";
+    // Version 1 masks are binary; version 2 says what its masks hold.
+    a.mask_labels = kMaskLabelsBinary;
+    if (version >= 2) {
+        if (!has_attr(root, "mask_labels", path)) fail_format(path, "/", "missing root attribute mask_labels");
+        a.mask_labels = read_string_attr(root, "mask_labels", path);
+        if (a.mask_labels != kMaskLabelsMsd && a.mask_labels != kMaskLabelsBinary)
+            fail_format(path, "attribute mask_labels", "'" + a.mask_labels + "' is neither msd nor binary");
+    }
+    m.max_label = uint8_t(max_mask_label(a.mask_labels));
 
     for (const char* name : kSplitNames)
         if (check(H5Lexists(root, name, H5P_DEFAULT), path, std::string("/") + name, "H5Lexists") > 0)
@@ -276,10 +287,10 @@ int64_t DatasetReader::count(const std::string& split) const {
     return it == impl_->splits.end() ? 0 : it->second.count;
 }
 
-void DatasetReader::read_sample(const std::string& split, int64_t index, float* image, float* mask) const {
+void DatasetReader::read_labels(const std::string& split, int64_t index, float* image, uint8_t* labels) const {
     const Impl& m = *impl_;
     const SplitIn& s = m.split(split, index);
-    if (!image || !mask) fail_format(m.path, "/" + split, "read_sample with a null image or mask buffer");
+    if (!image || !labels) fail_format(m.path, "/" + split, "read_sample with a null image or mask buffer");
     std::lock_guard<std::mutex> lock(m.mu);
     silence_hdf5_errors(m.path);
     const std::string& p = m.path;
@@ -292,20 +303,33 @@ void DatasetReader::read_sample(const std::string& split, int64_t index, float* 
     check(H5Sselect_hyperslab(s.mask_space.get(), H5S_SELECT_SET, m.start.data(), nullptr, m.mask_count.data(),
                               nullptr),
           p, "/" + split + "/masks", "H5Sselect_hyperslab");
-    // uint8 -> float here: HDF5's own conversion path is several times slower than this loop.
-    check(H5Dread(s.masks.get(), H5T_NATIVE_UINT8, m.mask_mem.get(), s.mask_space.get(), H5P_DEFAULT,
-                  m.mask_buf.data()),
-          p, "/" + split + "/masks", "H5Dread");
-    const uint8_t* b = m.mask_buf.data();
-    uint8_t bad = 0;
-    for (int64_t i = 0; i < m.voxels; ++i) {
-        bad |= uint8_t(b[i] > 1);
-        mask[i] = float(b[i]);
-    }
-    if (bad)
+    check(H5Dread(s.masks.get(), H5T_NATIVE_UINT8, m.mask_mem.get(), s.mask_space.get(), H5P_DEFAULT, labels), p,
+          "/" + split + "/masks", "H5Dread");
+    const uint8_t top = *std::max_element(labels, labels + m.voxels);
+    if (top > m.max_label)
         fail_format(p, "/" + split + "/masks",
-                    "sample " + std::to_string(index) + " has values other than 0/1 (masks must be 0/1)");
+                    "sample " + std::to_string(index) + " has mask value " + std::to_string(int(top)) + " (" +
+                        m.attrs.mask_labels + " masks hold 0-" + std::to_string(int(m.max_label)) + ")");
 }
+
+void DatasetReader::read_sample(const std::string& split, int64_t index, float* image, float* masks,
+                                const Regions& regions) const {
+    check_regions(regions);
+    if (!masks) fail_format(impl_->path, "/" + split, "read_sample with a null image or mask buffer");
+    // Label map -> region masks here: HDF5's own uint8 -> float conversion is several times slower.
+    std::vector<uint8_t> labels(size_t(impl_->voxels));  // per call: several threads may read at once
+    read_labels(split, index, image, labels.data());
+    region_masks(labels.data(), impl_->voxels, regions, masks);
+}
+
+void DatasetReader::check_regions(const Regions& regions) const {
+    if (impl_->attrs.mask_labels == kMaskLabelsBinary && !is_whole_tumour_only(regions))
+        throw UsageError("--labels " + regions_text(regions) + ": " + impl_->path +
+                         " has binary tumour masks (format version 1 or Intel's .npy data), which tell the whole "
+                         "tumour only; prepare the MSD source again with this build's unet_prepare for tc and et");
+}
+
+int max_mask_label(const std::string& mask_labels) { return mask_labels == kMaskLabelsMsd ? kMaxLabel : 1; }
 
 int64_t DatasetReader::sample_cache_bytes() const {
     const int64_t voxels = product(spatial());

@@ -45,6 +45,7 @@ struct DatasetWriter::Impl {
     bool created = false;  // the .tmp file exists and is ours to remove
     bool finished = false;
     int64_t bytes = 0;
+    uint8_t max_label = 1;  // of attrs.mask_labels
 
     void open(const std::string& path, const DatasetAttributes& attrs, const std::vector<int64_t>& spatial);
 
@@ -140,6 +141,10 @@ void DatasetWriter::Impl::open(const std::string& path_, const DatasetAttributes
     write_int_attr(root, "split_seed", attrs.split_seed, H5T_STD_I64LE, m.tmp, "attribute split_seed");
     write_string_attr(root, "source", attrs.source, m.tmp, "attribute source");
     write_string_attr(root, "labels", attrs.labels, m.tmp, "attribute labels");
+    if (attrs.mask_labels != kMaskLabelsMsd && attrs.mask_labels != kMaskLabelsBinary)
+        fail_format(path, "attribute mask_labels", "'" + attrs.mask_labels + "' is neither msd nor binary");
+    write_string_attr(root, "mask_labels", attrs.mask_labels, m.tmp, "attribute mask_labels");
+    m.max_label = uint8_t(max_mask_label(attrs.mask_labels));
 
     std::vector<hsize_t> img{1, hsize_t(attrs.channels)}, msk{1, 1};
     for (int64_t d : spatial) {
@@ -214,10 +219,11 @@ void DatasetWriter::write_sample(const std::string& split, int64_t index, const 
                     "sample index " + std::to_string(index) + " outside [0, " + std::to_string(s.count) + ")");
     if (!image || !mask) fail_format(m.tmp, "/" + split, "write_sample with a null image or mask");
     for (int64_t i = 0; i < m.voxels; ++i)
-        if (mask[i] > 1)
+        if (mask[i] > m.max_label)
             fail_format(m.tmp, "/" + split + "/masks",
                         "sample " + std::to_string(index) + " (" + case_id + ") has mask value " +
-                            std::to_string(int(mask[i])) + "; masks must be 0/1");
+                            std::to_string(int(mask[i])) + "; " + m.attrs.mask_labels + " masks hold 0-" +
+                            std::to_string(int(m.max_label)));
 
     const size_t rank = 2 + m.spatial.size();
     std::vector<hsize_t> start(rank, 0), img(rank), msk(rank);

@@ -65,18 +65,24 @@ std::vector<int64_t> Loader::permutation(int64_t n, uint64_t seed, int epoch, bo
 }
 
 // Crop start per axis: a uniform corner, or centred on a random foreground voxel.
-static Dims choose_crop(const Dims& full, const Dims& patch, const float* mask, bool foreground, Rng& rng) {
+// mask: `regions` channels of the full sample; a voxel is foreground in any of them.
+static Dims choose_crop(const Dims& full, const Dims& patch, const float* mask, int regions, bool foreground, Rng& rng) {
     const size_t nd = full.size();
     Dims start(nd, 0);
     int64_t fg_index = -1;
     if (foreground) {
         const int64_t V = product(full);
+        auto inside = [&](int64_t i) {
+            for (int r = 0; r < regions; ++r)
+                if (mask[r * V + i] > 0.5f) return true;
+            return false;
+        };
         int64_t count = 0;
-        for (int64_t i = 0; i < V; ++i) count += mask[i] > 0.5f;
+        for (int64_t i = 0; i < V; ++i) count += inside(i);
         if (count > 0) {
             int64_t pick = rng.below(count);
             for (int64_t i = 0; i < V; ++i)
-                if (mask[i] > 0.5f && pick-- == 0) {
+                if (inside(i) && pick-- == 0) {
                     fg_index = i;
                     break;
                 }
@@ -106,19 +112,20 @@ void Loader::Impl::make_batch(const std::vector<int64_t>& order, int epoch, int6
     b.channels = channels;
     b.spatial = out_spatial;
     b.images.resize(size_t(b.n * channels * P));
-    b.masks.resize(size_t(b.n * P));
+    const int R = int(cfg.regions.size());
+    b.masks.resize(size_t(b.n * R * P));
     b.indices.resize(size_t(b.n));
     img.resize(size_t(channels * V));
-    msk.resize(size_t(V));
+    msk.resize(size_t(R * V));
     const size_t nd = full.size();
     for (int64_t k = 0; k < b.n; ++k) {
         const int64_t global_pos = pos[size_t(k)];
         const int64_t index = order[size_t(global_pos % n)];
         b.indices[size_t(k)] = index;
-        reader.read_sample(cfg.split, index, img.data(), msk.data());
+        reader.read_sample(cfg.split, index, img.data(), msk.data(), cfg.regions);
         Rng rng(cfg.seed ^ (uint64_t(epoch) << 40) ^ (uint64_t(global_pos) * 0xD1B54A32D192ED03ull));
         const bool fg = !cfg.patch.empty() && rng.uniform() < cfg.fg_fraction;
-        const Dims start = cfg.patch.empty() ? Dims(nd, 0) : choose_crop(full, out_spatial, msk.data(), fg, rng);
+        const Dims start = cfg.patch.empty() ? Dims(nd, 0) : choose_crop(full, out_spatial, msk.data(), R, fg, rng);
         bool flip[3] = {false, false, false};
         float scale[64], shift[64];
         for (int c = 0; c < channels; ++c) scale[c % 64] = 1.f, shift[c % 64] = 0.f;
@@ -142,7 +149,7 @@ void Loader::Impl::make_batch(const std::vector<int64_t>& order, int epoch, int6
                         // Background (exactly 0 after preparation) stays 0 under the intensity jitter.
                         b.images[size_t((k * channels + c) * P + dst)] = v == 0.f ? 0.f : v * scale[c % 64] + shift[c % 64];
                     }
-                    b.masks[size_t(k * P + dst)] = msk[size_t(src)];
+                    for (int r = 0; r < R; ++r) b.masks[size_t((k * R + r) * P + dst)] = msk[size_t(r * V + src)];
                 }
     }
 }
@@ -176,6 +183,7 @@ void Loader::Impl::run(int first) {
 
 Loader::Loader(const LoaderConfig& config) : impl_(new Impl(config)) {
     Impl& m = *impl_;
+    m.reader.check_regions(config.regions);
     if (!m.reader.has_split(config.split))
         throw std::runtime_error(config.path + ": no '" + config.split + "' split in this dataset");
     UNET_CHECK(config.world >= 1 && config.rank >= 0 && config.rank < config.world, "rank " << config.rank);
@@ -208,7 +216,7 @@ int Loader::channels() const { return impl_->channels; }
 Dims Loader::sample_spatial() const { return impl_->out_spatial; }
 int64_t Loader::memory_bytes() const {
     const Impl& m = *impl_;
-    const int64_t per_voxel = 4 * (int64_t(m.channels) + 1);  // image channels and the mask, f32
+    const int64_t per_voxel = 4 * (int64_t(m.channels) + int64_t(m.cfg.regions.size()));  // images, masks: f32
     const int64_t batches = int64_t(m.cfg.prefetch) + 2;
     return batches * m.local * per_voxel * product(m.out_spatial) + per_voxel * product(m.full) +
            m.reader.sample_cache_bytes();

@@ -36,7 +36,7 @@ Case load_case(const MsdCase& c, int channels, const PrepareOptions& o) {
         throw std::runtime_error(c.label + ": label shape " + label.shape_string() + " differs from image shape " +
                                  out.image.shape_string());
     try {
-        whole_tumour_mask(label);
+        check_labels(label);
     } catch (const std::runtime_error& e) {
         throw std::runtime_error(c.label + ": " + e.what());
     }
@@ -46,8 +46,7 @@ Case load_case(const MsdCase& c, int channels, const PrepareOptions& o) {
     if (!o.reshape.empty()) {
         // --reshape is W,H,D (NIfTI axis order, as DistMIS writes it).
         out.image = resize_linear(out.image, o.reshape[2], o.reshape[1], o.reshape[0]);
-        label = resize_linear(label, o.reshape[2], o.reshape[1], o.reshape[0]);
-        threshold(label);
+        label = resize_labels(label, o.reshape[2], o.reshape[1], o.reshape[0]);
     }
     out.mask = std::move(label);
     return out;
@@ -69,7 +68,7 @@ std::vector<int64_t> kept_slices(const Case& c, bool keep_empty) {
 
 std::vector<uint8_t> to_bytes(const Volume& mask) {
     std::vector<uint8_t> b(mask.data.size());
-    for (size_t i = 0; i < b.size(); ++i) b[i] = mask.data[i] > 0.5f ? 1 : 0;
+    for (size_t i = 0; i < b.size(); ++i) b[i] = uint8_t(mask.data[i]);  // labels 0-3, checked on reading
     return b;
 }
 
@@ -134,7 +133,8 @@ PrepareSummary prepare_msd(const PrepareOptions& o) {
     attrs.crop = "depth 155 -> 152: slices [2, 154) (DistMIS)";
     attrs.split_seed = int64_t(o.seed);
     attrs.source = "MSD " + index.name + " from " + o.source_dir;
-    attrs.labels = index.labels_json + " joined: 1,2,3 -> tumour";
+    attrs.labels = index.labels_json;
+    attrs.mask_labels = kMaskLabelsMsd;
     DatasetWriter writer(o.output, attrs, spatial);
     for (int s = 0; s < 3; ++s) writer.add_split(kSplitNames[s], sum.samples[s]);
 
@@ -157,8 +157,7 @@ PrepareSummary prepare_msd(const PrepareOptions& o) {
                 Volume img = axial_slice(c.image, z), msk = axial_slice(c.mask, z);
                 if (img.height != o.slice_size || img.width != o.slice_size) {
                     img = resize_linear(img, 1, o.slice_size, o.slice_size);
-                    msk = resize_linear(msk, 1, o.slice_size, o.slice_size);
-                    threshold(msk);
+                    msk = resize_labels(msk, 1, o.slice_size, o.slice_size);
                 }
                 writer.write_sample(kSplitNames[s], next[s]++, img.data.data(), to_bytes(msk).data(),
                                     mc.id + ":" + std::to_string(z));
@@ -200,6 +199,8 @@ PrepareSummary prepare_npy(const std::string& dir, const PrepareOptions& o) {
     attrs.crop = "none";
     attrs.split_seed = int64_t(o.seed);
     attrs.source = "Intel BraTS npy files from " + dir;
+    attrs.labels = R"({"0": "background", "1": "tumour"})";
+    attrs.mask_labels = kMaskLabelsBinary;  // Intel joined the labels: the whole tumour only
     DatasetWriter writer(o.output, attrs, {o.slice_size, o.slice_size});
     for (int s = 0; s < 3; ++s) writer.add_split(kSplitNames[s], sum.samples[s]);
     double tumour = 0, voxels = 0;
@@ -217,8 +218,7 @@ PrepareSummary prepare_npy(const std::string& dir, const PrepareOptions& o) {
         }
         if (H != o.slice_size || W != o.slice_size) {
             img = resize_linear(img, 1, o.slice_size, o.slice_size);
-            msk = resize_linear(msk, 1, o.slice_size, o.slice_size);
-            threshold(msk);
+            msk = resize_labels(msk, 1, o.slice_size, o.slice_size);
         }
         writer.write_sample(split, index, img.data.data(), to_bytes(msk).data(), id);
         tumour += tumour_share(msk);

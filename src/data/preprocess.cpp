@@ -44,14 +44,15 @@ void standardize_brain(Volume& image) {
     }
 }
 
-void whole_tumour_mask(Volume& label) {
-    for (float& v : label.data) {
+void check_labels(const Volume& label) {
+    for (size_t i = 0; i < label.data.size(); ++i) {
+        const float v = label.data[i];
         if (!(v == 0.f || v == 1.f || v == 2.f || v == 3.f)) {
             std::ostringstream os;
-            os << "label value " << v << " outside 0-3";
+            os << "label value " << v << " at voxel " << i << " outside 0-3 (MSD Task01: 0 background, 1 oedema, "
+               << "2 non-enhancing tumour, 3 enhancing tumour)";
             throw std::runtime_error(os.str());
         }
-        v = v > 0.f ? 1.f : 0.f;
     }
 }
 
@@ -103,8 +104,21 @@ Volume resize_linear(const Volume& v, int64_t depth, int64_t height, int64_t wid
     return out;
 }
 
-void threshold(Volume& v, float at) {
-    for (float& x : v.data) x = x >= at ? 1.f : 0.f;
+Volume resize_labels(const Volume& label, int64_t depth, int64_t height, int64_t width) {
+    Volume out;
+    out.resize(1, depth, height, width);
+    // Label l marks the nested region "label >= l" (WT, TC, ET in MSD numbering): each region is
+    // resized linearly and thresholded at 0.5, the larger regions first. Linear resizing is
+    // monotone, so the regions stay nested, and WT comes out as the binary mask resized alone.
+    Volume region;
+    region.resize(1, label.depth, label.height, label.width);
+    for (int l = 1; l <= 3; ++l) {
+        for (size_t i = 0; i < label.data.size(); ++i) region.data[i] = label.data[i] >= float(l) ? 1.f : 0.f;
+        const Volume r = resize_linear(region, depth, height, width);
+        for (size_t i = 0; i < out.data.size(); ++i)
+            if (r.data[i] >= 0.5f) out.data[i] = float(l);
+    }
+    return out;
 }
 
 Volume axial_slice(const Volume& v, int64_t z) {

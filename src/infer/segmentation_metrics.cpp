@@ -200,10 +200,6 @@ bool any_set(const uint8_t* m, int64_t n) {
 
 }  // namespace
 
-std::vector<Region> whole_tumour_region() { return {{"WT", {1, 2, 3}}}; }
-
-std::vector<Region> brats_regions() { return {{"WT", {1, 2, 3}}, {"TC", {2, 3}}, {"ET", {3}}}; }
-
 EmptyRule parse_empty_rule(const std::string& text) {
     if (text == "brats") return EmptyRule::brats;
     if (text == "ignore") return EmptyRule::ignore;

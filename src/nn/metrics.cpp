@@ -1,5 +1,8 @@
 #include "unet/nn/metrics.h"
 
+#include <stdexcept>
+#include <string>
+
 namespace unet {
 
 static double ratio_or_one(double num, double den) { return den > 0 ? num / den : 1.0; }
@@ -21,19 +24,51 @@ Confusion confusion(const float* pred, const float* truth, int64_t voxels, float
     return {tp, fp, fn, tn};
 }
 
-void MetricSums::add(const Confusion& c) {
-    dice += c.dice();
-    sensitivity += c.sensitivity();
-    specificity += c.specificity();
+MetricSums::MetricSums(int c) : channels(c) {
+    if (c < 1 || c > kMaxMetricChannels)
+        throw std::invalid_argument("MetricSums: " + std::to_string(c) + " channels, expected 1.." +
+                                    std::to_string(kMaxMetricChannels));
+}
+
+void MetricSums::add(const Confusion* c) {
+    for (int k = 0; k < channels; ++k) {
+        dice[size_t(k)] += c[k].dice();
+        sensitivity[size_t(k)] += c[k].sensitivity();
+        specificity[size_t(k)] += c[k].specificity();
+    }
     ++samples;
 }
 
 void MetricSums::merge(const MetricSums& o) {
-    dice += o.dice;
-    sensitivity += o.sensitivity;
-    specificity += o.specificity;
-    loss += o.loss;
-    samples += o.samples;
+    double w[kWire];
+    o.to_wire(w);
+    add_wire(w);
+}
+
+void MetricSums::to_wire(double* w) const {
+    for (int k = 0; k < kMaxMetricChannels; ++k) {
+        w[k] = dice[size_t(k)];
+        w[kMaxMetricChannels + k] = sensitivity[size_t(k)];
+        w[2 * kMaxMetricChannels + k] = specificity[size_t(k)];
+    }
+    w[3 * kMaxMetricChannels] = loss;
+    w[3 * kMaxMetricChannels + 1] = double(samples);
+}
+
+void MetricSums::add_wire(const double* w) {
+    for (int k = 0; k < kMaxMetricChannels; ++k) {
+        dice[size_t(k)] += w[k];
+        sensitivity[size_t(k)] += w[kMaxMetricChannels + k];
+        specificity[size_t(k)] += w[2 * kMaxMetricChannels + k];
+    }
+    loss += w[3 * kMaxMetricChannels];
+    samples += int64_t(w[3 * kMaxMetricChannels + 1]);
+}
+
+double MetricSums::over_channels(const std::array<double, kMaxMetricChannels>& v) const {
+    double s = 0;
+    for (int k = 0; k < channels; ++k) s += mean(v[size_t(k)]);
+    return s / double(channels);
 }
 
 }  // namespace unet

@@ -36,8 +36,8 @@ class ServerRole : public RankRole {
         return true;
     }
     double data_wait_s() const override { return 0; }
-    MetricSums validate() override { return MetricSums(); }
-    VolumeScoreSums validate_whole() override { return VolumeScoreSums(); }
+    MetricSums validate() override { return MetricSums(int(s_.o.model.out_channels)); }
+    VolumeScoreSums validate_whole() override { return VolumeScoreSums(int(s_.o.regions.size())); }
     Batch picture_sample() override;
     const float* predict_sample() override {
         if (!comm_.is_root() || sample_n_ == 0) return nullptr;
@@ -94,7 +94,7 @@ Batch ServerRole::picture_sample() {
     b.channels = s_.o.model.in_channels;
     b.spatial = s_.o.input_size;
     b.images.resize(size_t(b.channels * product(b.spatial)));
-    b.masks.resize(size_t(product(b.spatial)));
+    b.masks.resize(size_t(s_.o.model.out_channels * product(b.spatial)));
     b.indices = {0};
     comm_.receive(s_.first_worker(), kSampleTag, b.images.data(), int64_t(b.images.size()));
     comm_.receive(s_.first_worker(), kSampleTag, b.masks.data(), int64_t(b.masks.size()));

@@ -61,6 +61,7 @@ void TensorBoardHooks::on_start(const TrainOptions& o, const Batch& sample) {
     auto train = EventWriter::create_in(o.logdir + "/train", flush_interval_s_);
     auto validation = EventWriter::create_in(o.logdir + "/validation", flush_interval_s_);
     logdir_ = o.logdir;
+    regions_ = o.regions;
     session_ = std::move(session);
     train_ = std::move(train);
     validation_ = std::move(validation);
@@ -70,8 +71,10 @@ void TensorBoardHooks::on_start(const TrainOptions& o, const Batch& sample) {
     train_->write_value(0, text_summary("config/command_line", as_code_block(o.command_line)));
     if (sample.n >= 1) {
         sample_ = sample;
+        std::vector<std::string> names;
+        for (const Region& r : o.regions) names.push_back(r.name);
         pictures_ = std::make_unique<SamplePictures>(sample_.images.data(), sample_.channels, sample_.masks.data(),
-                                                     sample_.spatial);
+                                                     sample_.spatial, names);
         validation_->write_value(0, image_summary("images/input", pictures_->input()));
         validation_->write_value(0, image_summary("images/ground_truth", pictures_->truth()));
     }
@@ -112,17 +115,28 @@ bool TensorBoardHooks::on_epoch(const EpochReport& r, const ParamStore& store) {
     *val.add_value() = scalar_summary(patch + "dice", r.validation.mean_dice());
     *val.add_value() = scalar_summary(patch + "sensitivity", r.validation.mean_sensitivity());
     *val.add_value() = scalar_summary(patch + "specificity", r.validation.mean_specificity());
+    // Region models: each region's Dice (and whole-volume HD95) beside the means, "val/dice_tc".
+    const bool per_region = regions_.size() > 1;
+    auto region_tag = [&](const std::string& tag, size_t k) { return tag + "_" + regions_text({regions_[k]}); };
+    for (size_t k = 0; per_region && k < regions_.size(); ++k)
+        *val.add_value() = scalar_summary(region_tag(patch + "dice", k), r.validation.mean_dice(int(k)));
     if (r.whole_scored) {
         *val.add_value() = scalar_summary("val/dice", r.whole.mean_dice());
         *val.add_value() = scalar_summary("val/hd95", r.whole.mean_hd95());
         *val.add_value() = scalar_summary("val/sensitivity", r.whole.mean_sensitivity());
         *val.add_value() = scalar_summary("val/specificity", r.whole.mean_specificity());
+        for (size_t k = 0; per_region && k < regions_.size(); ++k) {
+            *val.add_value() = scalar_summary(region_tag("val/dice", k), r.whole.mean(VolumeScoreSums::kDice, int(k)));
+            *val.add_value() = scalar_summary(region_tag("val/hd95", k), r.whole.mean(VolumeScoreSums::kHd95, int(k)));
+        }
     }
     validation_->write_summary(r.step, val);
 
     tb::Summary train;
     *train.add_value() = scalar_summary("train/epoch_loss", r.train_loss);
     *train.add_value() = scalar_summary("train/epoch_dice", r.train_dice);
+    for (size_t k = 0; per_region && k < regions_.size(); ++k)
+        *train.add_value() = scalar_summary(region_tag("train/epoch_dice", k), r.train_region_dice[k]);
     train_->write_summary(r.step, train);
     // One event per tensor keeps every record small.
     for (const ParamView& v : store.views()) {

@@ -107,14 +107,24 @@ void check_resumed_model(const std::string& file, const TrainOptions& trained, c
     auto describe = [](const TrainOptions& t) {
         const UNetConfig& m = t.model;
         return std::to_string(m.dims) + "D UNet, filters " + std::to_string(m.base_filters) + ", depth " +
-               std::to_string(m.depth) + ", norm " + norm_name(m.norm) + ", " + upsampling_name(m.upsampling) +
+               std::to_string(m.depth) + ", labels " + regions_text(t.regions) + ", norm " + norm_name(m.norm) +
+               ", " + upsampling_name(m.upsampling) +
                " up-sampling, optimizer " + t.optimizer.kind + (t.optimizer.amsgrad ? " (amsgrad)" : "");
     };
     if (a.dims != b.dims || a.base_filters != b.base_filters || a.depth != b.depth || a.norm != b.norm ||
+        regions_text(trained.regions) != regions_text(o.regions) ||
         a.upsampling != b.upsampling || trained.optimizer.kind != o.optimizer.kind ||
         trained.optimizer.amsgrad != o.optimizer.amsgrad)
         throw UsageError("--resume: " + file + " is a " + describe(trained) + "; this run asks a " + describe(o) +
                          " (leave the model flags out to continue it)");
+}
+
+int TrainOptions::objective_region() const {
+    if (objective == "mean") return -1;
+    for (size_t i = 0; i < regions.size(); ++i)
+        if (regions_text({regions[i]}) == objective) return int(i);
+    throw UsageError("--objective: expected mean or one of the trained regions (" + regions_text(regions) + "), got '" +
+                     objective + "'");
 }
 
 bool is_train_flag(const std::string& name) {
@@ -207,6 +217,12 @@ void resolve(TrainOptions& o, const RawOptions& r, const po::variables_map& vm) 
         throw UsageError("--conv_algorithm: expected winograd or direct, got '" + r.conv_algorithm + "'");
     o.model.winograd = r.conv_algorithm == "winograd";
     o.loss = parse_loss(r.loss);
+    o.regions = parse_regions(r.labels);
+    o.model.out_channels = int64_t(o.regions.size());
+    if (o.data.empty() && !is_whole_tumour_only(o.regions))
+        throw UsageError("--labels " + r.labels + ": needs --data (a dataset prepared from MSD labels); the generated "
+                         "in-memory data have one tumour class");
+    o.objective_region();  // throws for an objective that names no trained region
     o.optimizer.kind = r.optimizer;
     o.input_size = parse_size_list("input_size", r.input_size);
     if (vm["input_size"].defaulted() && o.model.dims == 3) o.input_size = {64, 64, 64};

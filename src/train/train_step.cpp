@@ -23,9 +23,15 @@ struct Lap {
     }
 };
 
-// The whole batch's loss from the control message's totals; every rank throws alike.
-double batch_loss(LossKind loss, const StepControl& ctl, int64_t step, LossSums& sums) {
-    std::copy_n(ctl.sums.begin() + kLossSlot, LossSums::kCount, sums.data());
+// The whole batch's loss from the control message's totals (the channels with voxels are the
+// model's); every rank throws alike.
+double batch_loss(LossKind loss, const StepControl& ctl, int64_t step, std::vector<LossSums>& sums) {
+    sums.clear();
+    for (int c = 0; c < kMaxMetricChannels; ++c) {
+        LossSums s;
+        std::copy_n(ctl.sums.begin() + kLossSlot + c * LossSums::kCount, LossSums::kCount, s.data());
+        if (s.voxels > 0) sums.push_back(s);
+    }
     const double value = loss_from_sums(loss, sums);
     if (!std::isfinite(value))
         throw DivergenceError("loss is " + std::string(std::isnan(value) ? "NaN" : "Inf") + " at step " +
@@ -33,8 +39,14 @@ double batch_loss(LossKind loss, const StepControl& ctl, int64_t step, LossSums&
     return value;
 }
 
-double batch_dice(const StepControl& ctl) {
-    return ctl.sums[kDiceSlot + 1] > 0 ? ctl.sums[kDiceSlot] / ctl.sums[kDiceSlot + 1] : 0;
+// The batch's mean Dice per channel and over the `channels` channels.
+void batch_dice(const StepControl& ctl, size_t channels, StepResult& r) {
+    const double samples = ctl.sums[kDiceSlot + kMaxMetricChannels];
+    r.dice = 0;
+    for (size_t c = 0; c < channels; ++c) {
+        r.channel_dice[c] = samples > 0 ? ctl.sums[kDiceSlot + c] / samples : 0;
+        r.dice += r.channel_dice[c] / double(channels);
+    }
 }
 
 }  // namespace
@@ -42,24 +54,26 @@ double batch_dice(const StepControl& ctl) {
 StepResult train_step(StepContext& c, const Batch& batch, int64_t step, float lr, StepControl& ctl) {
     StepResult result;
     Lap lap;
-    const int64_t n = batch.n, voxels = product(batch.spatial) * c.model.config().out_channels;
+    const int channels = int(c.model.config().out_channels);
+    const int64_t n = batch.n, voxels = product(batch.spatial);
     const float* pred = c.model.forward(batch.images.data(), n, batch.spatial, true, uint64_t(step));
     const float* masks = batch.masks.data();
-    LossSums sums = loss_partial_sums(c.loss, pred, masks, n, voxels);
-    MetricSums m;
-    for (int64_t i = 0; i < n; ++i) m.add(confusion(pred + i * voxels, masks + i * voxels, voxels));
-    std::copy_n(sums.data(), LossSums::kCount, ctl.sums.begin() + kLossSlot);
-    ctl.sums[kDiceSlot] = m.dice;
-    ctl.sums[kDiceSlot + 1] = double(m.samples);
+    std::vector<LossSums> sums = loss_partial_sums(c.loss, pred, masks, n, channels, voxels);
+    const MetricSums m = sample_metrics(pred, masks, n, channels, voxels);
+    for (int k = 0; k < channels; ++k) {
+        std::copy_n(sums[size_t(k)].data(), LossSums::kCount, ctl.sums.begin() + kLossSlot + k * LossSums::kCount);
+        ctl.sums[size_t(kDiceSlot + k)] = m.dice[size_t(k)];
+    }
+    ctl.sums[kDiceSlot + kMaxMetricChannels] = double(m.samples);
     lap(result.compute_s);
     // The loss of the whole batch (Dice is not a sum over samples) is known only after every
     // rank's forward: the step's one control message.
     c.control.exchange(step, ctl);
     lap(result.comm_s);
     result.loss = batch_loss(c.loss, ctl, step, sums);
-    result.dice = batch_dice(ctl);
-    c.scratch.resize(size_t(n * voxels));
-    loss_grad(c.loss, pred, masks, n, voxels, sums, c.scratch.data());
+    batch_dice(ctl, sums.size(), result);
+    c.scratch.resize(size_t(n * channels * voxels));
+    loss_grad(c.loss, pred, masks, n, channels, voxels, sums, c.scratch.data());
     // Each rank holds the derivative of the global batch loss through its own samples; their sum
     // is the full gradient. Buckets leave while backward runs.
     c.model.backward(c.scratch.data(), [&](int64_t from) { c.exchange.push(from); });
@@ -76,13 +90,26 @@ StepResult serve_step(PsShard& shard, ControlChannel& control, LossKind loss, in
     Lap lap;
     control.exchange(step, ctl);
     lap(result.comm_s);
-    LossSums sums;
+    std::vector<LossSums> sums;
     result.loss = batch_loss(loss, ctl, step, sums);
-    result.dice = batch_dice(ctl);
+    batch_dice(ctl, sums.size(), result);
     const ExchangeTimes x = shard.serve(step, lr, timeout_s);
     result.comm_s += x.wait_s;
     result.update_s += x.update_s;
     return result;
+}
+
+MetricSums sample_metrics(const float* pred, const float* truth, int64_t n, int channels, int64_t voxels) {
+    MetricSums m(channels);
+    Confusion c[kMaxMetricChannels];
+    for (int64_t i = 0; i < n; ++i) {
+        for (int k = 0; k < channels; ++k) {
+            const int64_t at = (i * channels + k) * voxels;
+            c[k] = confusion(pred + at, truth + at, voxels);
+        }
+        m.add(c);
+    }
+    return m;
 }
 
 const float* forward_padded(UNet& model, const float* images, int64_t n, const Dims& spatial, int64_t batch,
@@ -97,15 +124,17 @@ const float* forward_padded(UNet& model, const float* images, int64_t n, const D
 
 MetricSums evaluate(UNet& model, LossKind loss, const float* images, const float* masks, int64_t n,
                     const Dims& spatial, int64_t batch) {
-    const int64_t voxels = product(spatial) * model.config().out_channels;
-    const int64_t in_stride = product(spatial) * model.config().in_channels;
-    MetricSums sums;
+    const int channels = int(model.config().out_channels);
+    const int64_t voxels = product(spatial), out_stride = channels * voxels;
+    const int64_t in_stride = voxels * model.config().in_channels;
+    MetricSums sums(channels);
     std::vector<float> padded;
     for (int64_t i = 0; i < n; i += batch) {
         const int64_t b = std::min(batch, n - i);
         const float* pred = forward_padded(model, images + i * in_stride, b, spatial, batch, padded);
-        sums.loss += loss_sum(loss, pred, masks + i * voxels, b, voxels);
-        for (int64_t k = 0; k < b; ++k) sums.add(confusion(pred + k * voxels, masks + (i + k) * voxels, voxels));
+        const float* truth = masks + i * out_stride;
+        sums.merge(sample_metrics(pred, truth, b, channels, voxels));
+        sums.loss += loss_sum(loss, pred, truth, b, channels, voxels);
     }
     return sums;
 }

@@ -10,6 +10,7 @@
 #include <ctime>
 #include <memory>
 
+#include "unet/core/text.h"
 #include "unet/core/stop_signals.h"
 #include "unet/infer/case_prediction.h"
 #include "unet/log/progress.h"
@@ -73,6 +74,20 @@ std::string preprocessing_record(const std::string& data) {
     }
 }
 
+// " (WT 0.91, TC 0.85, ET 0.80)" for a model of several regions; "" for one.
+std::string regions_dice_text(const Regions& regions, const double* dice) {
+    if (regions.size() < 2) return "";
+    std::string s = " (";
+    for (size_t k = 0; k < regions.size(); ++k) s += (k ? ", " : "") + regions[k].name + " " + fixed_text(dice[k], 4);
+    return s + ")";
+}
+
+std::array<double, kMaxMetricChannels> per_region_dice(const MetricSums& m) {
+    std::array<double, kMaxMetricChannels> d{};
+    for (int k = 0; k < m.channels; ++k) d[size_t(k)] = m.mean_dice(k);
+    return d;
+}
+
 class RunLoop {
    public:
     RunLoop(RankRole& role, Comm& comm, TrainingHooks& hooks, TrainingLog& log)
@@ -101,6 +116,10 @@ class RunLoop {
     // This run's seconds, the sessions before a resume included.
     double training_seconds() const { return seconds_before_ + seconds_since(t_start_); }
     RunSummary finish(const std::string& status);
+    void clear_epoch_sums() {
+        p_.epoch_loss_sum = p_.epoch_dice_sum = 0;
+        p_.epoch_region_dice_sums.fill(0);
+    }
 
     RankRole& role_;
     const RunSetup& s_;
@@ -188,7 +207,7 @@ std::string RunLoop::run_epoch(int epoch) {
     p_.epoch = epoch;
     p_.epoch_step = skip;
     times_ = RunTimes{0, 0, 0, 0, s_.worker >= 0};
-    if (skip == 0) p_.epoch_loss_sum = p_.epoch_dice_sum = 0;  // a resumed epoch keeps its sums
+    if (skip == 0) clear_epoch_sums();  // a resumed epoch keeps its sums
     done_ = 0;
     t_epoch_ = Clock::now();
     for (;;) {
@@ -203,6 +222,7 @@ std::string RunLoop::run_epoch(int epoch) {
         StepResult r;
         if (!role_.step(p_.step, ctl, r)) return "";
         p_.epoch_loss_sum += r.loss, p_.epoch_dice_sum += r.dice;
+        for (size_t k = 0; k < r.channel_dice.size(); ++k) p_.epoch_region_dice_sums[k] += r.channel_dice[k];
         times_.compute += r.compute_s, times_.comm += r.comm_s, times_.update += r.update_s;
         ++p_.step, ++p_.epoch_step, ++done_;
         bar_.update(epoch, o_.epochs, p_.epoch_step, s_.steps_per_epoch, r.loss, p_.step - first_step_, run_total_);
@@ -250,13 +270,13 @@ MetricSums RunLoop::validate(Shares* shares) {
     // rank gets the totals, so all take the same best-checkpoint decision.
     const MetricSums m = role_.validate();
     times_.data = role_.data_wait_s();
-    double v[5 + RunTimes::kCount] = {m.dice, m.sensitivity, m.specificity, m.loss, double(m.samples)};
-    times_.put(v + 5);
-    comm_.sum(v, 5 + RunTimes::kCount);
-    *shares = Shares(v + 5);
-    MetricSums total;
-    total.dice = v[0], total.sensitivity = v[1], total.specificity = v[2], total.loss = v[3];
-    total.samples = int64_t(v[4]);
+    double v[MetricSums::kWire + RunTimes::kCount];
+    m.to_wire(v);
+    times_.put(v + MetricSums::kWire);
+    comm_.sum(v, MetricSums::kWire + RunTimes::kCount);
+    *shares = Shares(v + MetricSums::kWire);
+    MetricSums total(int(o_.model.out_channels));
+    total.add_wire(v);
     return total;
 }
 
@@ -267,18 +287,25 @@ void RunLoop::validate_whole(int epoch, EpochReport& r) {
     r.whole = role_.validate_whole();
     comm_.sum(r.whole.data(), VolumeScoreSums::kFields);
     r.whole_scored = true;
-    val_dice_ = r.whole.mean_dice();
-    log_.line("epoch %d/%d  val whole volumes dice %.4f hd95 %.2f mm sensitivity %.4f specificity %.4f  "
+    const int objective = o_.objective_region();
+    val_dice_ = objective < 0 ? r.whole.mean_dice() : r.whole.mean(VolumeScoreSums::kDice, objective);
+    std::string regions;  // "  (WT dice 0.9 hd95 3.1 mm, TC ...)" for region models
+    for (size_t k = 0; k < o_.regions.size() && o_.regions.size() > 1; ++k)
+        regions += (k ? ", " : "  (") + o_.regions[k].name + " dice " + fixed_text(r.whole.mean(VolumeScoreSums::kDice, int(k)), 4) +
+                   " hd95 " + fixed_text(r.whole.mean(VolumeScoreSums::kHd95, int(k)), 2) + " mm" +
+                   (k + 1 == o_.regions.size() ? ")" : "");
+    log_.line("epoch %d/%d  val whole volumes dice %.4f hd95 %.2f mm sensitivity %.4f specificity %.4f%s  "
               "(%lld cases, %.1fs)",
-              epoch + 1, o_.epochs, val_dice_, r.whole.mean_hd95(), r.whole.mean_sensitivity(),
-              r.whole.mean_specificity(), (long long)r.whole.cases, seconds_since(t0));
+              epoch + 1, o_.epochs, r.whole.mean_dice(), r.whole.mean_hd95(), r.whole.mean_sensitivity(),
+              r.whole.mean_specificity(), regions.c_str(), (long long)r.whole.cases(), seconds_since(t0));
 }
 
 bool RunLoop::end_epoch(int epoch, bool completed) {
     const double epoch_s = seconds_since(t_epoch_);
     Shares sh;
     const MetricSums v = validate(&sh);
-    if (s_.whole_every == 0) val_dice_ = v.mean_dice();
+    const int objective = o_.objective_region();
+    if (s_.whole_every == 0) val_dice_ = objective < 0 ? v.mean_dice() : v.mean_dice(objective);
     EpochReport er;
     er.epoch = epoch;
     er.step = p_.step;
@@ -286,21 +313,24 @@ bool RunLoop::end_epoch(int epoch, bool completed) {
     const double steps = double(std::max<int64_t>(1, p_.epoch_step));
     er.train_loss = p_.epoch_loss_sum / steps;
     er.train_dice = p_.epoch_dice_sum / steps;
+    for (size_t k = 0; k < er.train_region_dice.size(); ++k) er.train_region_dice[k] = p_.epoch_region_dice_sums[k] / steps;
     if (completed) {
         p_.epoch = epoch + 1;
         p_.epoch_step = 0;
-        p_.epoch_loss_sum = p_.epoch_dice_sum = 0;
+        clear_epoch_sums();
     }
     er.validation = v;
     er.seconds = epoch_s;
     auto share = [&](double x) { return epoch_s > 0 ? 100.0 * x / epoch_s : 0.0; };
     // 3D training on patches validates on patches too: the line says so.
     const bool patches = o_.model.dims == 3 && !o_.patch.empty();
-    log_.line("epoch %d/%d  train loss %.4f dice %.4f  val%s loss %.4f dice %.4f sensitivity %.4f specificity %.4f"
+    const std::string train_regions = regions_dice_text(o_.regions, er.train_region_dice.data());
+    const std::string val_regions = regions_dice_text(o_.regions, per_region_dice(v).data());
+    log_.line("epoch %d/%d  train loss %.4f dice %.4f%s  val%s loss %.4f dice %.4f%s sensitivity %.4f specificity %.4f"
               "  %.1fs, data wait %.1f%%, communication %.1f%%, update %.1f%%",
-              epoch + 1, o_.epochs, er.train_loss, er.train_dice, patches ? " patches" : "", v.mean_loss(),
-              v.mean_dice(), v.mean_sensitivity(), v.mean_specificity(), epoch_s, share(sh.data), share(sh.comm),
-              share(sh.update));
+              epoch + 1, o_.epochs, er.train_loss, er.train_dice, train_regions.c_str(), patches ? " patches" : "",
+              v.mean_loss(), v.mean_dice(), val_regions.c_str(), v.mean_sensitivity(), v.mean_specificity(), epoch_s,
+              share(sh.data), share(sh.comm), share(sh.update));
     validate_whole(epoch, er);
     er.val_dice = val_dice_;
     // With whole-volume validation, only the epochs that scored the volumes compete for best.

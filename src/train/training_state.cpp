@@ -41,6 +41,8 @@ Checkpoint capture_state(const ParamStore& s, Optimizer& opt, const Progress& p,
     c.strings["best_val_dice"] = std::to_string(p.best_val_dice);
     c.strings["epoch_loss_sum"] = exact_text(p.epoch_loss_sum);
     c.strings["epoch_dice_sum"] = exact_text(p.epoch_dice_sum);
+    for (int r = 0; r < kMaxMetricChannels; ++r)
+        c.strings["epoch_region_dice_sum_" + std::to_string(r)] = exact_text(p.epoch_region_dice_sums[size_t(r)]);
     c.strings["train_seconds"] = exact_text(p.train_seconds);
     c.strings["param_layout"] = param_layout(s);
     c.strings["optimizer"] = opt.config().kind + (opt.config().amsgrad ? "+amsgrad" : "");
@@ -111,6 +113,8 @@ Progress restore_state(const Checkpoint& c, const std::string& source, ParamStor
     p.best_val_dice = real("best_val_dice", p.best_val_dice);
     p.epoch_loss_sum = real("epoch_loss_sum", 0);
     p.epoch_dice_sum = real("epoch_dice_sum", 0);
+    for (int r = 0; r < kMaxMetricChannels; ++r)
+        p.epoch_region_dice_sums[size_t(r)] = real(("epoch_region_dice_sum_" + std::to_string(r)).c_str(), 0);
     p.train_seconds = real("train_seconds", 0);
     return p;
 }

@@ -34,9 +34,10 @@ Batch choose_picture_sample(BatchSource& val) {
     val.start_epoch(0);
     int64_t seen = 0, seen_voxels = 0, best_count = -1;
     while (seen < std::min(kMaxSamples, val.samples()) && seen_voxels < kMaxVoxels && val.next(b)) {
-        const int64_t voxels = product(b.spatial);
+        const int64_t voxels = product(b.spatial), regions = int64_t(b.masks.size()) / std::max<int64_t>(1, b.n * voxels);
         for (int64_t i = 0; i < b.n && seen < kMaxSamples; ++i, ++seen, seen_voxels += voxels) {
-            const float* mask = b.masks.data() + i * voxels;
+            // The most tumour: the first region's voxels (the whole tumour where it is trained).
+            const float* mask = b.masks.data() + i * regions * voxels;
             const int64_t count = std::count_if(mask, mask + voxels, [](float m) { return m >= 0.5f; });
             if (count <= best_count) continue;
             best_count = count;
@@ -45,7 +46,7 @@ Batch choose_picture_sample(BatchSource& val) {
             one.spatial = b.spatial;
             const float* image = b.images.data() + i * b.channels * voxels;
             one.images.assign(image, image + b.channels * voxels);
-            one.masks.assign(mask, mask + voxels);
+            one.masks.assign(mask, mask + regions * voxels);
             one.indices = {size_t(i) < b.indices.size() ? b.indices[size_t(i)] : 0};
         }
     }
@@ -55,7 +56,7 @@ Batch choose_picture_sample(BatchSource& val) {
 // This rank's part of one validation pass over the first samples() samples (the wrapped tail is
 // not counted): batch k is evaluated by part k % parts, in forwards of `forward_batch` samples.
 MetricSums evaluate_source(UNet& model, LossKind loss, BatchSource& src, int part, int parts, int64_t forward_batch) {
-    MetricSums sums;
+    MetricSums sums(int(model.config().out_channels));
     src.start_epoch(0);
     Batch b;
     int64_t seen = 0;
@@ -99,7 +100,7 @@ class WorkerRole : public RankRole {
         return evaluate_source(*model_, s_.o.loss, *val_, s_.worker, s_.workers, local_batch_);
     }
     VolumeScoreSums validate_whole() override {
-        return score_volumes(*model_, *volumes_, "val", s_.whole_window, s_.worker, s_.workers);
+        return score_volumes(*model_, *volumes_, "val", s_.whole_window, s_.o.regions, s_.worker, s_.workers);
     }
     Batch picture_sample() override {
         if (s_.worker != 0) return Batch();
@@ -158,6 +159,7 @@ void WorkerRole::open_data() {
         lc.patch = o.patch;
         lc.fg_fraction = o.fg_fraction;
         lc.augment = o.augment;
+        lc.regions = o.regions;
         lc.rank = s_.worker;
         lc.world = s_.workers;
         auto t = std::make_unique<LoaderSource>(lc);

@@ -6,6 +6,8 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <stdexcept>
+
+#include "unet/core/text.h"
 #include <unistd.h>
 
 namespace unet {
@@ -24,12 +26,6 @@ std::string csv_field(const std::string& s) {
     return out + "\"";
 }
 
-std::string fixed(double v, int digits) {
-    char text[32];
-    std::snprintf(text, sizeof text, "%.*f", digits, v);
-    return text;
-}
-
 // Hyperparameter names in first-seen order over all trials (every trial has the same ones).
 std::vector<std::string> param_names(const Ledger& l) {
     std::vector<std::string> names;
@@ -44,8 +40,8 @@ std::string trials_csv(const Ledger& l) {
     for (const std::string& n : param_names(l)) os << "," << n;
     os << "\n";
     for (const TrialRecord& t : l.trials) {
-        os << t.id << "," << t.status << "," << t.epochs() << "," << fixed(t.best_dice(), 4) << ","
-           << fixed(t.dice.empty() ? 0.0 : t.dice.back(), 4) << "," << fixed(t.seconds, 1) << "," << t.group << ","
+        os << t.id << "," << t.status << "," << t.epochs() << "," << fixed_text(t.best_dice(), 4) << ","
+           << fixed_text(t.dice.empty() ? 0.0 : t.dice.back(), 4) << "," << fixed_text(t.seconds, 1) << "," << t.group << ","
            << t.failures << "," << csv_field(t.reason);
         for (const auto& kv : t.params) os << "," << csv_field(kv.second);
         os << "\n";
@@ -129,10 +125,10 @@ std::string write_ranking(const Ledger& l) {
     md << "\n";
     for (size_t r = 0; r < ranked.size(); ++r) {
         const TrialRecord& t = *ranked[r];
-        csv << r + 1 << "," << t.id << "," << fixed(t.best_dice(), 4) << "," << t.epochs() << "," << t.status << ","
-            << fixed(t.seconds, 1);
-        md << "| " << r + 1 << " | " << t.id << " | " << fixed(t.best_dice(), 4) << " | " << t.epochs() << " | " << t.status
-           << " | " << fixed(t.seconds, 1) << " |";
+        csv << r + 1 << "," << t.id << "," << fixed_text(t.best_dice(), 4) << "," << t.epochs() << "," << t.status << ","
+            << fixed_text(t.seconds, 1);
+        md << "| " << r + 1 << " | " << t.id << " | " << fixed_text(t.best_dice(), 4) << " | " << t.epochs() << " | " << t.status
+           << " | " << fixed_text(t.seconds, 1) << " |";
         for (const auto& kv : t.params) csv << "," << csv_field(kv.second), md << " " << kv.second << " |";
         csv << "\n";
         md << "\n";

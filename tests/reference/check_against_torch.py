@@ -5,11 +5,14 @@ with the PyTorch mirror (tests/reference/torch_unet.py), computed in float64.
   /usr/bin/python3 tests/reference/check_against_torch.py DUMP_DIR [DUMP_DIR ...]
                    [--tol 1e-4] [--rel_tol 1e-3] [--show 8] [--quiet]
 
-Compared tensors: forward output (train mode), loss, d loss / d output, every parameter gradient,
+Compared tensors: forward output (train mode), loss (and each output channel's own loss: with
+several output channels, one per BraTS region, the loss is the mean of the channels' batch
+losses), d loss / d output, every parameter gradient,
 batch-norm running statistics after the training forward, parameters after one and two Adam
 steps (torch.optim.Adam with the same lr / betas / eps / amsgrad, fed with OUR gradients so the
 optimizer is checked on its own; our gradients are checked separately), and the eval-mode
-output with the step-2 parameters and updated running statistics.
+output with the step-2 parameters and updated running statistics. Region dumps (--labels) also
+have their truth masks checked against the label map (labels.npy) with our own region table.
 
 A tensor passes if
   max|ours - torch| <= tol * max(1, max|torch|)                              (absolute test)
@@ -109,6 +112,9 @@ def check(d, args):
 
     x = torch.from_numpy(load(d, "input").astype(np.float64))
     truth = torch.from_numpy(load(d, "truth").astype(np.float64))
+    region_names = [r for r in cfg.get("labels", "").split(",") if r]
+    if region_names and len(region_names) != int(cfg["out_channels"]):
+        return "BROKEN", "BROKEN %s: labels %s for %s output channels" % (d, cfg["labels"], cfg["out_channels"])
     model.train()
     model.enable_taps()
     out = model(x)
@@ -117,6 +123,8 @@ def check(d, args):
     out.retain_grad()
     loss = torch_unet.batch_loss(cfg["loss"], out, truth)
     loss.backward()
+    with torch.no_grad():
+        chan_loss = torch_unet.channel_losses(cfg["loss"], out, truth)
 
     rows = []  # (group, name, ours, torch, slack)
 
@@ -126,7 +134,16 @@ def check(d, args):
                      slack))
 
     add("output", "output", load(d, "output"), out)
+    if region_names:  # our region_masks (the dump's truth) against the label map, exactly
+        add("truth", "truth from labels", load(d, "truth"),
+            torch_unet.region_masks(torch.from_numpy(load(d, "labels").astype(np.int64)), region_names))
     add("loss", "loss", load(d, "loss"), loss)
+    ours_chan = load(d, "channel_loss")
+    if ours_chan.shape != tuple(chan_loss.shape):  # one row, failed on its shape
+        add("loss", "channel losses", ours_chan, chan_loss)
+    else:
+        for c in range(ours_chan.shape[0]):
+            add("loss", "loss[%s]" % (region_names[c] if region_names else c), ours_chan[c], chan_loss[c])
     add("loss_grad", "d loss/d output", load(d, "loss_diff"), out.grad)
     for n in param_names:
         add("grad", n, load(d, "grad." + n), torch_params[n].grad)
@@ -203,9 +220,10 @@ def check(d, args):
         status = "FAIL"
     else:
         status = "ok"
-    name = "dims=%d size=%s norm=%s up=%s f=%d loss=%s amsgrad=%s seed=%s" % (
+    name = "dims=%d size=%s norm=%s up=%s f=%d loss=%s amsgrad=%s out=%d%s seed=%s" % (
         cfg["dims"], "x".join(map(str, cfg["size"])), cfg["norm"], cfg["upsampling"],
-        cfg["base_filters"], cfg["loss"], cfg["amsgrad"], cfg.get("seed"))
+        cfg["base_filters"], cfg["loss"], cfg["amsgrad"], int(cfg["out_channels"]),
+        "(%s)" % cfg["labels"] if region_names else "", cfg.get("seed"))
     if not args.quiet or status != "ok":
         lines.append("%-12s %-28s %-18s %10s %10s %10s %8s" % (
             "group", "tensor", "shape", "max|torch|", "max err", "err/scale", "score"))

@@ -161,27 +161,54 @@ def load_unet_state(model, tensors):
 
 # ---------------------------------------------------------------- losses (include/unet/nn/loss.h)
 
+def channel_losses(kind, pred, truth):
+    """Each output channel's batch loss (a tensor of C values) of sigmoid probabilities `pred`
+    against binary `truth`, both N x C x [D x] H x W: channel c alone, Dice over all N samples
+    of it (Intel's batch Dice), BCE as the mean over its N * voxels values."""
+    if pred.shape != truth.shape or pred.dim() < 3:
+        raise ValueError("pred %s and truth %s: expected equal N x C x spatial shapes"
+                         % (tuple(pred.shape), tuple(truth.shape)))
+    losses = []
+    for c in range(pred.shape[1]):
+        p = pred[:, c].reshape(-1)
+        t = truth[:, c].reshape(-1)
+        dice = (2.0 * (p * t).sum() + DICE_SMOOTH) / (p.sum() + t.sum() + DICE_SMOOTH)
+        if kind == "dice":
+            losses.append(1.0 - dice)
+        elif kind == "log_dice":
+            losses.append(-torch.log(dice))
+        elif kind == "bce":
+            losses.append(F.binary_cross_entropy(p, t))
+        elif kind == "dice_bce":
+            losses.append(1.0 - dice + F.binary_cross_entropy(p, t))
+        else:
+            raise ValueError("unknown loss %r" % kind)
+    return torch.stack(losses)
+
+
 def batch_loss(kind, pred, truth):
-    """The batch loss of sigmoid probabilities `pred` against binary `truth`: Dice over the whole
-    batch (Intel's definition), BCE as the mean over all voxels."""
-    p = pred.reshape(-1)
-    t = truth.reshape(-1)
+    """The batch loss: the mean over the output channels (one per tumour region with
+    --labels regions) of each channel's own batch loss (channel_losses)."""
+    return channel_losses(kind, pred, truth).mean()
 
-    def dice_coef():
-        return (2.0 * (p * t).sum() + DICE_SMOOTH) / (p.sum() + t.sum() + DICE_SMOOTH)
 
-    def bce():
-        return F.binary_cross_entropy(p, t)
+# ------------------------------------------------------------ BraTS regions (label_regions.h)
 
-    if kind == "dice":
-        return 1.0 - dice_coef()
-    if kind == "log_dice":
-        return -torch.log(dice_coef())
-    if kind == "bce":
-        return bce()
-    if kind == "dice_bce":
-        return 1.0 - dice_coef() + bce()
-    raise ValueError("unknown loss %r" % kind)
+# MSD Task01 labels: 0 background, 1 oedema, 2 non-enhancing tumour, 3 enhancing tumour.
+REGION_LABELS = {"wt": (1, 2, 3), "tc": (2, 3), "et": (3,)}
+
+
+def region_masks(labels, names):
+    """labels: N x [D x] H x W label map; names: region names ("wt", "tc", "et") in channel
+    order. Returns N x len(names) x [D x] H x W float masks, 1 where the label is in the region."""
+    labels = torch.as_tensor(labels)
+    chans = []
+    for name in names:
+        m = torch.zeros_like(labels, dtype=torch.float64)
+        for v in REGION_LABELS[name.lower()]:
+            m = torch.where(labels == v, torch.ones_like(m), m)
+        chans.append(m)
+    return torch.stack(chans, dim=1)
 
 
 # ------------------------------------------------------ nominal FLOPs (UNet::train_flops_per_sample)

@@ -3,17 +3,22 @@
 //   unet_reference_dump --out DIR [--dims 2] [--size 32,32] [--in_channels 2] [--out_channels 1]
 //       [--base_filters 4] [--depth 2] [--upsampling transposed] [--norm none] [--norm_groups 8]
 //       [--loss dice] [--batch 2] [--seed 1] [--lr 1e-3] [--amsgrad 0] [--beta1 0.9]
-//       [--beta2 0.999] [--perturb 1]
+//       [--beta2 0.999] [--perturb 1] [--labels wt,tc,et]
 //
 // Not built by the Makefile; tests/reference/torch_crosscheck.sh compiles it against
 // build/libunet.a. Writes into DIR (created if needed):
 //   config.json                 the model / loss / optimizer configuration
 //   order.txt                   parameter names in the store's flat order, then "buffer <name>"
-//   input.npy truth.npy         N x C x [D x] H x W float32 (truth binary)
+//   input.npy truth.npy         N x C x [D x] H x W float32 (truth binary; C = out_channels)
+//   labels.npy                  with --labels only: N x [D x] H x W float32 label map (0..3)
+//                               the truth was derived from by unet::region_masks
 //   param.<name>.npy            initial parameters (shape = ParamView::shape)
 //   buffer.<name>.npy           initial buffers (batch-norm running statistics)
 //   output.npy                  training-mode forward output (probabilities)
-//   loss.npy                    batch loss (loss.h: Dice over the whole batch), float64 scalar
+//   loss.npy                    batch loss (loss.h: Dice over the whole batch, per output
+//                               channel, mean over the channels), float64 scalar
+//   channel_loss.npy            each output channel's own batch loss (float64, out_channels),
+//                               from loss_partial_sums / loss_from_sums of that channel alone
 //   grad.<name>.npy             gradients of the batch loss after backward()
 //   buffer_after.<name>.npy     buffers after the training forward
 //   step1.<name>.npy            parameters after one Adam step on grad.*
@@ -25,6 +30,11 @@
 //   eval_output.npy             eval-mode forward with the step-2 parameters and buffer_after.*
 // With --perturb 1 (default) the He initialisation is followed by random norm gammas / betas,
 // conv biases and running statistics, so that a missing scale or shift cannot hide behind 1 / 0.
+// Truth: without --labels, a random half-space per sample and channel with 10% salt-and-pepper
+// noise. With --labels (a region list as unet_train reads it: wt,tc,et | regions | e.g. et,wt;
+// as many regions as --out_channels), a random label map per sample (a nested ball: ET inside
+// TC inside WT, 10% of the voxels set to a random label 0..3) turned into one mask channel per
+// region by unet::region_masks (BraTS region training, label_regions.h).
 #include <sys/stat.h>
 
 #include <boost/program_options.hpp>
@@ -43,6 +53,7 @@
 #include "unet/core/check.h"
 #include "unet/core/param_store.h"
 #include "unet/core/rng.h"
+#include "unet/data/label_regions.h"
 #include "unet/nn/loss.h"
 #include "unet/nn/norm.h"
 #include "unet/nn/optimizer.h"
@@ -111,7 +122,7 @@ void dump_buffers(const unet::ParamStore& store, const std::string& dir, const s
 
 int main(int argc, char** argv) {
     try {
-        std::string out_dir, size_s, upsampling, norm, loss;
+        std::string out_dir, size_s, upsampling, norm, loss, labels_s;
         unet::UNetConfig cfg;
         int64_t batch = 2;
         uint64_t seed = 1;
@@ -138,7 +149,9 @@ int main(int argc, char** argv) {
             ("amsgrad", po::value(&amsgrad)->default_value(false), "")
             ("beta1", po::value(&beta1)->default_value(0.9f), "")
             ("beta2", po::value(&beta2)->default_value(0.999f), "")
-            ("perturb", po::value(&perturb)->default_value(true), "");
+            ("perturb", po::value(&perturb)->default_value(true), "")
+            ("labels", po::value(&labels_s)->default_value(""),
+             "region truth (wt,tc,et | regions | a sub-list) from a random label map; empty: half-spaces");
         po::variables_map vm;
         po::store(po::parse_command_line(argc, argv, desc), vm);
         if (vm.count("help")) {
@@ -154,6 +167,14 @@ int main(int argc, char** argv) {
         const unet::LossKind loss_kind = unet::parse_loss(loss);
         const unet::Dims spatial = parse_size(size_s, cfg.dims);
         cfg.validate(spatial);
+        const bool region_truth = !labels_s.empty();
+        unet::Regions regions;
+        if (region_truth) {
+            regions = unet::parse_regions(labels_s);
+            if (int64_t(regions.size()) != int64_t(cfg.out_channels))
+                throw unet::UsageError("--labels " + labels_s + " names " + std::to_string(regions.size()) +
+                                       " regions but --out_channels is " + std::to_string(cfg.out_channels));
+        }
         if (mkdir(out_dir.c_str(), 0755) != 0 && errno != EEXIST)
             throw std::runtime_error("cannot create " + out_dir + ": " + std::strerror(errno));
 
@@ -190,9 +211,43 @@ int main(int argc, char** argv) {
 
         std::vector<float> input(static_cast<size_t>(in_count)), truth(static_cast<size_t>(out_count));
         for (auto& x : input) x = rng.normal();
-        // Truth: a random half-space per sample plus 10% salt-and-pepper noise, so the Dice
+        // Normalised coordinate of voxel s along spatial axis `axis` (0 = D or H ... last = W).
+        auto coord = [&](int64_t s, size_t axis) {
+            int64_t stride = 1;
+            for (size_t a = axis + 1; a < spatial.size(); ++a) stride *= spatial[a];
+            return float((s / stride) % spatial[axis]) / float(spatial[axis]) - 0.5f;
+        };
+        if (region_truth) {
+            // A nested ball per sample: label 3 (ET) inside 2 (TC without ET) inside 1 (oedema),
+            // 0 outside, then 10% of the voxels relabelled at random, so every region has a
+            // non-trivial Dice and the regions differ from each other.
+            std::vector<uint8_t> labels(static_cast<size_t>(batch * vox));
+            std::vector<float> labels_f(labels.size());
+            for (int64_t n = 0; n < batch; ++n) {
+                std::vector<float> centre(spatial.size());
+                for (auto& c : centre) c = rng.uniform(-0.2f, 0.2f);
+                const float radius = rng.uniform(0.3f, 0.45f);
+                for (int64_t s = 0; s < vox; ++s) {
+                    float d2 = 0.f;
+                    for (size_t a = 0; a < spatial.size(); ++a) {
+                        const float u = coord(s, a) - centre[a];
+                        d2 += u * u;
+                    }
+                    const float d = std::sqrt(d2) / radius;
+                    int l = d < 0.45f ? 3 : d < 0.75f ? 2 : d < 1.f ? 1 : 0;
+                    if (rng.uniform() < 0.1f) l = int(rng.below(4));
+                    labels[size_t(n * vox + s)] = uint8_t(l);
+                    labels_f[size_t(n * vox + s)] = float(l);
+                }
+                unet::region_masks(labels.data() + n * vox, vox, regions, truth.data() + n * per_sample);
+            }
+            std::vector<int64_t> label_shape{batch};
+            label_shape.insert(label_shape.end(), spatial.begin(), spatial.end());
+            write_npy(out_dir + "/labels.npy", labels_f.data(), label_shape);
+        }
+        // Otherwise: a random half-space per sample plus 10% salt-and-pepper noise, so the Dice
         // terms are neither trivial nor dominated by noise.
-        for (int64_t n = 0; n < batch; ++n) {
+        for (int64_t n = 0; n < batch && !region_truth; ++n) {
             const float a = rng.uniform(-1.f, 1.f), b = rng.uniform(-1.f, 1.f), c = rng.uniform(-0.3f, 0.3f);
             for (int64_t ch = 0; ch < cfg.out_channels; ++ch)
                 for (int64_t s = 0; s < vox; ++s) {
@@ -222,11 +277,19 @@ int main(int argc, char** argv) {
         dump_buffers(store, out_dir, "buffer_after.");
 
         std::vector<float> diff(static_cast<size_t>(out_count));
-        const double loss_sum = unet::loss_sum_and_grad(loss_kind, output.data(), truth.data(), batch,
-                                                        per_sample, 1.0 / double(batch), diff.data());
+        const int channels = int(cfg.out_channels);
+        const double loss_sum = unet::loss_sum_and_grad(loss_kind, output.data(), truth.data(), batch, channels,
+                                                        vox, 1.0 / double(batch), diff.data());
         const double loss_mean = loss_sum / double(batch);
-        const double loss_check = unet::loss_sum(loss_kind, output.data(), truth.data(), batch, per_sample);
+        const double loss_check = unet::loss_sum(loss_kind, output.data(), truth.data(), batch, channels, vox);
         write_npy(out_dir + "/loss.npy", &loss_mean, {});
+        {
+            const std::vector<unet::LossSums> sums =
+                unet::loss_partial_sums(loss_kind, output.data(), truth.data(), batch, channels, vox);
+            std::vector<double> per_channel;
+            for (const unet::LossSums& s : sums) per_channel.push_back(unet::loss_from_sums(loss_kind, {s}));
+            write_npy(out_dir + "/channel_loss.npy", per_channel.data(), {int64_t(per_channel.size())});
+        }
         write_npy(out_dir + "/loss_diff.npy", diff.data(), out_shape);
         net.backward(diff.data());
         dump_params(store, store.grads(), out_dir, "grad.");
@@ -263,6 +326,7 @@ int main(int argc, char** argv) {
            << ", \"seed\": " << seed << ", \"lr\": " << double(lr) << ", \"amsgrad\": "
            << (amsgrad ? "true" : "false") << ", \"beta1\": " << double(ocfg.beta1)
            << ", \"beta2\": " << double(ocfg.beta2) << ", \"epsilon\": " << double(ocfg.epsilon)
+           << ", \"labels\": \"" << (region_truth ? unet::regions_text(regions) : std::string()) << "\""
            << ", \"loss_sum_matches\": " << (std::fabs(loss_check - loss_sum) <= 1e-6 * std::fabs(loss_sum) + 1e-9 ? "true" : "false")
            << "}\n";
         return 0;

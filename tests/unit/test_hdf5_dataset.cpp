@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "unet/core/check.h"
 #include "unet/data/hdf5_dataset.h"
 
 using namespace unet;
@@ -388,14 +389,78 @@ TEST_F(Hdf5Dataset, FinishWithMissingSamplesErrorsAndCanBeCompleted) {
 }
 
 TEST_F(Hdf5Dataset, OtherFormatVersionIsRejected) {
-    const std::string path = good_3d("v2.h5");
+    const std::string path = good_3d("v3.h5");
     {
         H5File f(path);
-        set_int_attr(f.id, "format_version", 2);
+        set_int_attr(f.id, "format_version", 3);
     }
     const std::string msg = open_error(path);
-    EXPECT_TRUE(contains(msg, "format_version 2")) << msg;
-    EXPECT_TRUE(contains(msg, "reads format_version 1")) << msg;
+    EXPECT_TRUE(contains(msg, "format_version 3")) << msg;
+    EXPECT_TRUE(contains(msg, "reads format_version 1 and 2")) << msg;
+}
+
+// Format 2 keeps MSD's labels 0-3: the label map reads back as written, and every region's mask is
+// made from it (WT {1,2,3}, TC {2,3}, ET {3}).
+TEST_F(Hdf5Dataset, MsdLabelsRoundTripAndGiveEveryRegion) {
+    const std::string path = file("labels.h5");
+    DatasetAttributes a = attrs2d_;
+    a.mask_labels = kMaskLabelsMsd;
+    const std::vector<int64_t> sp{2, 4};
+    const std::vector<float> image(size_t(a.channels * 8), 1.f);
+    const std::vector<uint8_t> labels{0, 1, 2, 3, 3, 2, 1, 0};
+    {
+        DatasetWriter w(path, a, sp);
+        w.add_split("train", 1);
+        w.write_sample("train", 0, image.data(), labels.data(), "case");
+        const uint8_t four[8] = {0, 0, 0, 4, 0, 0, 0, 0};
+        try {
+            w.write_sample("train", 0, image.data(), four, "bad");
+            ADD_FAILURE() << "a label 4 was written";
+        } catch (const std::runtime_error& e) {
+            EXPECT_TRUE(contains(e.what(), "mask value 4; msd masks hold 0-3")) << e.what();
+        }
+        w.finish();
+    }
+    DatasetReader r(path);
+    EXPECT_EQ(r.attributes().mask_labels, kMaskLabelsMsd);
+    std::vector<float> img(image.size());
+    std::vector<uint8_t> back(8);
+    r.read_labels("train", 0, img.data(), back.data());
+    EXPECT_EQ(back, labels);
+    std::vector<float> masks(3 * 8);
+    r.read_sample("train", 0, img.data(), masks.data(), brats_regions());
+    const std::vector<float> expected{0, 1, 1, 1, 1, 1, 1, 0,   // WT
+                                      0, 0, 1, 1, 1, 1, 0, 0,   // TC
+                                      0, 0, 0, 1, 1, 0, 0, 0};  // ET
+    EXPECT_EQ(masks, expected);
+}
+
+// A first-wave (version 1) file reads as before, its masks binary: the whole tumour trains, and
+// a region run is refused with one line naming --labels and the file.
+TEST_F(Hdf5Dataset, VersionOneReadsAsBinaryAndRefusesRegions) {
+    const std::string path = good_3d("v1.h5");
+    {
+        H5File f(path);
+        set_int_attr(f.id, "format_version", 1);
+        EXPECT_GE(H5Adelete(f.id, "mask_labels"), 0);
+    }
+    DatasetReader r(path);
+    EXPECT_EQ(r.attributes().mask_labels, kMaskLabelsBinary);
+    const Sample x = make_sample(0, 1, attrs3d_.channels, spatial3d_);
+    std::vector<float> img(x.image.size()), mask(x.mask.size());
+    r.read_sample("train", 1, img.data(), mask.data());
+    for (size_t i = 0; i < mask.size(); ++i) EXPECT_EQ(mask[i], float(x.mask[i])) << i;
+    try {
+        r.check_regions(parse_regions("wt,et"));
+        FAIL() << "a region run on binary masks was accepted";
+    } catch (const UsageError& e) {
+        const std::string msg = e.what();
+        EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
+        EXPECT_TRUE(contains(msg, "--labels wt,et")) << msg;
+        EXPECT_TRUE(contains(msg, path)) << msg;
+        EXPECT_TRUE(contains(msg, "binary tumour masks")) << msg;
+    }
+    EXPECT_THROW(r.read_sample("train", 1, img.data(), mask.data(), brats_regions()), UsageError);
 }
 
 TEST_F(Hdf5Dataset, HdfFileThatIsNotOurDatasetIsRejected) {

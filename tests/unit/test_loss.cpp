@@ -37,10 +37,10 @@ TEST(Loss, ValuesFollowTheDefinitions) {
     }
     bce /= double(c.v);
     const double dice = (2 * I + 1) / (P + T + 1);
-    EXPECT_NEAR(loss_sum(LossKind::dice, c.p.data(), c.t.data(), 1, c.v), 1 - dice, 1e-6);
-    EXPECT_NEAR(loss_sum(LossKind::log_dice, c.p.data(), c.t.data(), 1, c.v), -std::log(dice), 1e-6);
-    EXPECT_NEAR(loss_sum(LossKind::bce, c.p.data(), c.t.data(), 1, c.v), bce, 1e-6);
-    EXPECT_NEAR(loss_sum(LossKind::dice_bce, c.p.data(), c.t.data(), 1, c.v), 1 - dice + bce, 1e-6);
+    EXPECT_NEAR(loss_sum(LossKind::dice, c.p.data(), c.t.data(), 1, 1, c.v), 1 - dice, 1e-6);
+    EXPECT_NEAR(loss_sum(LossKind::log_dice, c.p.data(), c.t.data(), 1, 1, c.v), -std::log(dice), 1e-6);
+    EXPECT_NEAR(loss_sum(LossKind::bce, c.p.data(), c.t.data(), 1, 1, c.v), bce, 1e-6);
+    EXPECT_NEAR(loss_sum(LossKind::dice_bce, c.p.data(), c.t.data(), 1, 1, c.v), 1 - dice + bce, 1e-6);
 }
 
 TEST(Loss, DiceIsTakenOverTheWholeBatch) {
@@ -55,10 +55,10 @@ TEST(Loss, DiceIsTakenOverTheWholeBatch) {
     bce /= double(c.p.size());
     const double dice = (2 * I + 1) / (P + T + 1);
     // loss_sum returns n times the batch loss.
-    EXPECT_NEAR(loss_sum(LossKind::dice, c.p.data(), c.t.data(), c.n, c.v), c.n * (1 - dice), 1e-6);
-    EXPECT_NEAR(loss_sum(LossKind::log_dice, c.p.data(), c.t.data(), c.n, c.v), -c.n * std::log(dice), 1e-6);
-    EXPECT_NEAR(loss_sum(LossKind::bce, c.p.data(), c.t.data(), c.n, c.v), c.n * bce, 1e-6);
-    EXPECT_NEAR(loss_sum(LossKind::dice_bce, c.p.data(), c.t.data(), c.n, c.v), c.n * (1 - dice + bce), 1e-6);
+    EXPECT_NEAR(loss_sum(LossKind::dice, c.p.data(), c.t.data(), c.n, 1, c.v), c.n * (1 - dice), 1e-6);
+    EXPECT_NEAR(loss_sum(LossKind::log_dice, c.p.data(), c.t.data(), c.n, 1, c.v), -c.n * std::log(dice), 1e-6);
+    EXPECT_NEAR(loss_sum(LossKind::bce, c.p.data(), c.t.data(), c.n, 1, c.v), c.n * bce, 1e-6);
+    EXPECT_NEAR(loss_sum(LossKind::dice_bce, c.p.data(), c.t.data(), c.n, 1, c.v), c.n * (1 - dice + bce), 1e-6);
 }
 
 TEST(Loss, GradientsMatchFiniteDifferences) {
@@ -66,13 +66,13 @@ TEST(Loss, GradientsMatchFiniteDifferences) {
         Case c = random_case(3);
         std::vector<float> g(c.p.size());
         const double scale = 0.5;
-        loss_sum_and_grad(k, c.p.data(), c.t.data(), c.n, c.v, scale, g.data());
+        loss_sum_and_grad(k, c.p.data(), c.t.data(), c.n, 1, c.v, scale, g.data());
         for (size_t i = 0; i < c.p.size(); i += 7) {
             const float p0 = c.p[i], h = 1e-3f;
             c.p[i] = p0 + h;
-            const double lp = loss_sum(k, c.p.data(), c.t.data(), c.n, c.v);
+            const double lp = loss_sum(k, c.p.data(), c.t.data(), c.n, 1, c.v);
             c.p[i] = p0 - h;
-            const double lm = loss_sum(k, c.p.data(), c.t.data(), c.n, c.v);
+            const double lm = loss_sum(k, c.p.data(), c.t.data(), c.n, 1, c.v);
             c.p[i] = p0;
             const double fd = scale * (lp - lm) / (2 * h);
             EXPECT_NEAR(g[i], fd, 2e-3 * std::max(1.0, std::fabs(fd))) << loss_name(k) << " at " << i;
@@ -80,9 +80,47 @@ TEST(Loss, GradientsMatchFiniteDifferences) {
     }
 }
 
+// Region training: three output channels, each its own batch loss, the loss their mean.
+TEST(Loss, SeveralChannelsAverageTheirOwnBatchLosses) {
+    const int C = 3;
+    const Case c = random_case(4, 2, C * 30);  // 2 samples x 3 channels x 30 voxels
+    const int64_t v = 30;
+    for (LossKind k : {LossKind::dice, LossKind::log_dice, LossKind::bce, LossKind::dice_bce}) {
+        double mean = 0;
+        for (int ch = 0; ch < C; ++ch) {  // channel ch of both samples, gathered into one array
+            std::vector<float> p, t;
+            for (int64_t i = 0; i < 2; ++i)
+                for (int64_t x = 0; x < v; ++x) {
+                    p.push_back(c.p[size_t((i * C + ch) * v + x)]);
+                    t.push_back(c.t[size_t((i * C + ch) * v + x)]);
+                }
+            mean += loss_sum(k, p.data(), t.data(), 2, 1, v) / C;
+        }
+        EXPECT_NEAR(loss_sum(k, c.p.data(), c.t.data(), 2, C, v), mean, 1e-9) << loss_name(k);
+    }
+}
+
+TEST(Loss, SeveralChannelGradientsMatchFiniteDifferences) {
+    for (LossKind k : {LossKind::dice, LossKind::log_dice, LossKind::bce, LossKind::dice_bce}) {
+        Case c = random_case(5, 2, 3 * 20);
+        std::vector<float> g(c.p.size());
+        loss_sum_and_grad(k, c.p.data(), c.t.data(), 2, 3, 20, 0.5, g.data());
+        for (size_t i = 0; i < c.p.size(); i += 5) {
+            const float p0 = c.p[i], h = 1e-3f;
+            c.p[i] = p0 + h;
+            const double lp = loss_sum(k, c.p.data(), c.t.data(), 2, 3, 20);
+            c.p[i] = p0 - h;
+            const double lm = loss_sum(k, c.p.data(), c.t.data(), 2, 3, 20);
+            c.p[i] = p0;
+            const double fd = 0.5 * (lp - lm) / (2 * h);
+            EXPECT_NEAR(g[i], fd, 2e-3 * std::max(1.0, std::fabs(fd))) << loss_name(k) << " at " << i;
+        }
+    }
+}
+
 TEST(Loss, BceClampsLikePyTorch) {
     const float p[2] = {0.f, 1.f}, t[2] = {1.f, 0.f};
-    EXPECT_NEAR(loss_sum(LossKind::bce, p, t, 1, 2), 100.0, 1e-9);
+    EXPECT_NEAR(loss_sum(LossKind::bce, p, t, 1, 1, 2), 100.0, 1e-9);
 }
 
 TEST(Loss, ParseNamesTheFlag) {

@@ -42,15 +42,39 @@ TEST(Preprocess, StandardizeUsesBrainVoxelsOnly) {
     EXPECT_NEAR(v.channel(0)[4], (0 - 1.5) / std::sqrt(1.25), 1e-5);
 }
 
-TEST(Preprocess, LabelsJoinIntoOneTumourClassAndRejectOthers) {
+TEST(Preprocess, LabelsStayMsdAndOthersAreRefusedByValue) {
     Volume l;
     l.resize(1, 1, 1, 5);
-    const float x[5] = {0, 1, 2, 3, 0};
-    std::copy(x, x + 5, l.data.begin());
-    whole_tumour_mask(l);
-    EXPECT_EQ(l.data, (std::vector<float>{0, 1, 1, 1, 0}));
+    l.data = {0, 1, 2, 3, 0};
+    EXPECT_NO_THROW(check_labels(l));
     l.data[2] = 4;
-    EXPECT_THROW(whole_tumour_mask(l), std::runtime_error);
+    try {
+        check_labels(l);
+        FAIL();
+    } catch (const std::runtime_error& e) {
+        EXPECT_NE(std::string(e.what()).find("label value 4 at voxel 2 outside 0-3"), std::string::npos) << e.what();
+    }
+}
+
+// Each nested region is resized on its own: WT is exactly the binary mask resized and thresholded,
+// and the regions stay nested (ET inside TC inside WT).
+TEST(Preprocess, LabelResizeKeepsRegionsNestedAndWholeTumourAsBinary) {
+    Volume l;
+    l.resize(1, 1, 1, 8);
+    l.data = {0, 1, 1, 2, 3, 3, 1, 0};
+    const Volume up = resize_labels(l, 1, 1, 13);
+    Volume wt = l;
+    for (float& v : wt.data) v = v > 0 ? 1.f : 0.f;
+    const Volume wt_up = resize_linear(wt, 1, 1, 13);
+    bool et_seen = false;
+    for (size_t i = 0; i < up.data.size(); ++i) {
+        EXPECT_EQ(up.data[i] >= 1.f, wt_up.data[i] >= 0.5f) << i;
+        EXPECT_TRUE(up.data[i] == 0 || up.data[i] == 1 || up.data[i] == 2 || up.data[i] == 3);
+        et_seen |= up.data[i] == 3.f;
+    }
+    EXPECT_TRUE(et_seen);
+    const Volume same = resize_labels(l, 1, 1, 8);  // the identity size changes nothing
+    EXPECT_EQ(same.data, l.data);
 }
 
 TEST(Preprocess, LinearResizeKeepsConstantsAndMatchesHalfPixelRule) {

@@ -206,7 +206,7 @@ TEST(TensorBoardHooks, WritesTheThreeEventFilesOfARun) {
         EpochReport e;
         e.step = 6;
         e.train_loss = 0.5;
-        e.validation.dice = 1.5, e.validation.loss = 0.6, e.validation.samples = 2;
+        e.validation.dice[0] = 1.5, e.validation.loss = 0.6, e.validation.samples = 2;
         EXPECT_TRUE(hooks.on_epoch(e, model.store()));
         RunSummary s;
         s.status = "completed";
@@ -261,7 +261,7 @@ TEST(TensorBoardHooks, WritesTheThreeEventFilesOfARun) {
     std::set<std::string> names;
     for (const auto& [name, value] : hp) names.insert(name);
     EXPECT_EQ(names, (std::set<std::string>{"learning_rate", "optimizer", "beta1", "beta2", "amsgrad", "batch_size",
-                                            "filters", "depth", "norm", "dropout", "loss", "upsampling", "dims"}));
+                                            "filters", "depth", "norm", "dropout", "loss", "upsampling", "dims", "labels", "objective"}));
     EXPECT_EQ(hp.at("filters").number_value(), 4);
     EXPECT_EQ(hp.at("norm").string_value(), "none");
     EXPECT_EQ(end.session_end_info().status(), tb::hparams::STATUS_SUCCESS);

@@ -1,11 +1,16 @@
 // The prepared dataset: one HDF5 file that everything after unet_prepare reads.
 //
-// Format version 1 (attribute "format_version" = 1 on the root group):
+// Format version 2 (attribute "format_version" = 2 on the root group):
 //   root attributes  format_version (int), layout ("NCDHW" for 3D, "NCHW" for 2D), mode ("3d"|"2d"),
-//                    channels (int), normalization, crop, split_seed (int64), source, labels (JSON)
+//                    channels (int), normalization, crop, split_seed (int64), source, labels (JSON:
+//                    the label names of the source's dataset.json), mask_labels ("msd" | "binary")
 //   /<split>/images  float32 [N, C, D, H, W] (2D: [N, C, H, W]), one chunk per sample,
 //                    shuffle + deflate(4)
-//   /<split>/masks   uint8   [N, 1, D, H, W] (2D: [N, 1, H, W]), same chunking, values 0/1
+//   /<split>/masks   uint8   [N, 1, D, H, W] (2D: [N, 1, H, W]), same chunking. mask_labels "msd":
+//                    MSD Task01's label map 0-3 (0 background, 1 oedema, 2 non-enhancing tumour,
+//                    3 enhancing tumour), so every BraTS region can be trained (label_regions.h);
+//                    "binary": 0/1, the whole tumour only (Intel's .npy masks)
+// Version 1 (the first wave's files) has no mask_labels and binary masks; it is read as "binary".
 //   /<split>/case_ids  variable-length strings [N] (2D: the case each slice came from)
 // Splits are "train", "val", "test"; a split with no samples is absent.
 //
@@ -26,9 +31,13 @@
 #include <string>
 #include <vector>
 
+#include "unet/data/label_regions.h"
+
 namespace unet {
 
-constexpr int kDatasetFormatVersion = 1;
+constexpr int kDatasetFormatVersion = 2;
+constexpr const char* kMaskLabelsMsd = "msd";
+constexpr const char* kMaskLabelsBinary = "binary";
 
 struct DatasetAttributes {
     std::string mode = "3d";  // "3d" | "2d"
@@ -38,7 +47,11 @@ struct DatasetAttributes {
     int64_t split_seed = 0;
     std::string source;
     std::string labels = "{}";
+    std::string mask_labels = kMaskLabelsBinary;  // kMaskLabelsMsd | kMaskLabelsBinary
 };
+
+// The largest mask value a file with these mask_labels holds (3 for "msd", 1 for "binary").
+int max_mask_label(const std::string& mask_labels);
 
 class DatasetWriter {
    public:
@@ -50,7 +63,7 @@ class DatasetWriter {
 
     // Declares a split with exactly `count` samples (count may be 0: nothing is created).
     void add_split(const std::string& split, int64_t count);
-    // image: C x spatial floats; mask: spatial bytes (0/1; any other value throws). Throws for a
+    // image: C x spatial floats; mask: spatial bytes (values above max_mask_label throw). Throws for a
     // split not declared or an index outside [0, count). Writing an index again replaces it.
     void write_sample(const std::string& split, int64_t index, const float* image, const uint8_t* mask,
                       const std::string& case_id);
@@ -81,10 +94,18 @@ class DatasetReader {
     int channels() const;
     bool has_split(const std::string& split) const;
     int64_t count(const std::string& split) const;  // 0 if absent
-    // image: C x spatial floats; mask: spatial floats (0/1). Throws for an absent split, an index
-    // outside [0, count) or a mask value other than 0/1. Safe to call from several threads (an
-    // internal mutex; HDF5 serializes calls anyway).
-    void read_sample(const std::string& split, int64_t index, float* image, float* mask) const;
+    // image: C x spatial floats; masks: regions.size() x spatial floats, 1 where the voxel's label
+    // is in the region (label_regions.h). Throws for an absent split, an index outside [0, count),
+    // a mask value above the file's max_mask_label, or regions the file's masks cannot tell
+    // (check_regions). Safe to call from several threads (an internal mutex; HDF5 serializes
+    // calls anyway).
+    void read_sample(const std::string& split, int64_t index, float* image, float* masks,
+                     const Regions& regions = whole_tumour_region()) const;
+    // The same with the mask as its label map (spatial bytes), for scoring.
+    void read_labels(const std::string& split, int64_t index, float* image, uint8_t* labels) const;
+    // Throws UsageError naming --labels and the file when a region other than the whole tumour is
+    // asked of binary masks (format version 1, or Intel's .npy data).
+    void check_regions(const Regions& regions) const;
     std::string case_id(const std::string& split, int64_t index) const;
     // What the chunk caches hold once a sample was read: one decompressed image and mask chunk
     // (memory estimates count it for every open reader).

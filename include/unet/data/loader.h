@@ -7,8 +7,9 @@
 // Worker r of W takes a contiguous slice of each global batch: B / W samples, plus one for the
 // first B % W workers. The shares of all workers are disjoint and cover the batch.
 //
+// Masks: one channel per region of `regions` (n x regions x spatial, label_regions.h).
 // 3D patches (patch non-empty, e.g. 64,64,64): a random crop; with probability fg_fraction it is
-// centred on a random tumour voxel (foreground oversampling). Augmentation (augment = true): a
+// centred on a random voxel of any of the regions (foreground oversampling). Augmentation (augment = true): a
 // flip on each spatial axis with probability 1/2, and per channel an intensity scale in [0.9, 1.1]
 // and shift in [-0.1, 0.1]. All randomness of a sample comes from (seed, epoch, its global
 // position), so it does not depend on the number of workers or on timing.
@@ -23,6 +24,7 @@
 
 #include "unet/core/dims.h"
 #include "unet/data/batch.h"
+#include "unet/data/label_regions.h"
 
 namespace unet {
 
@@ -38,6 +40,7 @@ struct LoaderConfig {
     bool augment = false;
     int prefetch = 2;         // batches read ahead
     bool continuous = true;   // read ahead into the next epoch (off for one-pass validation)
+    Regions regions = whole_tumour_region();  // one mask channel per region (--labels)
 };
 
 class Loader {

@@ -4,9 +4,10 @@
 //                           does (volume[..., 2:-1]); other depths are left alone
 //   2. standardize_brain    per channel: (x - mean) / std over brain voxels (any channel non-zero);
 //                           background stays exactly 0
-//   3. whole_tumour_mask    labels 1, 2, 3 -> 1 (one tumour class), 0 -> 0
-//   4. resize (optional)    trilinear (half-pixel centres, edges clamped) for images; masks are
-//                           resized the same way and thresholded at 0.5
+//   3. check_labels         the label map stays MSD's 0-3 (regions are made from it when training,
+//                           label_regions.h); any other value is refused
+//   4. resize (optional)    trilinear (half-pixel centres, edges clamped) for images; label maps
+//                           per nested region (resize_labels)
 // 2D mode then cuts axial slices (one per depth index) and resizes each to slice_size^2.
 #pragma once
 
@@ -23,9 +24,11 @@ constexpr int64_t kDistmisDepth = 152;
 
 void crop_depth_distmis(Volume& v);
 void standardize_brain(Volume& image);
-void whole_tumour_mask(Volume& label);  // throws std::runtime_error for values outside 0..3
+void check_labels(const Volume& label);  // throws std::runtime_error naming a value outside 0..3
 Volume resize_linear(const Volume& v, int64_t depth, int64_t height, int64_t width);
-void threshold(Volume& v, float at = 0.5f);
+// A label map 0-3 resized: each nested region {label >= l} (l = 1, 2, 3) resized linearly and
+// thresholded at 0.5, so a binary 0/1 mask resizes exactly as before labels were kept.
+Volume resize_labels(const Volume& label, int64_t depth, int64_t height, int64_t width);
 
 // Axial slice z of every channel as a C x 1 x H x W volume.
 Volume axial_slice(const Volume& v, int64_t z);

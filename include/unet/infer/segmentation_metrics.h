@@ -36,21 +36,9 @@
 #include <string>
 #include <vector>
 
+#include "unet/data/label_regions.h"
+
 namespace unet {
-
-struct Region {
-    std::string name;
-    std::vector<int> labels;  // label values 0..255 that make up the region
-};
-
-// The region of our binary tumour masks: {"WT", {1, 2, 3}}. Prepared masks are 0/1 (labels 1-3
-// joined into one tumour class), where it is "label 1"; the raw MSD labels 2 and 3 are included so
-// that the same region scores a 0/1 prediction against an unprepared MSD labelsTr file correctly.
-std::vector<Region> whole_tumour_region();
-
-// BraTS's three nested regions in MSD Task01 numbering (0 background, 1 oedema, 2 non-enhancing
-// tumour, 3 enhancing tumour), nnU-Net's order: WT {1,2,3}, TC {2,3}, ET {3}.
-std::vector<Region> brats_regions();
 
 enum class EmptyRule { brats, ignore };
 

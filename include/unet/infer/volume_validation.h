@@ -1,34 +1,49 @@
 // Whole-volume validation for 3D training: every validation volume of a prepared dataset
 // segmented by sliding windows (sliding_window.h) and scored as unet_predict scores it (Dice, HD95,
-// sensitivity, specificity of the whole tumour; the BraTS empty-mask rule), so the Dice that picks
+// sensitivity, specificity per trained region; the BraTS empty-mask rule), so the Dice that picks
 // checkpoint_best.h5 is the Dice of whole brains, not of random patches.
 //
 // Distributed: rank `part` of `parts` scores the cases part, part + parts, ...; the sums are
 // added over the ranks by the caller, then mean() gives the same numbers on every rank.
 #pragma once
 
+#include <array>
 #include <cstdint>
+#include <vector>
 #include <string>
 
 #include "unet/data/hdf5_dataset.h"
+#include "unet/infer/segmentation_metrics.h"
 #include "unet/infer/sliding_window.h"
 
 namespace unet {
 
+// Sums over cases of each region's scores. They travel in one all-reduce (data(), kFields
+// doubles); `regions` is not summed.
 struct VolumeScoreSums {
-    double dice = 0, hd95_mm = 0, sensitivity = 0, specificity = 0;
-    double cases = 0;  // a double so that the five sums travel in one all-reduce
-    static constexpr int kFields = 5;
-    double* data() { return &dice; }
-    double mean_dice() const { return cases > 0 ? dice / cases : 0; }
-    double mean_hd95() const { return cases > 0 ? hd95_mm / cases : 0; }
-    double mean_sensitivity() const { return cases > 0 ? sensitivity / cases : 0; }
-    double mean_specificity() const { return cases > 0 ? specificity / cases : 0; }
+    enum Metric { kDice = 0, kHd95, kSensitivity, kSpecificity, kMetrics };
+    static constexpr int kFields = kMetrics * kMaxRegions + 1;  // the last: the number of cases
+    int regions = 1;
+    std::array<double, kFields> sums{};
+
+    VolumeScoreSums() = default;
+    explicit VolumeScoreSums(int region_count) : regions(region_count) {}
+    double* data() { return sums.data(); }
+    void add_case(const std::vector<RegionScore>& scores);  // one per region, in order
+    int64_t cases() const { return int64_t(sums[kFields - 1]); }
+    double mean(Metric m, int region) const;
+    double mean(Metric m) const;  // over the regions
+    double mean_dice() const { return mean(kDice); }
+    double mean_hd95() const { return mean(kHd95); }
+    double mean_sensitivity() const { return mean(kSensitivity); }
+    double mean_specificity() const { return mean(kSpecificity); }
 };
 
-// Scores this rank's share of `split` (3D datasets; voxel spacing 1, as prepared).
+// Scores this rank's share of `split` (3D datasets; voxel spacing 1, as prepared) for a model with
+// one output per region: each case's region outputs become a label map (label_regions.h, as
+// unet_predict writes it), scored per region against the case's labels.
 VolumeScoreSums score_volumes(UNet& model, const DatasetReader& data, const std::string& split,
-                              const WindowOptions& window, int part = 0, int parts = 1);
+                              const WindowOptions& window, const Regions& regions, int part = 0, int parts = 1);
 
 // The most score_volumes holds at once beyond the network: one volume with its mask, the sliding
 // window's sums, then the probabilities, both masks and the surface-distance buffers of scoring

@@ -8,6 +8,8 @@
 // are means over samples.
 #pragma once
 
+#include <array>
+#include <cstddef>
 #include <cstdint>
 
 namespace unet {
@@ -21,16 +23,37 @@ struct Confusion {
 
 Confusion confusion(const float* pred, const float* truth, int64_t voxels, float threshold = 0.5f);
 
-// Running means over samples; add() one sample at a time, merge() partial sums from workers.
+// The most output channels (tumour regions) a model scores: WT, TC and ET (label_regions.h).
+constexpr int kMaxMetricChannels = 3;
+
+// Running means over samples, per output channel; add() one sample at a time (its confusion per
+// channel), merge() partial sums from workers. The overall Dice, sensitivity and specificity are
+// the means over the channels of the per-channel means (nnU-Net's and BraTS's "mean over regions").
 struct MetricSums {
-    double dice = 0, sensitivity = 0, specificity = 0, loss = 0;
+    int channels = 1;
+    std::array<double, kMaxMetricChannels> dice{}, sensitivity{}, specificity{};  // summed over samples
+    double loss = 0;
     int64_t samples = 0;
-    void add(const Confusion& c);
+
+    MetricSums() = default;
+    explicit MetricSums(int channels);  // throws std::invalid_argument outside 1..kMaxMetricChannels
+    void add(const Confusion* per_channel);  // one sample: `channels` confusions
+    void add(const Confusion& c) { add(&c); }
     void merge(const MetricSums& o);
-    double mean_dice() const { return samples ? dice / double(samples) : 0; }
-    double mean_sensitivity() const { return samples ? sensitivity / double(samples) : 0; }
-    double mean_specificity() const { return samples ? specificity / double(samples) : 0; }
-    double mean_loss() const { return samples ? loss / double(samples) : 0; }
+    double mean_dice(int c) const { return mean(dice[size_t(c)]); }
+    double mean_dice() const { return over_channels(dice); }
+    double mean_sensitivity() const { return over_channels(sensitivity); }
+    double mean_specificity() const { return over_channels(specificity); }
+    double mean_loss() const { return mean(loss); }
+
+    // The sums as a flat array of kWire doubles (an MPI all-reduce adds them element-wise).
+    static constexpr int kWire = 3 * kMaxMetricChannels + 2;
+    void to_wire(double* w) const;
+    void add_wire(const double* w);  // adds what to_wire wrote (the channel count stays ours)
+
+   private:
+    double mean(double sum) const { return samples ? sum / double(samples) : 0; }
+    double over_channels(const std::array<double, kMaxMetricChannels>& v) const;
 };
 
 }  // namespace unet

@@ -15,7 +15,7 @@
 namespace unet {
 
 struct StepControl {
-    static constexpr int kSums = 16;
+    static constexpr int kSums = 32;
     std::array<double, kSums> sums{};  // added over the ranks (their meaning is the trainer's)
     int stop = 0;                      // maxima over the ranks: a stop signal's number,
     int checkpoint = 0;                //   a checkpoint wanted (e.g. its wall-clock interval came due)

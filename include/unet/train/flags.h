@@ -30,7 +30,7 @@ enum class FlagKind { number, text, flag, list };
 // Flags given as text, turned into TrainOptions by the parser's resolve step.
 struct RawOptions {
     std::string input_size, upsampling, norm, loss, optimizer, conv_algorithm, patch, checkpoint_every,
-        val_whole_every;
+        val_whole_every, labels;
     bool use_upsampling = false;
     int depth = 0;
     int64_t filters = 0;

@@ -55,6 +55,7 @@ class TensorBoardHooks : public TrainingHooks {
     std::unique_ptr<EventWriter> session_, train_, validation_;
     std::unique_ptr<SamplePictures> pictures_;
     Batch sample_;
+    Regions regions_;  // the model's output regions (--labels), for the per-region scalars
     int64_t last_step_ = 0, last_picture_step_ = -1;
     bool ended_ = false;
 };

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "unet/core/dims.h"
+#include "unet/data/label_regions.h"
 #include "unet/nn/loss.h"
 #include "unet/nn/lr_schedule.h"
 #include "unet/nn/optimizer.h"
@@ -19,6 +20,10 @@ namespace unet {
 
 struct TrainOptions {
     UNetConfig model;
+    Regions regions = whole_tumour_region();  // --labels: one output channel per region
+    // --objective: "mean" (over the regions) or a region's name (wt, tc, et): the validation Dice
+    // that picks checkpoint_best.h5 and that the tuner compares.
+    std::string objective = "mean";
     Dims input_size;            // spatial size (H,W or D,H,W)
     bool input_size_given = false;  // --input_size was set (not its default): with --data it must match
     int64_t batch_size = 8;     // global
@@ -70,6 +75,8 @@ struct TrainOptions {
     int batch_size_per_replica = 0;
     bool debug = false;              // DistMIS's debug: a progress line every step
 
+    // The index in `regions` of the --objective region; -1 for the mean.
+    int objective_region() const;
     std::string describe() const;  // resolved configuration, one "key = value" per line
 };
 

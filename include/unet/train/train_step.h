@@ -5,6 +5,7 @@
 // server's step (serve_step) shares the control message and runs its shard instead.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <vector>
 
@@ -20,17 +21,21 @@ namespace unet {
 
 struct StepResult {
     double loss = 0;  // batch mean (the global batch)
-    double dice = 0;  // batch mean of hard Dice
+    double dice = 0;  // batch mean of hard Dice (the mean over the output channels' Dice)
+    std::array<double, kMaxMetricChannels> channel_dice{};  // each output channel's (region's)
     double compute_s = 0, comm_s = 0, update_s = 0;  // forward + loss + backward, MPI, optimizer
 };
 
-// Where the step control message's sums go (StepControl::sums): the loss sums, the Dice sum and
-// sample count, then the run loop's timing totals.
+// Where the step control message's sums go (StepControl::sums): the loss sums of each output
+// channel (a channel the model does not have is all zeros: no voxels), each channel's Dice sum and
+// the sample count, then the run loop's timing totals.
 enum ControlSlot {
-    kLossSlot = 0,                           // LossSums::kCount values
-    kDiceSlot = kLossSlot + LossSums::kCount,  // sum of Dice, samples
-    kTimingSlot = kDiceSlot + 2,               // RunTimes (run_loop.cpp)
+    kLossSlot = 0,                                               // kMaxMetricChannels x LossSums::kCount
+    kDiceSlot = kLossSlot + kMaxMetricChannels * LossSums::kCount,  // Dice sum per channel, then samples
+    kTimingSlot = kDiceSlot + kMaxMetricChannels + 1,               // RunTimes (trainer.cpp)
+    kControlSlots = kTimingSlot + 7,
 };
+static_assert(kControlSlots <= StepControl::kSums, "the step control message is too short");
 
 // What a worker's steps work with, bound once.
 struct StepContext {
@@ -57,6 +62,9 @@ StepResult serve_step(PsShard& shard, ControlChannel& control, LossKind loss, in
 // instead of building a second set for another batch size. The first n outputs are the samples'.
 const float* forward_padded(UNet& model, const float* images, int64_t n, const Dims& spatial, int64_t batch,
                             std::vector<float>& padded);
+
+// Hard metrics of n samples of `channels` output channels (pred and truth n x channels x voxels).
+MetricSums sample_metrics(const float* pred, const float* truth, int64_t n, int channels, int64_t voxels);
 
 // Mean loss and metrics over samples, in eval mode, forwards of exactly `batch` samples.
 MetricSums evaluate(UNet& model, LossKind loss, const float* images, const float* masks, int64_t n,

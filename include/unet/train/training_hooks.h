@@ -4,6 +4,7 @@
 // that only the leader needs does its work when `is_leader` and returns the same answer elsewhere.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <string>
 
@@ -26,7 +27,8 @@ struct StepReport {
 struct EpochReport {
     int epoch = 0;  // 0-based epoch just finished
     int64_t step = 0;
-    double train_loss = 0, train_dice = 0;  // means over the epoch's steps
+    double train_loss = 0, train_dice = 0;  // means over the epoch's steps (Dice: over the regions)
+    std::array<double, kMaxMetricChannels> train_region_dice{};  // per region (--labels), same steps
     MetricSums validation;                  // summed over the whole validation set (3D: its patches)
     double seconds = 0;
     // Whole-volume validation (--val_whole_every): `whole_volume_run` when the run has it, then the
@@ -35,7 +37,8 @@ struct EpochReport {
     bool whole_volume_run = false, whole_scored = false;
     VolumeScoreSums whole;
     // The run's validation Dice, which picks checkpoint_best.h5 and which the tuner compares: the
-    // whole volumes' where the run scores them (the latest scored), else the validation set's.
+    // whole volumes' where the run scores them (the latest scored), else the validation set's; the
+    // mean over the regions, or the --objective region's.
     double val_dice = 0;
 };
 

@@ -4,11 +4,13 @@
 // functions of (seed, epoch, position, step), so they need no state of their own.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <string>
 
 #include "unet/train/train_options.h"
 #include "unet/io/checkpoint.h"
+#include "unet/nn/metrics.h"
 #include "unet/nn/optimizer.h"
 #include "unet/core/param_store.h"
 
@@ -22,6 +24,7 @@ struct Progress {
     // Sums over those steps of the step losses and Dice, so that a resumed epoch's means are the
     // uninterrupted epoch's; and the run's training seconds before this session.
     double epoch_loss_sum = 0, epoch_dice_sum = 0;
+    std::array<double, kMaxMetricChannels> epoch_region_dice_sums{};  // each output region's Dice
     double train_seconds = 0;
 };
 
