@@ -60,7 +60,8 @@ unet::RgbImage render_slice(const std::vector<float>& img, const std::vector<flo
     return out;
 }
 
-// The model of a checkpoint on one prepared sample, in eval mode, by sliding windows of its
+// The model of a checkpoint on one prepared sample (its probability; for a region model the voxels
+// of any region), in eval mode, by sliding windows of its
 // training patch (unet_predict's code), so memory is bounded by the window, not the volume.
 std::vector<float> predict(const std::string& checkpoint, const std::vector<float>& img, int channels,
                            const std::vector<int64_t>& spatial) {
@@ -77,7 +78,14 @@ std::vector<float> predict(const std::string& checkpoint, const std::vector<floa
     v.channels = channels, v.depth = spatial.size() == 3 ? spatial[0] : 1;
     v.height = spatial[spatial.size() - 2], v.width = spatial[spatial.size() - 1];
     v.data = img;
-    return unet::predict_prepared_case(*t.model, v, m.dims, w).data;
+    const unet::Volume prob = unet::predict_prepared_case(*t.model, v, m.dims, w);
+    if (t.options.regions.size() == 1) return prob.data;
+    // A region model: the tumour its label map marks (any region), shown as the whole tumour.
+    std::vector<uint8_t> labels(size_t(v.voxels()));
+    unet::label_map_from_regions(prob.data.data(), v.voxels(), t.options.regions, labels.data());
+    std::vector<float> tumour(labels.size());
+    for (size_t i = 0; i < labels.size(); ++i) tumour[i] = labels[i] ? 1.f : 0.f;
+    return tumour;
 }
 
 // A NIfTI mask (a unet_predict output or an MSD label) as 0/1 on the image's grid.

@@ -219,9 +219,6 @@ void resolve(TrainOptions& o, const RawOptions& r, const po::variables_map& vm) 
     o.loss = parse_loss(r.loss);
     o.regions = parse_regions(r.labels);
     o.model.out_channels = int64_t(o.regions.size());
-    if (o.data.empty() && !is_whole_tumour_only(o.regions))
-        throw UsageError("--labels " + r.labels + ": needs --data (a dataset prepared from MSD labels); the generated "
-                         "in-memory data have one tumour class");
     o.objective_region();  // throws for an objective that names no trained region
     o.optimizer.kind = r.optimizer;
     o.input_size = parse_size_list("input_size", r.input_size);

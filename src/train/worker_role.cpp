@@ -187,6 +187,9 @@ void WorkerRole::open_data() {
         plan_whole_validation(t->loader());
         train_ = std::move(t);
     } else {
+        if (!is_whole_tumour_only(o.regions))
+            throw UsageError("--labels " + regions_text(o.regions) + ": needs --data (a dataset prepared from MSD "
+                             "labels); the generated in-memory data have one tumour class");
         // Generated data: 80% train, 20% validation, different seeds so no sample is in both.
         const int64_t n_val = std::max<int64_t>(1, o.toy_samples / 5);
         train_ = std::make_unique<ToySource>(make_toy_batch(o.toy_samples, o.model.in_channels, o.input_size, o.seed),

@@ -5,7 +5,8 @@
 #      dtype, chunk (one sample per chunk) and filter (shuffle, then gzip level 4) as documented
 #      in include/unet/data/hdf5_dataset.h; also with HDF5_USE_FILE_LOCKING=FALSE;
 #  (a') a dataset written by h5py (fixed- and variable-length strings) is read by our reader; an
-#      h5py file of another format_version, and Intel's unversioned layout, are refused;
+#      h5py file of version 1 (the first wave's format) is still read; another format_version,
+#      and Intel's unversioned layout, are refused;
 #  (b) .npy files written by numpy ('<f4', '<f8', '|u1', headers 1.0/2.0/3.0) read by read_npy
 #      give numpy's values; unsupported ones fail with one line; numpy loads write_npy's output.
 set -u
@@ -60,11 +61,12 @@ def check(path, mode, channels, spatial, counts):
     with h5py.File(path, "r") as f:
         a = f.attrs
         assert set(a.keys()) == {"format_version", "layout", "mode", "channels", "normalization", "crop",
-                                 "split_seed", "source", "labels"}, sorted(a.keys())
-        assert a["format_version"] == 1 and np.issubdtype(a["format_version"].dtype, np.integer)
+                                 "split_seed", "source", "labels", "mask_labels"}, sorted(a.keys())
+        assert a["format_version"] == 2 and np.issubdtype(a["format_version"].dtype, np.integer)
+        assert a["mask_labels"] == "binary", a["mask_labels"]   # the writer's default; unet_prepare: msd
         assert a["channels"] == channels and np.issubdtype(a["channels"].dtype, np.integer)
         assert a["split_seed"] == -1234567890123 and a["split_seed"].dtype == np.int64, a["split_seed"]
-        for k in ["layout", "mode", "normalization", "crop", "source", "labels"]:
+        for k in ["layout", "mode", "normalization", "crop", "source", "labels", "mask_labels"]:
             assert isinstance(a[k], str), (k, type(a[k]))
         assert a["layout"] == ("NCDHW" if mode == "3d" else "NCHW")
         assert a["mode"] == mode
@@ -135,8 +137,8 @@ with h5py.File(os.path.join(T, "py.h5"), "w") as f:
             g.create_dataset("case_ids", data=np.array([b"x1", b"y22"], dtype="S3"))  # fixed length
         np.save(os.path.join(T, f"want_{split}_images.npy"), img)
         np.save(os.path.join(T, f"want_{split}_masks.npy"), msk)
-with h5py.File(os.path.join(T, "v2.h5"), "w") as f:
-    f.attrs["format_version"] = 2
+with h5py.File(os.path.join(T, "v3.h5"), "w") as f:
+    f.attrs["format_version"] = 3
     f.attrs["layout"] = "NCDHW"
 with h5py.File(os.path.join(T, "intel.h5"), "w") as f:
     f.create_dataset("imgs_train", data=np.zeros((2, 8, 8, 4), np.float32))
@@ -171,7 +173,7 @@ expect_error() {  # expect_error "text" helper-args...: exit 1, one line, names 
   printf '%s' "$out" | grep -qF -- "$2" || fail "helper $*: message does not name $2: $out"
   printf '%s' "$out" | grep -qF -- "$want" || fail "helper $*: message lacks '$want': $out"
 }
-expect_error "format_version 2, this build reads format_version 1" read "$T/v2.h5" "$T/out"
+expect_error "format_version 3, this build reads format_version 1 and 2" read "$T/v3.h5" "$T/out"
 expect_error "not a unet dataset" read "$T/intel.h5" "$T/out"
 echo "not hdf5" > "$T/text.h5"
 expect_error "not an HDF5 file" read "$T/text.h5" "$T/out"

@@ -61,6 +61,13 @@ for name, n in (("train", 6), ("test", 4)):
 PY
 out=$("$B"/unet_prepare --from_npy "$T/npy" --output "$T/npy.h5" --slice_size 32 2>/dev/null) || fail "npy import: $out"
 echo "$out" | grep -q "6 train, 2 val, 2 test" || fail "npy summary: $out"
+echo "$out" | grep -q "masks: binary (Intel's .npy files join the labels): the whole tumour only, --labels wt" \
+  || fail "npy import does not say its masks are binary: $out"
+# Intel's masks tell the whole tumour only: a region run stops with one line before training.
+msg=$("$B"/unet_train --data "$T/npy.h5" --labels regions --epochs 1 --logdir "$T/npyrun" 2>&1); rc=$?
+[ "$rc" -eq 2 ] || fail "--labels regions on npy data exited $rc (want 2): $msg"
+[ "$(echo "$msg" | grep -c .)" -eq 1 ] || fail "--labels regions on npy data: want one line: $msg"
+echo "$msg" | grep -q -- "--labels wt,tc,et: $T/npy.h5 has binary tumour masks" || fail "npy region refusal: $msg"
 $PY - "$T/npy" "$T/npy.h5" <<'PY' || fail "npy values"
 import sys, numpy as np, h5py
 d, h5 = sys.argv[1], sys.argv[2]

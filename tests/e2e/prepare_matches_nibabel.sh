@@ -2,7 +2,8 @@
 # unet_prepare's output is the documented transform of the input voxels, recomputed independently
 # with nibabel, numpy and h5py: NIfTI (int16 with scl_slope, from our synthetic writer, and a
 # float32 case written by nibabel itself) -> channels first -> depth 155 cropped to [2, 154) ->
-# per-channel z-score over brain voxels -> labels 1-3 joined -> HDF5.
+# per-channel z-score over brain voxels -> HDF5, the labels 0-3 kept as they are (format 2,
+# mask_labels "msd"), and the label names of dataset.json recorded.
 set -u
 B=${BUILD:-build}/bin
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
@@ -30,7 +31,12 @@ $PY - "$T/msd" "$T/b.h5" <<'PY'
 import sys, numpy as np, nibabel as nib, h5py
 d, h5 = sys.argv[1], sys.argv[2]
 f = h5py.File(h5, "r")
-assert f.attrs["format_version"] == 1 and f.attrs["layout"] == "NCDHW", dict(f.attrs)
+assert f.attrs["format_version"] == 2 and f.attrs["layout"] == "NCDHW", dict(f.attrs)
+assert f.attrs["mask_labels"] == "msd", dict(f.attrs)
+import json
+names = json.loads(f.attrs["labels"])
+assert names == json.load(open(d + "/dataset.json"))["labels"], names
+seen = set()
 checked = 0
 for split in ("train", "val", "test"):
     if split not in f:
@@ -52,8 +58,10 @@ for split in ("train", "val", "test"):
         mask = f[split]["masks"][i][0]
         err = np.abs(ours - exp).max()
         assert err < 2e-4, (cid, "image", err)
-        assert (mask == (y > 0)).all(), (cid, "mask")
+        assert (mask == y).all(), (cid, "mask")
+        seen |= set(np.unique(mask).tolist())
         checked += 1
 assert checked == 4, checked
+assert seen == {0, 1, 2, 3}, seen
 print("checked", checked, "cases")
 PY
