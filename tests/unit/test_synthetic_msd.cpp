@@ -61,6 +61,13 @@ std::vector<float> zscore(const Volume& im, int c, const std::vector<uint8_t>& b
     return z;
 }
 
+// The four modalities, each z-scored over the brain.
+std::vector<std::vector<float>> zscored_channels(const Volume& im, const std::vector<uint8_t>& brain) {
+    std::vector<std::vector<float>> z;
+    for (int ch = 0; ch < 4; ++ch) z.push_back(zscore(im, ch, brain));
+    return z;
+}
+
 std::vector<uint8_t> brain_mask(const Volume& im) {
     std::vector<uint8_t> b(size_t(im.voxels()));
     for (int64_t i = 0; i < im.voxels(); ++i) b[size_t(i)] = im.channel(0)[i] != 0.f;
@@ -191,8 +198,7 @@ TEST(SyntheticMsd, ModalitiesShowTheirContrasts) {
     for (int i = 0; i < s.cases; ++i) {
         const Case c = make(s, i);
         const auto brain = brain_mask(c.image);
-        std::vector<std::vector<float>> z;
-        for (int ch = 0; ch < 4; ++ch) z.push_back(zscore(c.image, ch, brain));
+        const std::vector<std::vector<float>> z = zscored_channels(c.image, brain);
         for (int64_t v = 0; v < c.image.voxels(); ++v) {
             if (!brain[size_t(v)]) continue;
             const int l = int(c.label.data[size_t(v)]);
@@ -229,8 +235,7 @@ TEST(SyntheticMsd, NoSingleChannelThresholdFindsTheTumourButTwoChannelsDo) {
     for (int i = 0; i < s.cases; ++i) {
         const Case c = make(s, i);
         const auto brain = brain_mask(c.image);
-        std::vector<std::vector<float>> z;
-        for (int ch = 0; ch < 4; ++ch) z.push_back(zscore(c.image, ch, brain));
+        const std::vector<std::vector<float>> z = zscored_channels(c.image, brain);
         for (int64_t v = 0; v < c.image.voxels(); ++v) {
             if (!brain[size_t(v)]) continue;
             const bool t = c.label.data[size_t(v)] > 0;
@@ -294,8 +299,7 @@ TEST(SyntheticMsd, TumourCoreAndEnhancingTumourFollowSimpleVoxelRules) {
     for (int i = 0; i < s.cases; ++i) {
         const Case c = make(s, i);
         const auto brain = brain_mask(c.image);
-        std::vector<std::vector<float>> z;
-        for (int ch = 0; ch < 4; ++ch) z.push_back(zscore(c.image, ch, brain));
+        const std::vector<std::vector<float>> z = zscored_channels(c.image, brain);
         for (int64_t v = 0; v < c.image.voxels(); ++v) {
             if (!brain[size_t(v)]) continue;
             const float zv[4] = {z[0][size_t(v)], z[1][size_t(v)], z[2][size_t(v)], z[3][size_t(v)]};
