@@ -1,7 +1,9 @@
 // unet_predict: a trained model applied to scans. Segments whole volumes (sliding windows in 3D,
 // every axial slice in 2D), writes the masks as NIfTI on each scan's own grid and header, and
 // scores them against ground truth as BraTS does (Dice, HD95 in mm, sensitivity, specificity,
-// volumes) into metrics.csv. Under mpirun the cases are split over the ranks.
+// volumes, per region of the model) into metrics.csv. Under mpirun the cases are split over the ranks.
+// A region model (unet_train --labels regions: one sigmoid per region, label_regions.h) writes the
+// label map in MSD numbering (ET 3, TC without ET 2, WT without TC 1); a WT model the 0/1 mask.
 #include <boost/program_options.hpp>
 #include <omp.h>
 #include <unistd.h>
@@ -22,6 +24,7 @@
 #include "unet/core/check.h"
 #include "unet/core/text.h"
 #include "unet/data/hdf5_dataset.h"
+#include "unet/data/label_regions.h"
 #include "unet/data/msd_index.h"
 #include "unet/data/nifti.h"
 #include "unet/data/preprocess.h"
@@ -51,6 +54,7 @@ struct PredictOptions {
     bool mirror = false, probabilities = false;
     double threshold = 0.5;
     std::string empty = "brats";
+    std::string labels;  // --labels: checked against the checkpoint's regions ("" = not given)
     int num_threads = 0;
 };
 
@@ -81,8 +85,13 @@ bool parse(int argc, char** argv, PredictOptions& o) {
         ("blend", po::value(&o.blend)->default_value("gaussian"), "gaussian (sigma = roi / 8) | constant")
         ("sw_batch", po::value(&o.sw_batch)->default_value(1), "windows (or 2D slices) per forward")
         ("mirror", po::bool_switch(&o.mirror), "test-time mirroring: average over flips of every axis")
-        ("probabilities", po::bool_switch(&o.probabilities), "also write <case>_prob.nii.gz (float32)")
-        ("threshold", po::value(&o.threshold)->default_value(0.5), "probability at or above which a voxel is tumour")
+        ("probabilities", po::bool_switch(&o.probabilities),
+         "also write <case>_prob.nii.gz (float32); a region model one per region, <case>_prob_wt.nii.gz, _tc, _et")
+        ("threshold", po::value(&o.threshold)->default_value(0.5),
+         "probability at or above which a voxel is tumour (in a region)")
+        ("labels", po::value(&o.labels),
+         "the regions the checkpoint must have been trained for: wt | regions (wt,tc,et) | a list of wt, tc, et; "
+         "refused when they differ (default: the checkpoint's)")
         ("empty", po::value(&o.empty)->default_value("brats"),
          "brats: empty truth and prediction score Dice 1, HD95 0, one empty Dice 0, HD95 374; "
          "ignore: cases with an empty truth are left out of the means (MONAI)")
@@ -99,6 +108,7 @@ bool parse(int argc, char** argv, PredictOptions& o) {
         throw unet::UsageError("--list: expected imagesTr or imagesTs, got '" + o.list + "'");
     if (!(o.threshold > 0 && o.threshold < 1)) throw unet::UsageError("--threshold: expected a value in (0, 1)");
     if (o.num_threads < 0) throw unet::UsageError("--num_threads: expected 0 or more");
+    if (vm.count("labels")) unet::parse_regions(o.labels);  // unknown or repeated names: UsageError
     return true;
 }
 
@@ -191,23 +201,67 @@ unet::WindowOptions window_options(const PredictOptions& o, const unet::TrainedM
     return w;
 }
 
-std::vector<uint8_t> binary_mask(const unet::Volume& p, double threshold) {
-    std::vector<uint8_t> m(p.data.size());
-    for (size_t i = 0; i < m.size(); ++i) m[i] = p.data[i] >= float(threshold) ? 1 : 0;
+// The regions the checkpoint's outputs are, in its channel order; --labels, when given, must name
+// the same ones (in any order) or UsageError.
+unet::Regions model_regions(const PredictOptions& o, const unet::TrainedModel& t) {
+    const unet::Regions& trained = t.options.regions;
+    if (int64_t(trained.size()) != t.options.model.out_channels)
+        throw unet::UsageError("--checkpoint: " + o.checkpoint + " has " + std::to_string(t.options.model.out_channels) +
+                               " output channels for the " + std::to_string(trained.size()) + " regions " +
+                               unet::regions_text(trained));
+    if (o.labels.empty()) return trained;
+    const unet::Regions asked = unet::parse_regions(o.labels);
+    auto names = [](const unet::Regions& r) {
+        std::vector<std::string> n;
+        for (const unet::Region& x : r) n.push_back(x.name);
+        std::sort(n.begin(), n.end());
+        return n;
+    };
+    if (names(asked) != names(trained))
+        throw unet::UsageError("--labels " + unet::regions_text(asked) + ": " + o.checkpoint + " was trained for " +
+                               unet::regions_text(trained));
+    return trained;
+}
+
+// The mask of probabilities p (one channel per region): the label map of label_map_from_regions,
+// a voxel in a region when its probability is at or above the threshold (label_map_from_regions
+// asks "above": the float just below it). A WT model gives the 0/1 mask.
+std::vector<uint8_t> predicted_labels(const unet::Volume& p, const unet::Regions& regions, double threshold) {
+    std::vector<uint8_t> m(size_t(p.voxels()));
+    unet::label_map_from_regions(p.data.data(), p.voxels(), regions, m.data(), std::nextafter(float(threshold), 0.f));
     return m;
 }
 
-// Labels 0..3 (or a 0/1 mask) -> whole tumour 0/1, as unet_prepare joins them; throws naming the
-// file for other values.
-std::vector<uint8_t> whole_tumour(unet::Volume label, const std::string& source) {
+// A label volume (MSD labels 0..3, or a 0/1 mask) as bytes; throws naming the file for other values.
+std::vector<uint8_t> truth_labels(const unet::Volume& label, const std::string& source) {
     try {
         unet::check_labels(label);
     } catch (const std::runtime_error& e) {
         throw std::runtime_error(source + ": " + e.what());
     }
     std::vector<uint8_t> m(label.data.size());
-    for (size_t i = 0; i < m.size(); ++i) m[i] = label.data[i] > 0.f ? 1 : 0;
+    for (size_t i = 0; i < m.size(); ++i) m[i] = uint8_t(label.data[i]);
     return m;
+}
+
+// Channel c of v as a one-channel volume.
+unet::Volume channel_of(const unet::Volume& v, int64_t c) {
+    unet::Volume out;
+    out.channels = 1, out.depth = v.depth, out.height = v.height, out.width = v.width;
+    out.data.assign(v.channel(c), v.channel(c) + v.voxels());
+    return out;
+}
+
+// The probability files of a case: "<case>_prob.nii.gz" for a WT model (one output), else
+// "<case>_prob_<region>.nii.gz" per region; write(path, one-channel volume) writes one.
+template <class Write>
+void write_probabilities(const std::string& stem, const unet::Volume& prob, const unet::Regions& regions, Write write) {
+    if (unet::is_whole_tumour_only(regions)) {
+        write(stem + "_prob.nii.gz", prob);
+        return;
+    }
+    for (size_t r = 0; r < regions.size(); ++r)
+        write(stem + "_prob_" + unet::regions_text({regions[r]}) + ".nii.gz", channel_of(prob, int64_t(r)));
 }
 
 unet::Volume as_float(const std::vector<uint8_t>& m, const unet::Volume& like) {
@@ -237,8 +291,8 @@ struct CaseOutcome {
 class CasePredictor {
    public:
     CasePredictor(const PredictOptions& o, unet::TrainedModel& t, const unet::WindowOptions& w,
-                  const unet::DatasetReader* dataset)
-        : o_(o), t_(t), w_(w), dataset_(dataset), rule_(unet::parse_empty_rule(o.empty)) {}
+                  const unet::Regions& regions, const unet::DatasetReader* dataset)
+        : o_(o), t_(t), w_(w), regions_(regions), dataset_(dataset), rule_(unet::parse_empty_rule(o.empty)) {}
 
     CaseOutcome run(const CaseInput& c, bool draw_progress) {
         const auto t0 = Clock::now();
@@ -265,18 +319,20 @@ class CasePredictor {
         // moved in: the raw image is not needed again, and one volume less is held while predicting
         const unet::Volume prob = unet::predict_source_case(*t_.model, std::move(image), t_.preprocessing, w_, progress);
         out.network_s = std::chrono::duration<double>(Clock::now() - t0).count();
-        const std::vector<uint8_t> mask = binary_mask(prob, o_.threshold);
+        const std::vector<uint8_t> mask = predicted_labels(prob, regions_, o_.threshold);
         unet::write_nifti_like(o_.output_dir + "/" + c.id + ".nii.gz", header, as_float(mask, prob), unet::NiftiType::uint8);
         if (o_.probabilities)
-            unet::write_nifti_like(o_.output_dir + "/" + c.id + "_prob.nii.gz", header, prob, unet::NiftiType::float32);
+            write_probabilities(o_.output_dir + "/" + c.id, prob, regions_, [&](const std::string& f, const unet::Volume& p) {
+                unet::write_nifti_like(f, header, p, unet::NiftiType::float32);
+            });
         if (c.label.empty()) return out;
         const unet::Volume label = unet::read_nifti(c.label);
         if (label.channels != 1 || label.depth != prob.depth || label.height != prob.height || label.width != prob.width)
             throw std::runtime_error(c.label + ": label shape " + label.shape_string() + " differs from the image's " +
                                      image_shape);
         const unet::Spacing s{header.spacing_mm(2), header.spacing_mm(1), header.spacing_mm(0)};
-        out.rows = csv_rows(c.id, unet::score_case(mask.data(), whole_tumour(label, c.label).data(), prob.depth,
-                                                   prob.height, prob.width, s, unet::whole_tumour_region(), rule_));
+        out.rows = csv_rows(c.id, unet::score_case(mask.data(), truth_labels(label, c.label).data(), prob.depth,
+                                                   prob.height, prob.width, s, regions_, rule_));
         return out;
     }
 
@@ -287,30 +343,33 @@ class CasePredictor {
         const int dims = int(sp.size());
         const int64_t C = dataset_->channels(), H = sp[sp.size() - 2], W = sp[sp.size() - 1];
         const int64_t D = dims == 3 ? sp[0] : c.count;
-        unet::Volume image, truth;
+        unet::Volume image;
         image.resize(C, D, H, W);
-        truth.resize(1, D, H, W);
+        std::vector<uint8_t> truth(size_t(D * H * W));  // the masks' label map (MSD 0-3, or 0/1)
         const int64_t per = (dims == 3 ? D : 1) * H * W;
         std::vector<float> img(size_t(C * per));
         for (int64_t k = 0; k < c.count; ++k) {
-            dataset_->read_sample(o_.split, c.first + k, img.data(), truth.data.data() + k * per);
+            dataset_->read_labels(o_.split, c.first + k, img.data(), truth.data() + k * per);
             for (int64_t ch = 0; ch < C; ++ch)
                 std::copy(img.begin() + ch * per, img.begin() + (ch + 1) * per, image.channel(ch) + k * per);
         }
         const auto t0 = Clock::now();
         const unet::Volume prob = unet::predict_prepared_case(*t_.model, image, dims, w_, progress);
         out.network_s = std::chrono::duration<double>(Clock::now() - t0).count();
-        const std::vector<uint8_t> mask = binary_mask(prob, o_.threshold);
+        const std::vector<uint8_t> mask = predicted_labels(prob, regions_, o_.threshold);
         unet::write_nifti(o_.output_dir + "/" + c.id + ".nii.gz", as_float(mask, prob), unet::NiftiType::uint8);
-        if (o_.probabilities) unet::write_nifti(o_.output_dir + "/" + c.id + "_prob.nii.gz", prob, unet::NiftiType::float32);
-        out.rows = csv_rows(c.id, unet::score_case(mask.data(), whole_tumour(truth, o_.dataset).data(), D, H, W,
-                                                   unet::Spacing{}, unet::whole_tumour_region(), rule_));
+        if (o_.probabilities)
+            write_probabilities(o_.output_dir + "/" + c.id, prob, regions_, [](const std::string& f, const unet::Volume& p) {
+                unet::write_nifti(f, p, unet::NiftiType::float32);
+            });
+        out.rows = csv_rows(c.id, unet::score_case(mask.data(), truth.data(), D, H, W, unet::Spacing{}, regions_, rule_));
         return out;
     }
 
     const PredictOptions& o_;
     unet::TrainedModel& t_;
     const unet::WindowOptions& w_;
+    const unet::Regions& regions_;  // the model's, in its channel order
     const unet::DatasetReader* dataset_;
     unet::EmptyRule rule_;
 };
@@ -331,8 +390,9 @@ void write_metrics(const std::string& dir, const std::string& rows) {
     if (std::rename(tmp.c_str(), path.c_str()) != 0) throw std::runtime_error(path + ": cannot rename from " + tmp);
 }
 
-// Mean, median and standard deviation of Dice and HD95 per region.
+// Mean, median and standard deviation of Dice and HD95 per region, in the rows' region order.
 void print_summary(const std::string& rows, const std::string& rule) {
+    std::vector<std::string> order;
     std::map<std::string, std::vector<double>> dice, hd;
     std::istringstream in(rows);
     std::string line;
@@ -342,10 +402,12 @@ void print_summary(const std::string& rows, const std::string& rule) {
         std::string part;
         while (std::getline(ss, part, ',')) f.push_back(part);
         if (f.size() < 4) continue;
+        if (!dice.count(f[1])) order.push_back(f[1]);
         dice[f[1]].push_back(std::stod(f[2]));
         hd[f[1]].push_back(std::stod(f[3]));
     }
-    for (const auto& [region, values] : dice) {
+    for (const std::string& region : order) {
+        const std::vector<double>& values = dice[region];
         const unet::Statistic d = unet::summarize(values), h = unet::summarize(hd[region]);
         std::printf("%s: Dice mean %.4f median %.4f std %.4f | HD95 mean %.2f median %.2f std %.2f mm | %lld of %zu cases "
                     "(empty rule %s)\n",
@@ -354,9 +416,9 @@ void print_summary(const std::string& rows, const std::string& rule) {
     }
 }
 
-// The cases of the one input form given, checked against the model; `dataset` is opened for
-// --dataset.
-std::vector<CaseInput> input_cases(const PredictOptions& o, const unet::TrainedModel& t,
+// The cases of the one input form given, checked against the model (of `regions`); `dataset` is
+// opened for --dataset.
+std::vector<CaseInput> input_cases(const PredictOptions& o, const unet::TrainedModel& t, const unet::Regions& regions,
                                    std::unique_ptr<unet::DatasetReader>* dataset) {
     std::vector<CaseInput> cases;
     if (!o.dataset.empty()) {
@@ -372,6 +434,11 @@ std::vector<CaseInput> input_cases(const PredictOptions& o, const unet::TrainedM
                                    std::to_string(d.channels()) + " channels; the checkpoint is a " +
                                    std::to_string(t.options.model.dims) + "D model for " +
                                    std::to_string(t.options.model.in_channels));
+        if (d.attributes().mask_labels == unet::kMaskLabelsBinary && !unet::is_whole_tumour_only(regions))
+            throw unet::UsageError("--dataset: " + o.dataset +
+                                   " has binary tumour masks (format version 1 or Intel's .npy data), which tell the "
+                                   "whole tumour only; cannot score " + o.checkpoint + ", trained for " +
+                                   unet::regions_text(regions));
         if (!d.has_split(o.split)) throw unet::UsageError("--split: " + o.dataset + " has no '" + o.split + "' split");
         cases = dataset_cases(d, o.split, dims == 2);
     } else {
@@ -422,19 +489,21 @@ int run(int argc, char** argv) {
     unet::Comm& comm = unet::Comm::world();
     unet::parse_empty_rule(o.empty);
     unet::TrainedModel t = unet::load_trained_model(o.checkpoint);
+    const unet::Regions regions = model_regions(o, t);
     const unet::WindowOptions w = window_options(o, t);
     std::unique_ptr<unet::DatasetReader> dataset;
-    const std::vector<CaseInput> cases = input_cases(o, t, &dataset);
+    const std::vector<CaseInput> cases = input_cases(o, t, regions, &dataset);
     check_output_dir(o.output_dir);
 
     if (comm.is_root()) {
-        std::printf("unet_predict: %zu cases on %d rank%s; %dD model, window %s, overlap %.2f, %s blending%s\n",
+        std::printf("unet_predict: %zu cases on %d rank%s; %dD model for %s, window %s, overlap %.2f, %s blending%s\n",
                     cases.size(), comm.size(), comm.size() > 1 ? "s" : "", t.options.model.dims,
+                    unet::regions_text(regions).c_str(),
                     unet::dims_text(w.roi, "x").c_str(), w.overlap, unet::blend_name(w.blend), w.mirror ? ", mirrored" : "");
         if (!dataset) std::printf("preprocessing: %s\n", t.preprocessing.describe().c_str());
         std::fflush(stdout);
     }
-    CasePredictor predictor(o, t, w, dataset.get());
+    CasePredictor predictor(o, t, w, regions, dataset.get());
     const auto t0 = Clock::now();
     std::string mine;
     for (size_t i = size_t(comm.rank()); i < cases.size(); i += size_t(comm.size())) {

@@ -63,20 +63,21 @@ Dims spatial_of(const Volume& v, int dims) {
     return dims == 3 ? Dims{v.depth, v.height, v.width} : Dims{v.height, v.width};
 }
 
-Volume as_volume(std::vector<float> data, int64_t d, int64_t h, int64_t w) {
+Volume as_volume(std::vector<float> data, int64_t c, int64_t d, int64_t h, int64_t w) {
     Volume v;
-    v.channels = 1, v.depth = d, v.height = h, v.width = w;
+    v.channels = c, v.depth = d, v.height = h, v.width = w;
     v.data = std::move(data);
     return v;
 }
 
-// The slices [2, 154) back into 155, the others background.
-Volume uncrop(const Volume& p, int64_t source_depth) {
+// The slices [2, 154) back into 155 in every channel, the others background.
+Volume uncrop(Volume p, int64_t source_depth) {
     if (p.depth == source_depth) return p;
     Volume out;
-    out.resize(1, source_depth, p.height, p.width);
+    out.resize(p.channels, source_depth, p.height, p.width);
     const int64_t plane = p.height * p.width;
-    std::copy(p.data.begin(), p.data.end(), out.data.begin() + 2 * plane);
+    for (int64_t c = 0; c < p.channels; ++c)
+        std::copy(p.channel(c), p.channel(c) + p.voxels(), out.channel(c) + 2 * plane);
     return out;
 }
 
@@ -84,9 +85,10 @@ Volume uncrop(const Volume& p, int64_t source_depth) {
 
 Volume predict_prepared_case(UNet& model, const Volume& image, int dims, const WindowOptions& o,
                              const WindowProgress& progress) {
+    const int64_t K = model.config().out_channels;
     if (dims == 3) {
         std::vector<float> y = sliding_window_predict(model, image.data.data(), spatial_of(image, 3), o, progress);
-        return as_volume(std::move(y), image.depth, image.height, image.width);
+        return as_volume(std::move(y), K, image.depth, image.height, image.width);
     }
     // 2D: every axial slice is one image; the slices share the window batches.
     const int64_t plane = image.height * image.width;
@@ -98,9 +100,14 @@ Volume predict_prepared_case(UNet& model, const Volume& image, int dims, const W
     }
     const std::vector<std::vector<float>> ys =
         sliding_window_predict(model, inputs, spatial_of(image, 2), o, progress);
+    // Slice z's output is K x H x W: channel k goes to plane z of channel k.
     Volume out;
-    out.resize(1, image.depth, image.height, image.width);
-    for (int64_t z = 0; z < image.depth; ++z) std::copy(ys[size_t(z)].begin(), ys[size_t(z)].end(), out.data.begin() + z * plane);
+    out.resize(K, image.depth, image.height, image.width);
+    for (int64_t z = 0; z < image.depth; ++z)
+        for (int64_t k = 0; k < K; ++k) {
+            const float* y = ys[size_t(z)].data() + k * plane;
+            std::copy(y, y + plane, out.channel(k) + z * plane);
+        }
     return out;
 }
 
@@ -115,14 +122,14 @@ Volume predict_source_case(UNet& model, Volume x, const InputPreprocessing& p, c
         if (resize) x = resize_linear(x, p.grid[0], p.grid[1], p.grid[2]);
         Volume y = predict_prepared_case(model, x, 3, o, progress);
         if (resize) y = resize_linear(y, D, H, W);
-        return uncrop(y, source_depth);
+        return uncrop(std::move(y), source_depth);
     }
     // 2D: slices resized to the model's slice size and back.
     const bool resize = Dims{H, W} != p.grid;
     if (resize) x = resize_linear(x, D, p.grid[0], p.grid[1]);
     Volume y = predict_prepared_case(model, x, 2, o, progress);
     if (resize) y = resize_linear(y, D, H, W);
-    return uncrop(y, source_depth);
+    return uncrop(std::move(y), source_depth);
 }
 
 }  // namespace unet

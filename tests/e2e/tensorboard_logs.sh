@@ -139,7 +139,7 @@ for run in ("2d", "3d"):
     hp = {k: v.WhichOneof("kind") and getattr(v, v.WhichOneof("kind")) for k, v in start.hparams.items()}
     assert hp["dims"] == int(run[0]) and hp["filters"] == 8 and hp["learning_rate"] == 0.003 and hp["loss"] == "dice", hp
     assert hp["norm"] == ("batch" if run == "3d" else "none") and hp["optimizer"] == "adam" and hp["amsgrad"] is False, hp
-    assert len(hp) == 13, sorted(hp)
+    assert len(hp) == 15 and hp["labels"] == "wt" and hp["objective"] == "mean", sorted(hp)
     assert end.status == api_pb2.STATUS_SUCCESS, end
 print("TensorBoard's loaders agree")
 PY
@@ -179,7 +179,7 @@ for run in ("2d", "3d"):
 experiment = post("/data/plugin/hparams/experiment", {"experimentName": ""})
 names = {h["name"] for h in experiment["hparamInfos"]}
 assert {"learning_rate", "optimizer", "beta1", "beta2", "amsgrad", "batch_size", "filters", "depth", "norm", "dropout",
-        "loss", "upsampling", "dims"} == names, names
+        "loss", "upsampling", "dims", "labels", "objective"} == names, names
 print("HParams tab: 2 sessions")
 PY
 kill "$TB_PID"; wait "$TB_PID" 2>/dev/null; TB_PID=

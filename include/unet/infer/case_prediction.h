@@ -9,8 +9,9 @@
 //   2. per-channel standardisation over the brain (any channel non-zero)
 //   3. 3D: trilinear resize to the dataset's sample shape when the case differs from it
 //      (unet_prepare --reshape); 2D: each axial slice resized to the slice size
-// The inverse resizes the probabilities back (trilinear), puts the cropped slices back as
-// background (probability 0), so the result has the source image's exact D x H x W.
+// The inverse resizes the probabilities back (trilinear, every output channel), puts the cropped
+// slices back as background (probability 0), so the result has the source image's exact D x H x W.
+// The results have one channel per model output (out_channels: one per region, label_regions.h).
 #pragma once
 
 #include <string>
@@ -38,13 +39,13 @@ struct InputPreprocessing {
 InputPreprocessing preprocessing_of(const DatasetAttributes& a, const std::vector<int64_t>& spatial);
 inline InputPreprocessing preprocessing_of(const DatasetReader& d) { return preprocessing_of(d.attributes(), d.spatial()); }
 
-// Probabilities (1 x D x H x W, the source's grid) of one source case: image C x D x H x W as
+// Probabilities (out_channels x D x H x W, the source's grid) of one source case: image C x D x H x W as
 // read_nifti returns it (raw intensities). o.roi: the window (3D) or the slice size (2D).
 // The image is taken by value: pass it moved when it is not needed afterwards (one volume less).
 Volume predict_source_case(UNet& model, Volume image, const InputPreprocessing& p, const WindowOptions& o,
                            const WindowProgress& progress = {});
 
-// Probabilities (1 x D x H x W) of data already on the model's grid: 3D a prepared volume (sliding
+// Probabilities (out_channels x D x H x W) of data already on the model's grid: 3D a prepared volume (sliding
 // windows), 2D a stack of prepared slices (C x N x H x W, one forward per window batch of slices).
 Volume predict_prepared_case(UNet& model, const Volume& image, int dims, const WindowOptions& o,
                              const WindowProgress& progress = {});
