@@ -113,7 +113,7 @@ prepare_synthetic() {
   if [ ! -f data/synthetic/dataset.json ]; then
     rm -rf data/synthetic.partial
     # written under a temporary name; the line it prints names the final folder
-    build/bin/unet_prepare --synthetic 24 --output_dir data/synthetic.partial --synthetic_size 96,96,64 |
+    build/bin/unet_prepare --synthetic 24 --output_dir data/synthetic.partial --synthetic_size 64,96,96 |
       sed 's|data/synthetic\.partial|data/synthetic|g'
     rm -rf data/synthetic && mv data/synthetic.partial data/synthetic
   fi

@@ -11,7 +11,7 @@ BUILD=${1:-build}
 BIN=$BUILD/bin
 W=$BUILD/memory_bench
 mkdir -p "$W"
-[ -d "$W/msd" ] || "$BIN/unet_prepare" --synthetic 2 --output_dir "$W/msd" --synthetic_size 240,240,155 >/dev/null 2>&1
+[ -d "$W/msd" ] || "$BIN/unet_prepare" --synthetic 2 --output_dir "$W/msd" --synthetic_size 155,240,240 >/dev/null 2>&1
 [ -f "$W/msd3d.h5" ] || "$BIN/unet_prepare" --source_dir "$W/msd" --output "$W/msd3d.h5" --mode 3d --split 0.5,0.5,0 >/dev/null 2>&1
 [ -f "$W/msd2d.h5" ] || "$BIN/unet_prepare" --source_dir "$W/msd" --output "$W/msd2d.h5" --mode 2d --slice_size 128 \
     --split 0.5,0.5,0 >/dev/null 2>&1

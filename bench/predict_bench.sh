@@ -15,7 +15,7 @@ PY=$(scripts/reference_venv.sh "$BUILD" | tail -1)
 BIN=$BUILD/bin
 W=$BUILD/predict_bench
 mkdir -p "$W"
-[ -d "$W/msd" ] || "$BIN/unet_prepare" --synthetic 2 --output_dir "$W/msd" --synthetic_size 240,240,155 >/dev/null 2>&1
+[ -d "$W/msd" ] || "$BIN/unet_prepare" --synthetic 2 --output_dir "$W/msd" --synthetic_size 155,240,240 >/dev/null 2>&1
 [ -f "$W/msd3d.h5" ] || "$BIN/unet_prepare" --source_dir "$W/msd" --output "$W/msd3d.h5" --mode 3d --split 0.5,0.5,0 >/dev/null 2>&1
 declare -A MODEL=([3d]="--filters 32 --depth 3 --patch 64,64,64 --input_size 64,64,64"
                   [seed3d]="--filters 8 --depth 3 --input_size 152,240,240")

@@ -11,6 +11,11 @@ int64_t product(const Dims& d) {
     return p;
 }
 
+std::string shape_text(const Dims& d) {
+    const char* names = d.size() == 3 ? "D x H x W" : d.size() == 2 ? "H x W" : "size";
+    return std::string(names) + " = " + dims_text(d, " x ");
+}
+
 std::string dims_text(const Dims& d, const char* sep) {
     std::string s;
     for (size_t i = 0; i < d.size(); ++i) s += (i ? sep : "") + std::to_string(d[i]);

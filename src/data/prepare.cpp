@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "unet/core/check.h"
+#include "unet/core/dims.h"
 #include "unet/data/hdf5_dataset.h"
 #include "unet/data/msd_index.h"
 #include "unet/data/nifti.h"
@@ -44,9 +45,9 @@ Case load_case(const MsdCase& c, int channels, const PrepareOptions& o) {
     crop_depth_distmis(label);
     standardize_brain(out.image);
     if (!o.reshape.empty()) {
-        // --reshape is W,H,D (NIfTI axis order, as DistMIS writes it).
-        out.image = resize_linear(out.image, o.reshape[2], o.reshape[1], o.reshape[0]);
-        label = resize_labels(label, o.reshape[2], o.reshape[1], o.reshape[0]);
+        // --reshape is D,H,W, the order of every size the programs take.
+        out.image = resize_linear(out.image, o.reshape[0], o.reshape[1], o.reshape[2]);
+        label = resize_labels(label, o.reshape[0], o.reshape[1], o.reshape[2]);
     }
     out.mask = std::move(label);
     return out;
@@ -93,7 +94,7 @@ std::string PrepareSummary::describe(const std::string& output) const {
     std::ostringstream os;
     os.precision(3);
     os << "wrote " << output << ": " << cases << " cases -> " << samples[0] << " train, " << samples[1] << " val, "
-       << samples[2] << " test samples; tumour voxels " << 100.0 * tumour_fraction << "%; "
+       << samples[2] << " test samples of " << shape_text(spatial) << "; tumour voxels " << 100.0 * tumour_fraction << "%; "
        << double(output_bytes) / (1024.0 * 1024.0) << " MiB in " << seconds << " s";
     return os.str();
 }
@@ -135,6 +136,7 @@ PrepareSummary prepare_msd(const PrepareOptions& o) {
     attrs.source = "MSD " + index.name + " from " + o.source_dir;
     attrs.labels = index.labels_json;
     attrs.mask_labels = kMaskLabelsMsd;
+    sum.spatial = spatial;
     DatasetWriter writer(o.output, attrs, spatial);
     for (int s = 0; s < 3; ++s) writer.add_split(kSplitNames[s], sum.samples[s]);
 
@@ -201,7 +203,8 @@ PrepareSummary prepare_npy(const std::string& dir, const PrepareOptions& o) {
     attrs.source = "Intel BraTS npy files from " + dir;
     attrs.labels = R"({"0": "background", "1": "tumour"})";
     attrs.mask_labels = kMaskLabelsBinary;  // Intel joined the labels: the whole tumour only
-    DatasetWriter writer(o.output, attrs, {o.slice_size, o.slice_size});
+    sum.spatial = {o.slice_size, o.slice_size};
+    DatasetWriter writer(o.output, attrs, sum.spatial);
     for (int s = 0; s < 3; ++s) writer.add_split(kSplitNames[s], sum.samples[s]);
     double tumour = 0, voxels = 0;
     ProgressBar bar("slices converted", train_x.shape[0] + test_x.shape[0]);

@@ -189,9 +189,9 @@ void RunLoop::banner() {
               roles.c_str(), o_.command_line.c_str());
     // The first worker's estimate, in MiB for the one small collective, for the run's last line.
     estimate_mib_ = comm_.max(int((role_.print_summary() + (1 << 19)) >> 20));
-    log_.line("data: %s, %lld training samples, %lld validation samples, %lld steps per epoch",
+    log_.line("data: %s, %lld training samples, %lld validation samples of %s, %lld steps per epoch",
               o_.data.empty() ? "generated in memory" : o_.data.c_str(), (long long)s_.train_samples,
-              (long long)s_.val_samples, (long long)s_.steps_per_epoch);
+              (long long)s_.val_samples, shape_text(o_.input_size).c_str(), (long long)s_.steps_per_epoch);
     if (s_.whole_every > 0)
         log_.line("validation: whole volumes by sliding windows %s, overlap %.2g, %s blending, every %d epoch%s and "
                   "after the last (--val_whole_every); patches every epoch",

@@ -168,7 +168,7 @@ void WorkerRole::open_data() {
         const Dims sample = t->loader().sample_spatial();
         if (o.input_size_given && o.input_size != sample)
             throw UsageError("--input_size " + dims_text(o.input_size) + " cannot take effect: " + o.data + " gives " +
-                             (o.patch.empty() ? "samples of " : "patches (--patch) of ") + dims_text(sample, " x ") +
+                             (o.patch.empty() ? "samples of " : "patches (--patch) of ") + shape_text(sample) +
                              " (the data decide the input size: leave --input_size out)");
         o.input_size = sample;
         if (int(o.input_size.size()) != o.model.dims)

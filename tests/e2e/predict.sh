@@ -34,7 +34,7 @@ trap 'rm -rf "$TMP"' EXIT
 cd "$TMP"
 
 # ---- 1. data and models
-"$BIN/unet_prepare" --synthetic 10 --output_dir syn --synthetic_size 64,64,48 >/dev/null 2>&1
+"$BIN/unet_prepare" --synthetic 10 --output_dir syn --synthetic_size 48,64,64 >/dev/null 2>&1
 "$BIN/unet_prepare" --source_dir syn --output syn3d.h5 --mode 3d >/dev/null 2>&1
 "$BIN/unet_prepare" --source_dir syn --output syn2d.h5 --mode 2d --slice_size 32 >/dev/null 2>&1
 "$BIN/unet_train" --dims 3 --data syn3d.h5 --patch 32,32,32 --input_size 32,32,32 --filters 8 --depth 2 \
@@ -148,7 +148,7 @@ grep -q "rank 1 " p_mpi.log || fail "rank 1 did no case: $(cat p_mpi.log)"
 for f in p_src/*.nii.gz; do cmp "$f" "p_mpi/$(basename "$f")" || fail "mask $(basename "$f") differs under mpirun"; done
 
 # ---- 4. geometry
-"$BIN/unet_prepare" --synthetic 2 --output_dir syn155 --synthetic_size 64,56,155 >/dev/null 2>&1
+"$BIN/unet_prepare" --synthetic 2 --output_dir syn155 --synthetic_size 155,56,64 >/dev/null 2>&1
 mkdir -p geo
 "$PY" - <<'EOF' || fail "could not build the geometry inputs"
 import glob, os

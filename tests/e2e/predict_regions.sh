@@ -32,7 +32,7 @@ trap 'rm -rf "$TMP"' EXIT
 cd "$TMP"
 
 # ---- 1. data and region models
-"$BIN/unet_prepare" --synthetic 6 --output_dir syn --synthetic_size 48,40,155 --seed 5 >/dev/null 2>&1 || fail "synthetic"
+"$BIN/unet_prepare" --synthetic 6 --output_dir syn --synthetic_size 155,40,48 --seed 5 >/dev/null 2>&1 || fail "synthetic"
 "$BIN/unet_prepare" --source_dir syn --output d3.h5 --mode 3d --reshape 32,32,32 --split 0.5,0.17,0.33 >/dev/null 2>&1 ||
   fail "prepare 3d"
 "$BIN/unet_prepare" --source_dir syn --output d2.h5 --mode 2d --slice_size 32 >/dev/null 2>&1 || fail "prepare 2d"

@@ -7,7 +7,7 @@ T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
 fail() { echo "FAIL: $*"; exit 1; }
 export OMP_NUM_THREADS=2
 
-"$B"/unet_prepare --synthetic 6 --output_dir "$T/msd" --synthetic_size 64,64,40 --seed 3 >/dev/null 2>&1 \
+"$B"/unet_prepare --synthetic 6 --output_dir "$T/msd" --synthetic_size 40,64,64 --seed 3 >/dev/null 2>&1 \
   || fail "synthetic dataset"
 [ -f "$T/msd/dataset.json" ] || fail "no dataset.json"
 out=$("$B"/unet_prepare --source_dir "$T/msd" --output "$T/b3.h5" --mode 3d --split 0.5,0.25,0.25 2>/dev/null) \
@@ -60,7 +60,7 @@ expect_error 1 "bogus.h5" "$B"/unet_train --logdir "$T/run3" --data "$T/bogus.h5
 expect_error 2 "--patch" "$B"/unet_train --logdir "$T/run4" --data "$T/b3.h5" --dims 3 --patch 128,32,32 --filters 4 --depth 2
 expect_error 2 "--dims" "$B"/unet_train --logdir "$T/run5" --data "$T/b3.h5" --dims 2 --filters 4 --depth 2
 # flags that could not take effect are refused, not ignored
-expect_error 2 "--input_size 64,64 cannot take effect: $T/b2.h5 gives samples of 32 x 32" "$B"/unet_train --logdir "$T/run6" --data "$T/b2.h5" --dims 2 --input_size 64,64 --filters 4 --depth 2
+expect_error 2 "--input_size 64,64 cannot take effect: $T/b2.h5 gives samples of H x W = 32 x 32" "$B"/unet_train --logdir "$T/run6" --data "$T/b2.h5" --dims 2 --input_size 64,64 --filters 4 --depth 2
 expect_error 2 "--patch: 3D only" "$B"/unet_train --logdir "$T/run7" --dims 2 --patch 32,32 --filters 4 --depth 2
 # settings that do not fit the data leave no run directory behind
 for d in run3 run4 run5 run6 run7; do [ ! -e "$T/$d" ] || fail "a refused run left $T/$d: $(ls -la "$T/$d")"; done
@@ -76,6 +76,21 @@ expect_error 2 "--out: a .png holds one slice" "$B"/unet_visualize --dataset "$T
 expect_error 2 "--out: --slice writes one PNG" "$B"/unet_visualize --dataset "$T/b3.h5" --slice 3 --out "$T/one.gif"
 expect_error 2 "--out: expected a file name ending in .gif" "$B"/unet_visualize --dataset "$T/b3.h5" --out "$T/x.jpg"
 [ ! -e "$T/all.png" ] && [ ! -e "$T/one.gif" ] || fail "a refused --out left a file"
+# One size order everywhere, D,H,W (issue 18): --synthetic_size and --reshape as unet_train's
+# --patch and --input_size; NIfTI stores them as W,H,D (nibabel's shape), the prepared file as D,H,W.
+out=$("$B"/unet_prepare --synthetic 2 --output_dir "$T/order" --synthetic_size 24,40,32 --seed 1 2>/dev/null) || fail "order: $out"
+echo "$out" | grep -qF "wrote 2 synthetic cases (D x H x W = 24 x 40 x 32)" || fail "synthetic shape line: $out"
+out=$("$B"/unet_prepare --source_dir "$T/order" --output "$T/order.h5" --mode 3d --reshape 16,32,24 --split 0.5,0.5,0 2>/dev/null) \
+  || fail "order prepare: $out"
+echo "$out" | grep -qF "samples of D x H x W = 16 x 32 x 24" || fail "prepared shape line: $out"
+/usr/bin/python3 - "$T/order" "$T/order.h5" <<'PY' || fail "size order"
+import sys, nibabel as nib, h5py
+assert nib.load(sys.argv[1] + "/imagesTr/BRATS_001.nii.gz").shape == (32, 40, 24, 4)   # x, y, z, channel
+assert h5py.File(sys.argv[2], "r")["train/images"].shape[2:] == (16, 32, 24)
+PY
+out=$("$B"/unet_train --data "$T/order.h5" --dims 3 --input_size 16,32,24 --filters 4 --depth 2 --batch_size 1 --steps 1 \
+      --logdir "$T/order_run" 2>&1) || fail "--input_size D,H,W of the data refused: $out"
+grep -qF "samples of D x H x W = 16 x 32 x 24" "$T/order_run/training.log" || fail "training.log shape: $(grep data: "$T/order_run/training.log")"
 # GIFs and PNGs get the same permissions (giflib's own open would make the GIF 0600)
 [ "$(stat -c %a "$T/s.gif")" = "$(stat -c %a "$T/s.png")" ] || fail "GIF mode $(stat -c %a "$T/s.gif"), PNG $(stat -c %a "$T/s.png")"
 echo ok

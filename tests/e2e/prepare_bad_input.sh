@@ -10,7 +10,7 @@ $PY -c "import nibabel" 2>/dev/null || scripts/install_deps.sh >/dev/null
 
 fresh() {  # a small valid MSD folder in $T/$1
   rm -rf "$T/$1"
-  "$B"/unet_prepare --synthetic 2 --output_dir "$T/$1" --synthetic_size 32,32,16 >/dev/null 2>&1 || fail "synthetic"
+  "$B"/unet_prepare --synthetic 2 --output_dir "$T/$1" --synthetic_size 16,32,32 >/dev/null 2>&1 || fail "synthetic"
 }
 expect_fail() {  # expect_fail DIR "text"
   local msg rc

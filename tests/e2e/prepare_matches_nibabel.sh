@@ -9,7 +9,7 @@ B=${BUILD:-build}/bin
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
 PY=/usr/bin/python3
 $PY -c "import nibabel, h5py" 2>/dev/null || scripts/install_deps.sh >/dev/null
-"$B"/unet_prepare --synthetic 3 --output_dir "$T/msd" --synthetic_size 40,36,155 --seed 5 >/dev/null 2>&1 || exit 1
+"$B"/unet_prepare --synthetic 3 --output_dir "$T/msd" --synthetic_size 155,36,40 --seed 5 >/dev/null 2>&1 || exit 1
 # Add a case written by nibabel (float32, big-endian) to the same dataset.
 $PY - "$T/msd" <<'PY' || exit 1
 import json, sys, numpy as np, nibabel as nib

@@ -12,7 +12,7 @@ fail() { echo "FAIL: $*"; exit 1; }
 export OMP_NUM_THREADS=2
 PY=$(scripts/tensorboard_venv.sh "$BUILD") || fail "cannot install TensorBoard (scripts/tensorboard_venv.sh)"
 
-"$B"/unet_prepare --synthetic 12 --output_dir "$T/msd" --synthetic_size 64,64,40 --seed 4 >/dev/null 2>&1 || fail "synthetic"
+"$B"/unet_prepare --synthetic 12 --output_dir "$T/msd" --synthetic_size 40,64,64 --seed 4 >/dev/null 2>&1 || fail "synthetic"
 "$B"/unet_prepare --source_dir "$T/msd" --output "$T/d2.h5" --mode 2d --slice_size 32 >/dev/null 2>&1 || fail "prepare 2d"
 "$B"/unet_prepare --source_dir "$T/msd" --output "$T/d3.h5" --mode 3d --split 0.6,0.2,0.2 >/dev/null 2>&1 || fail "prepare 3d"
 

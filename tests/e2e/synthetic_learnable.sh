@@ -6,7 +6,7 @@ set -u
 B=${BUILD:-build}/bin
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
 export OMP_NUM_THREADS=2
-"$B"/unet_prepare --synthetic 16 --output_dir "$T/msd" --synthetic_size 96,96,64 >/dev/null 2>&1 || exit 1
+"$B"/unet_prepare --synthetic 16 --output_dir "$T/msd" --synthetic_size 64,96,96 >/dev/null 2>&1 || exit 1
 "$B"/unet_prepare --source_dir "$T/msd" --output "$T/b2.h5" --mode 2d --slice_size 64 >/dev/null 2>&1 || exit 1
 out=$("$B"/unet_train --logdir "$T/run" --data "$T/b2.h5" --dims 2 --filters 16 --depth 3 --norm batch --batch_size 16 --epochs 4 --loss log_dice \
       --learningrate 0.002 --const_learningrate --print_every 1000 2>&1) || { echo "$out"; exit 1; }

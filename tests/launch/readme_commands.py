@@ -93,7 +93,7 @@ def make_sandbox(path):
     os.makedirs(os.path.join(path, "data"))
     os.makedirs(os.path.join(path, "runs"))
     setup = [
-        ["build/bin/unet_prepare", "--synthetic", "6", "--output_dir", "data/msd_standin", "--synthetic_size", "96,96,64"],
+        ["build/bin/unet_prepare", "--synthetic", "6", "--output_dir", "data/msd_standin", "--synthetic_size", "64,96,96"],
         ["/usr/bin/python3", "-c",
          "import numpy as np, os\n"
          "os.makedirs('data/intel_npy')\n"

@@ -15,7 +15,7 @@ struct PrepareOptions {
     std::string output = "data/brats.h5";
     std::string mode = "3d";                              // 3d | 2d
     std::vector<double> split{0.7, 0.15, 0.15};
-    std::vector<int64_t> reshape;                         // W,H,D as in DistMIS (240,240,152); empty: keep
+    std::vector<int64_t> reshape;                         // D,H,W (e.g. 152,240,240); empty: keep
     int64_t slice_size = 128;                             // 2d: slices resized to slice_size^2
     bool keep_empty_slices = false;                       // 2d: keep slices with no brain and no tumour
     uint64_t seed = 816;
@@ -27,6 +27,7 @@ struct PrepareSummary {
     double tumour_fraction = 0;      // share of tumour voxels over all written samples
     int64_t output_bytes = 0;
     double seconds = 0;
+    std::vector<int64_t> spatial;    // of every sample: D,H,W (3D) or H,W (2D slices)
     std::string describe(const std::string& output) const;
 };
 
