@@ -74,6 +74,22 @@ std::vector<uint8_t> brain_mask(const Volume& im) {
     return b;
 }
 
+// Calls visit(z, label) for every brain voxel of the spec's cases: z its four channels, each
+// z-scored over its case's brain, and label its value 0-3.
+template <class Visit>
+void for_each_brain_voxel(const SyntheticSpec& s, Visit visit) {
+    for (int i = 0; i < s.cases; ++i) {
+        const Case c = make(s, i);
+        const auto brain = brain_mask(c.image);
+        const std::vector<std::vector<float>> z = zscored_channels(c.image, brain);
+        for (int64_t v = 0; v < c.image.voxels(); ++v) {
+            if (!brain[size_t(v)]) continue;
+            const float zv[4] = {z[0][size_t(v)], z[1][size_t(v)], z[2][size_t(v)], z[3][size_t(v)]};
+            visit(zv, int(c.label.data[size_t(v)]));
+        }
+    }
+}
+
 // Voxel counts for the Dice of a rule's mask against a labelled region, summed over cases.
 struct Overlap {
     double both = 0, predicted = 0, labelled = 0;
@@ -195,18 +211,11 @@ TEST(SyntheticMsd, ModalitiesShowTheirContrasts) {
     s.width = 80, s.height = 80, s.depth = 52;
     double sum[4][4] = {}, cnt[4] = {};
     std::vector<float> healthy_t1;  // mostly white matter; grey matter and fluid are darker in T1w
-    for (int i = 0; i < s.cases; ++i) {
-        const Case c = make(s, i);
-        const auto brain = brain_mask(c.image);
-        const std::vector<std::vector<float>> z = zscored_channels(c.image, brain);
-        for (int64_t v = 0; v < c.image.voxels(); ++v) {
-            if (!brain[size_t(v)]) continue;
-            const int l = int(c.label.data[size_t(v)]);
-            cnt[l] += 1;
-            if (l == 0) healthy_t1.push_back(z[kT1][size_t(v)]);
-            for (int ch = 0; ch < 4; ++ch) sum[l][ch] += z[size_t(ch)][size_t(v)];
-        }
-    }
+    for_each_brain_voxel(s, [&](const float* z, int l) {
+        cnt[l] += 1;
+        if (l == 0) healthy_t1.push_back(z[kT1]);
+        for (int ch = 0; ch < 4; ++ch) sum[l][ch] += z[ch];
+    });
     auto mean = [&](int l, int ch) { return sum[l][ch] / cnt[l]; };
     EXPECT_GT(mean(1, kFlair), mean(0, kFlair) + 0.8);   // oedema bright in FLAIR
     EXPECT_GT(mean(1, kT2), mean(0, kT2) + 0.8);         // oedema bright in T2
@@ -232,18 +241,12 @@ TEST(SyntheticMsd, NoSingleChannelThresholdFindsTheTumourButTwoChannelsDo) {
     auto bin2 = [](float z) { return std::min(kB2 - 1, std::max(0, int((z - kLo) / (kHi - kLo) * kB2))); };
     std::vector<double> pos2(kB2 * kB2), neg2(kB2 * kB2);  // [T2 bin][FLAIR bin]
     double tumour = 0;
-    for (int i = 0; i < s.cases; ++i) {
-        const Case c = make(s, i);
-        const auto brain = brain_mask(c.image);
-        const std::vector<std::vector<float>> z = zscored_channels(c.image, brain);
-        for (int64_t v = 0; v < c.image.voxels(); ++v) {
-            if (!brain[size_t(v)]) continue;
-            const bool t = c.label.data[size_t(v)] > 0;
-            tumour += t;
-            for (int ch = 0; ch < 4; ++ch) (t ? pos : neg)[size_t(ch * kBins + bin(z[size_t(ch)][size_t(v)]))] += 1;
-            (t ? pos2 : neg2)[size_t(bin2(z[kT2][size_t(v)]) * kB2 + bin2(z[kFlair][size_t(v)]))] += 1;
-        }
-    }
+    for_each_brain_voxel(s, [&](const float* z, int l) {
+        const bool t = l > 0;
+        tumour += t;
+        for (int ch = 0; ch < 4; ++ch) (t ? pos : neg)[size_t(ch * kBins + bin(z[ch]))] += 1;
+        (t ? pos2 : neg2)[size_t(bin2(z[kT2]) * kB2 + bin2(z[kFlair]))] += 1;
+    });
     ASSERT_GT(tumour, 1000);
     const char* names[4] = {"FLAIR", "T1w", "T1gd", "T2w"};
     double best_single = 0;
@@ -296,18 +299,10 @@ TEST(SyntheticMsd, TumourCoreAndEnhancingTumourFollowSimpleVoxelRules) {
         return z[kT2] > 0.25f && z[kFlair] > -0.25f && (enhancing(z) || z[kT1gd] < -1.125f);
     };
     Overlap tc, et;
-    for (int i = 0; i < s.cases; ++i) {
-        const Case c = make(s, i);
-        const auto brain = brain_mask(c.image);
-        const std::vector<std::vector<float>> z = zscored_channels(c.image, brain);
-        for (int64_t v = 0; v < c.image.voxels(); ++v) {
-            if (!brain[size_t(v)]) continue;
-            const float zv[4] = {z[0][size_t(v)], z[1][size_t(v)], z[2][size_t(v)], z[3][size_t(v)]};
-            const float l = c.label.data[size_t(v)];
-            tc.add(core(zv), l == 2.f || l == 3.f);
-            et.add(enhancing(zv), l == 3.f);
-        }
-    }
+    for_each_brain_voxel(s, [&](const float* z, int l) {
+        tc.add(core(z), l == 2 || l == 3);
+        et.add(enhancing(z), l == 3);
+    });
     ASSERT_GT(tc.labelled, 1000);
     ASSERT_GT(et.labelled, 500);
     std::printf("[ synthetic ] TC rule Dice %.3f, ET rule Dice %.3f\n", tc.dice(), et.dice());
