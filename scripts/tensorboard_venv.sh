@@ -7,8 +7,11 @@
 #   scripts/tensorboard_venv.sh [BUILD_DIR]     prints the environment's python on stdout
 set -euo pipefail
 BUILD=${1:-build}
-VENV=$BUILD/tbvenv
 SPEC=${TENSORBOARD_SPEC:-tensorboard==2.21.*}
+mkdir -p "$BUILD"
+# The real path, not the one a caller reached it by (a test sandbox links build/ from a temporary
+# folder): pip writes this path into the first line of every script it installs.
+VENV=$(realpath "$BUILD")/tbvenv
 
 if ! "$VENV/bin/python" -c "import tensorboard" 2>/dev/null; then
   # Debian's interpreter (python3-venv); another python3 earlier on PATH may lack venv or pip.
@@ -17,4 +20,14 @@ if ! "$VENV/bin/python" -c "import tensorboard" 2>/dev/null; then
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "$SPEC" >&2
   "$VENV/bin/python" -c "import tensorboard" >&2
 fi
+# An environment made through another path (a moved checkout, or one made before the line above)
+# has scripts whose first line names an interpreter that is gone: point them at this one.
+for script in "$VENV"/bin/*; do
+  [ -f "$script" ] && [ ! -L "$script" ] || continue
+  first=$(head -c 256 "$script" | head -n 1)
+  case "$first" in
+    '#!'*python*) interpreter=${first#\#!}
+                  [ -x "$interpreter" ] || sed -i "1s|.*|#!$VENV/bin/python|" "$script" ;;
+  esac
+done
 echo "$VENV/bin/python"
