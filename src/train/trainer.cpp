@@ -16,6 +16,7 @@
 #include "unet/log/progress.h"
 #include "unet/log/training_log.h"
 #include "unet/train/rank_role.h"
+#include "unet/train/run_directory.h"
 #include "unet/train/training_state.h"
 
 namespace unet {
@@ -385,6 +386,8 @@ RunSummary run_training(const TrainOptions& opts, Comm& comm, TrainingHooks* hoo
     // The roles first: the data and the model are checked against the settings before the run
     // directory exists, so a mistake leaves no empty run behind.
     const std::unique_ptr<RankRole> role = make_rank_role(setup, comm, control);
+    // Another run's checkpoints or a live run in the directory stop the job here, before it exists.
+    const std::unique_ptr<RunDirectoryLock> lock = claim_run_directory(setup.o, comm);
     // Only rank 0 writes the run directory; an unwritable logdir stops the job here, before any step.
     TrainingLog log = comm.is_root() ? TrainingLog(setup.o.logdir, setup.o.console_tag) : TrainingLog();
     RunLoop loop(*role, comm, hooks_in ? *hooks_in : no_hooks, log);

@@ -52,6 +52,7 @@ struct TrainOptions {
     int num_ps = 1;                  // --sync ps: ranks 0..num_ps-1 are servers, each owning a shard
     double bucket_mb = 1.0;          // gradients travel in buckets of about this many MiB
     std::string resume;              // checkpoint file, "auto" (latest in --logdir), or empty
+    bool overwrite = false;          // start afresh in a --logdir that holds a run (run_directory.h)
     int print_every = 10;
     int64_t image_every = 50;        // TensorBoard pictures of a validation sample every N steps (0: per epoch)
     // 3D runs on a prepared dataset: score the whole validation volumes by sliding windows every
