@@ -31,20 +31,30 @@ TESTS      := $(patsubst tests/unit/%.cpp,$(BUILD)/tests/%,$(TEST_SRCS))
 MPI_TESTS  := $(patsubst tests/mpi/%.cpp,$(BUILD)/tests/mpi/%,$(wildcard tests/mpi/test_*.cpp))
 TEST_SUPPORT_OBJS := $(patsubst %.cpp,$(BUILD)/obj/%.o,$(wildcard tests/support/*.cpp))
 BENCH_BINS := $(BUILD)/bin/fma_peak
-DEPS_STAMP := $(BUILD)/.deps_ok
+DEPS_STAMP := $(BUILD)/.deps_runtime_ok
+TEST_DEPS_STAMP := $(BUILD)/.deps_ok
 
 .PHONY: all deps test unit-tests asan bench clean
 .SECONDARY:
 all: $(LIB) $(APPS)
 
-# Installs missing packages once; the stamp is refreshed when the script changes.
+# Installs missing packages once; the stamps are refreshed when the script changes. Building and
+# running needs the runtime packages only; the tests add theirs (PyTorch, nibabel, GoogleTest, ...).
 $(DEPS_STAMP): scripts/install_deps.sh
+	@scripts/install_deps.sh --runtime
+	@mkdir -p $(BUILD) && touch $@
+$(TEST_DEPS_STAMP): scripts/install_deps.sh
 	@scripts/install_deps.sh
 	@mkdir -p $(BUILD) && touch $@
-deps: $(DEPS_STAMP)
+deps: $(DEPS_STAMP) $(TEST_DEPS_STAMP)
 
 # Sources may include generated headers: they exist before anything compiles.
 $(BUILD)/obj/%.o: %.cpp | $(DEPS_STAMP) $(PROTO_HDRS)
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS) -c $< -o $@
+
+# Test sources need the test packages (GoogleTest) too.
+$(BUILD)/obj/tests/%.o: tests/%.cpp | $(TEST_DEPS_STAMP) $(DEPS_STAMP) $(PROTO_HDRS)
 	@mkdir -p $(dir $@)
 	$(CXX) $(CXXFLAGS) -c $< -o $@
 
@@ -78,7 +88,7 @@ $(BUILD)/bin/fma_peak: bench/fma_peak.cpp | $(DEPS_STAMP)
 
 # Every test program prints its own result lines; tests/run_all.sh counts them and prints the
 # final "N passed, N failed, N skipped" line.
-test: all $(TESTS) $(MPI_TESTS) $(BENCH_BINS)
+test: $(TEST_DEPS_STAMP) all $(TESTS) $(MPI_TESTS) $(BENCH_BINS)
 	@scripts/install_deps.sh --slurm || echo "note: Slurm not installed; tests/e2e/slurm_real.sh will say it skipped"
 	@tests/run_all.sh $(BUILD)
 

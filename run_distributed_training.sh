@@ -215,7 +215,7 @@ if [ -n "$HOSTS" ]; then
   if [ "$DRY_RUN" -eq 1 ]; then
     BIND=(--bind-to none)
     [ "$CLUSTER_BINDING" = none ] || BIND=(--map-by "slot:PE=$CLUSTER_THREADS" --bind-to core)
-    echo "would run: scripts/install_deps.sh"
+    echo "would run: scripts/install_deps.sh --hosts"
     echo "would check: ansible cluster -i $GEN/inventory.ini -m ansible.builtin.ping"
     echo "would run: $(show "${PLAYBOOK[@]}")"
     echo "which runs on $CLUSTER_PS, in ${CLUSTER_PROJECT_DIR:-$PWD}: $(show mpirun -np "$CLUSTER_NP" \
@@ -223,7 +223,7 @@ if [ -n "$HOSTS" ]; then
     echo "hostfile:"; sed 's/^/  /' "$GEN/hostfile"
     exit 0
   fi
-  scripts/install_deps.sh
+  scripts/install_deps.sh --hosts
   command -v ansible-playbook >/dev/null || die "ansible-playbook not found (apt-get install ansible)"
   # Every host must answer before anything starts: one line per host that does not.
   if ! ping_out=$(ANSIBLE_TIMEOUT=10 ansible cluster -i "$GEN/inventory.ini" -m ansible.builtin.ping -o 2>&1); then
@@ -279,7 +279,7 @@ check_flags() {
 }
 
 if [ "$DRY_RUN" -eq 1 ]; then
-  echo "would run: scripts/install_deps.sh"
+  echo "would run: scripts/install_deps.sh --runtime"
   echo "would run: make -j$CORES all"
   if [ -x build/bin/unet_train ] && { [ "$TRAIN_DATA" != "$SYNTHETIC" ] || [ -f "$SYNTHETIC" ]; }; then
     check_flags
@@ -290,7 +290,7 @@ if [ "$DRY_RUN" -eq 1 ]; then
   exit 0
 fi
 
-scripts/install_deps.sh
+scripts/install_deps.sh --runtime
 build_program
 [ "$TRAIN_DATA" != "$SYNTHETIC" ] || prepare_synthetic
 check_flags

@@ -2,30 +2,52 @@
 # Installs the Debian packages unet_train needs. Idempotent: asks dpkg first and only runs
 # apt-get (update once, then install) for what is missing. Works as root or through sudo.
 #
-#   scripts/install_deps.sh            build + test dependencies
+#   scripts/install_deps.sh            build, run and test dependencies (make test)
+#   scripts/install_deps.sh --runtime  only what building and running needs (make, the main command)
+#   scripts/install_deps.sh --hosts    --runtime plus Ansible and rsync (the launcher with --hosts)
 #   scripts/install_deps.sh --check    exit 1 if something is missing, install nothing
+#   scripts/install_deps.sh --list [MODE]  print the packages of MODE (default: all), install nothing
 #   scripts/install_deps.sh --slurm    only Slurm and munge, for tests/e2e/slurm_real.sh (make test
 #                                      asks for them, best effort); their daemons are not started
 set -euo pipefail
 
-PACKAGES=(
+RUNTIME_PACKAGES=(
   build-essential pkg-config
   libdnnl-dev                       # oneDNN 2.6.3: every convolution, pooling, resampling
   libopenmpi-dev openmpi-bin        # parameter server and workers
   libhdf5-dev                       # datasets and checkpoints
   libboost-program-options-dev      # flags and settings files
-  libgtest-dev                      # unit tests
   libnifti2-dev                     # MSD NIfTI volumes
   protobuf-compiler libprotobuf-dev # TensorBoard event files
   libpng-dev libgif-dev             # images in TensorBoard, unet_visualize
   nlohmann-json3-dev                # dataset.json, DistMIS configs
+  zlib1g-dev
+)
+HOSTS_PACKAGES=(
+  ansible rsync                     # launching on hosts (ansible/)
+)
+TEST_PACKAGES=(
+  libgtest-dev                      # unit tests
   python3-torch python3-numpy       # PyTorch cross-check and benchmark baseline (/usr/bin/python3)
   python3-nibabel python3-h5py      # independent NIfTI / HDF5 readers and writers for the data tests
   python3-scipy                     # distance transforms of the reference metrics (MONAI HD95)
   python3-venv                      # the virtual environment TensorBoard is installed into (scripts/tensorboard_venv.sh)
-  zlib1g-dev
-  ansible ansible-lint rsync        # launching on hosts (ansible/), and its tests
+  ansible-lint                      # the playbook's lint test
 )
+
+MODE=${1:-}
+LIST=0
+if [ "$MODE" = "--list" ]; then LIST=1; MODE=${2:-}; fi
+case "$MODE" in
+  --runtime) PACKAGES=("${RUNTIME_PACKAGES[@]}") ;;
+  --hosts) PACKAGES=("${RUNTIME_PACKAGES[@]}" "${HOSTS_PACKAGES[@]}") ;;
+  ""|--check|--slurm) PACKAGES=("${RUNTIME_PACKAGES[@]}" "${HOSTS_PACKAGES[@]}" "${TEST_PACKAGES[@]}") ;;
+  *) echo "install_deps.sh: unknown mode '$MODE' (--runtime, --hosts, --check, --list, --slurm)" >&2; exit 2 ;;
+esac
+if [ "$LIST" -eq 1 ]; then
+  printf '%s\n' "${PACKAGES[@]}"
+  exit 0
+fi
 
 START_SERVICES=1
 if [ "${1:-}" = "--slurm" ]; then

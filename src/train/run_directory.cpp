@@ -46,11 +46,24 @@ bool alive_here(const LockOwner& owner) {
     return owner.host == this_host() && owner.pid > 0 && (kill(pid_t(owner.pid), 0) == 0 || errno == EPERM);
 }
 
+// A resumed run may follow its own predecessor at once (the launcher's restart after a rank died):
+// the old rank 0 can still be finishing. It gets this long to go before its lock counts as live.
+constexpr int kResumeGraceTenths = 300;
+
+LockOwner current_owner(const std::string& lock, bool resuming) {
+    LockOwner owner = read_lock(lock);
+    for (int t = 0; resuming && t < kResumeGraceTenths && alive_here(owner); ++t) {
+        usleep(100000);
+        owner = read_lock(lock);
+    }
+    return owner;
+}
+
 // Rank 0's verdict on the directory, with the line to say when it is not free.
 Verdict judge(const TrainOptions& o, std::string& why) {
     const std::string& dir = o.logdir;
     const std::string lock = dir + "/run.lock";
-    const LockOwner owner = read_lock(lock);
+    const LockOwner owner = current_owner(lock, !o.resume.empty());
     if (owner.pid > 0 && (owner.host != this_host() || alive_here(owner))) {
         why = "--logdir " + dir + ": a run is using it (pid " + std::to_string(owner.pid) + " on " + owner.host +
               ", since " + owner.since + "); wait for it, or use another --logdir" +

@@ -21,7 +21,7 @@ ansible-lint --nocolor --profile production ansible/distributed_train.yml > "$tm
 
 # The deps role installs a subset of scripts/install_deps.sh's packages (plus nothing unknown).
 for p in $(sed -n 's/^  - //p' ansible/roles/deps/defaults/main.yml); do
-  sed -n '/^PACKAGES=(/,/^)/p' scripts/install_deps.sh | sed 's/#.*//' | tr ' ' '\n' | grep -qx "$p" ||
+  sed -n '/^[A-Z_]*PACKAGES=(/,/^)/p' scripts/install_deps.sh | sed 's/#.*//' | tr ' ' '\n' | grep -qx "$p" ||
     fail "deps role package $p is not in scripts/install_deps.sh"
 done
 

@@ -87,4 +87,17 @@ stopped=$(sed -n 's/.*stopped by signal 15 at step \([0-9]*\).*/\1/p' "$run/trai
 OMP_NUM_THREADS=1 $L --logdir "$run" --data data/synthetic2d.h5 --steps $((stopped + 2)) --resume auto > "$tmp/resume" 2>&1 ||
   fail "resume after SIGTERM"
 grep -q "resumed from $run/checkpoint_latest.h5 at step $stopped " "$run/training.log" || fail "did not resume at step $stopped"
+# The main command installs what building and running needs, not the test tools.
+out=$($L --dry-run) || fail "--dry-run exit $?: $out"
+echo "$out" | grep -qx "would run: scripts/install_deps.sh --runtime" || fail "the main command's install step: $out"
+runtime=$(scripts/install_deps.sh --list --runtime) || fail "install_deps.sh --list --runtime"
+for tool in python3-torch python3-nibabel python3-h5py python3-scipy libgtest-dev ansible-lint ansible slurmd; do
+  echo "$runtime" | grep -qx "$tool" && fail "the runtime list installs the test tool $tool"
+done
+for need in libdnnl-dev libopenmpi-dev openmpi-bin libhdf5-dev libnifti2-dev; do
+  echo "$runtime" | grep -qx "$need" || fail "the runtime list lacks $need"
+done
+# make all (what the launcher runs) asks for the runtime packages only; make test for all of them.
+make -n BUILD="$tmp/dry_build" all | grep -q "install_deps.sh --runtime" || fail "make all does not install the runtime list"
+make -n BUILD="$tmp/dry_build" all | grep -q "install_deps.sh$" && fail "make all installs the test packages"
 echo "dry run, errors, restart after a killed worker, SIGTERM and resume: ok"

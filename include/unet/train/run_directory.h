@@ -7,6 +7,8 @@
 //    while it runs and removes it at the end, also after a failure. A lock whose process is gone
 //    (same host, pid not alive: a killed run) is taken over; a lock of another host is honoured
 //    (its process cannot be asked), and the message says which file to remove if that run is over.
+//    A --resume waits up to 30 s for a live owner to end first: the launcher restarts a job as soon
+//    as mpirun returns, while the old rank 0 may still be on its way out.
 #pragma once
 
 #include <memory>
