@@ -99,6 +99,15 @@ void Comm::broadcast(int root, int64_t* data, int64_t n) {
     });
 }
 
+std::string Comm::broadcast_text(int root, const std::string& text) {
+    if (!mpi_) return text;
+    int64_t size = int64_t(text.size());
+    broadcast(root, &size, 1);
+    std::string out = rank_ == root ? text : std::string(size_t(size), '\0');
+    check_mpi(MPI_Bcast(out.data(), int(size), MPI_CHAR, root, native_comm(comm_)), "MPI_Bcast");
+    return out;
+}
+
 void Comm::send(int dest, int tag, const float* data, int64_t n) {
     if (!mpi_) throw std::logic_error("send: a world of one has no one to send to");
     in_pieces(n, [&](int64_t off, int count) {

@@ -27,16 +27,23 @@ using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
-std::string default_logdir() {
-    char name[64];
-    const std::time_t now = std::time(nullptr);
-    std::tm tm{};
-    localtime_r(&now, &tm);
-    std::strftime(name, sizeof name, "runs/%Y%m%d-%H%M%S", &tm);
-    return name;
-}
-
 bool file_exists(const std::string& path) { return access(path.c_str(), F_OK) == 0; }
+
+// runs/<date-time>, or runs/<date-time>-2, -3, ... when a run started in the same second took
+// that name already (two commands of a script); rank 0 chooses and every rank uses its choice.
+std::string default_logdir(Comm& comm) {
+    std::string name;
+    if (comm.is_root()) {
+        char stamp[64];
+        const std::time_t now = std::time(nullptr);
+        std::tm tm{};
+        localtime_r(&now, &tm);
+        std::strftime(stamp, sizeof stamp, "runs/%Y%m%d-%H%M%S", &tm);
+        name = stamp;
+        for (int k = 2; file_exists(name); ++k) name = std::string(stamp) + "-" + std::to_string(k);
+    }
+    return comm.broadcast_text(0, name);
+}
 
 // Seconds per activity in the epoch so far, this rank's; totals over the ranks travel in the
 // step control message (kTimingSlot) and in the epoch's validation sums.
@@ -380,7 +387,7 @@ RunSummary RunLoop::finish(const std::string& status) {
 
 RunSummary run_training(const TrainOptions& opts, Comm& comm, TrainingHooks* hooks_in) {
     RunSetup setup = plan_run(opts, comm);
-    if (setup.o.logdir.empty()) setup.o.logdir = default_logdir();
+    if (setup.o.logdir.empty()) setup.o.logdir = default_logdir(comm);
     TrainingHooks no_hooks;
     ControlChannel control(comm, setup.o.step_timeout, setup.first_worker());
     // The roles first: the data and the model are checked against the settings before the run

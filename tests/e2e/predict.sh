@@ -26,7 +26,7 @@ PY=/usr/bin/python3
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 fail() { echo "FAIL: $*"; exit 1; }
 "$PY" -c 'import nibabel, numpy' 2>/dev/null || scripts/install_deps.sh >/dev/null
-TBPY=$(pwd)/$(scripts/tensorboard_venv.sh "$BUILD" | tail -1) || fail "cannot install TensorBoard (scripts/tensorboard_venv.sh)"
+TBPY=$(scripts/tensorboard_venv.sh "$BUILD" | tail -1) || fail "cannot install TensorBoard (scripts/tensorboard_venv.sh)"
 for b in unet_prepare unet_train unet_predict; do [ -x "$BIN/$b" ] || fail "$BIN/$b missing (make)"; done
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/predict.XXXXXX")

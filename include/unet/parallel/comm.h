@@ -35,6 +35,8 @@ class Comm {
     bool all_equal(uint64_t value);
     void broadcast(int root, float* data, int64_t n);
     void broadcast(int root, int64_t* data, int64_t n);
+    // The root's text on every rank (a name the root chose, such as a run directory).
+    std::string broadcast_text(int root, const std::string& text);
     // Point-to-point floats (a first worker's batch-norm statistics or picture for rank 0).
     void send(int dest, int tag, const float* data, int64_t n);
     void receive(int source, int tag, float* data, int64_t n);
