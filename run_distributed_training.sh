@@ -141,20 +141,28 @@ build_program() {
 # SIGINT / SIGTERM are passed on to the job (which checkpoints and stops) and end the loop.
 STOPPING=0
 NO_RESTART_RC=2
+# The stop goes to mpirun's ranks, as scancel sends it: they agree on a step, checkpoint and exit 0,
+# and so does mpirun. A signal to mpirun itself would be forwarded too, but Open MPI 4.1 then
+# kills the ranks after odls_base_sigkill_timeout (1 s), often before the checkpoint is written, and
+# exits 1 whatever they return. Before any rank has started, mpirun itself is told.
+stop_job() {
+  STOPPING=1
+  pkill -TERM -P "$JOB" 2>/dev/null || kill -TERM "$JOB" 2>/dev/null || true
+}
 run_with_restarts() {
   local attempt=0 rc
   while true; do
     build_command $((attempt > 0 ? 1 : 0))
     "${CMD[@]}" &
     JOB=$!
-    trap 'STOPPING=1; kill -TERM $JOB 2>/dev/null || true' INT TERM
+    trap stop_job INT TERM
     rc=0; wait $JOB || rc=$?
     while kill -0 $JOB 2>/dev/null; do rc=0; wait $JOB || rc=$?; done   # a trapped signal interrupts wait
     trap - INT TERM
-    [ "$rc" -eq 0 ] && return 0
     if [ "$STOPPING" -eq 1 ]; then
       echo "$PROGRAM: stopped; continue with the same command and --logdir $LOGDIR --resume auto" >&2; return "$rc"
     fi
+    [ "$rc" -eq 0 ] && return 0
     [ "$rc" = "$NO_RESTART_RC" ] && return "$rc"
     if [ "$attempt" -ge "$MAX_RESTARTS" ]; then
       [ "$MAX_RESTARTS" -eq 0 ] || echo "$PROGRAM: the job failed $((attempt + 1)) times; giving up" >&2
@@ -277,12 +285,21 @@ check_flags() {
   local msg
   msg=$(build/bin/unet_train "${TRAIN_ARGS[@]}" --check_flags 2>&1) || { echo "$msg" | tail -1 >&2; exit 2; }
 }
+# Before the first run has made the synthetic dataset, the flags are checked without it (a typo is
+# then one line, not the dataset's progress bars and then the line); TRAIN_ARGS is put back.
+check_flags_before_synthetic() {
+  [ "$TRAIN_DATA" = "$SYNTHETIC" ] && [ ! -f "$SYNTHETIC" ] || return 0
+  train_flags "" 0
+  check_flags
+  train_flags "$TRAIN_DATA" 0
+}
 
 if [ "$DRY_RUN" -eq 1 ]; then
   echo "would run: scripts/install_deps.sh --runtime"
   echo "would run: make -j$CORES all"
-  if [ -x build/bin/unet_train ] && { [ "$TRAIN_DATA" != "$SYNTHETIC" ] || [ -f "$SYNTHETIC" ]; }; then
-    check_flags
+  if [ -x build/bin/unet_train ]; then
+    check_flags_before_synthetic
+    if [ "$TRAIN_DATA" != "$SYNTHETIC" ] || [ -f "$SYNTHETIC" ]; then check_flags; fi
     echo "flags checked: ok"
   fi
   [ "$TRAIN_DATA" != "$SYNTHETIC" ] || [ -f "$SYNTHETIC" ] || echo "would create: data/synthetic and $SYNTHETIC (build/bin/unet_prepare)"
@@ -292,6 +309,7 @@ fi
 
 scripts/install_deps.sh --runtime
 build_program
+check_flags_before_synthetic
 [ "$TRAIN_DATA" != "$SYNTHETIC" ] || prepare_synthetic
 check_flags
 if [ "$(id -u)" -eq 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
@@ -303,5 +321,5 @@ fi
 echo "$(show "${COMMAND[@]}")"
 rc=0
 run_with_restarts || rc=$?
-[ "$rc" -eq 0 ] && report
+[ "$rc" -eq 0 ] && [ "$STOPPING" -eq 0 ] && report
 exit "$rc"

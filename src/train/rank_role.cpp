@@ -31,8 +31,6 @@ RunSetup plan_ranks(const TrainOptions& opts, Comm& comm) {
 }
 
 RunSetup plan_run(const TrainOptions& opts, Comm& comm) {
-    if (comm.size() > 1 && opts.logdir.empty())
-        throw UsageError("--logdir: required under mpirun (every rank must agree on the run directory)");
     RunSetup s = plan_ranks(opts, comm);
     const TrainOptions& o = s.o;
     if (o.batch_size < s.workers)

@@ -56,7 +56,7 @@ check_error "--logdir: expected a value" --dry-run --logdir
 check_error "--config: use --settings FILE" --config x.ini
 
 # --max_restarts: kill a worker once training runs; the launcher restarts the job, resuming.
-OMP_NUM_THREADS=1 $L --logdir "$run" --max_restarts 1 --data data/synthetic2d.h5 --epochs 50 --steps 40 \
+OMP_NUM_THREADS=1 $L --logdir "$run" --max_restarts 1 --epochs 50 --steps 40 \
   --print_every 1 --checkpoint_every 2 --step_timeout 60 > "$tmp/out" 2>&1 &
 launcher=$!
 for _ in $(seq 600); do grep -q "checkpoint .* at step [2-9]" "$run/training.log" 2>/dev/null && break; sleep 0.2; done
@@ -75,16 +75,17 @@ grep -q "^TensorBoard: scripts/tensorboard_venv.sh && build/tbvenv/bin/tensorboa
 
 # SIGTERM to the launcher (as Ctrl-C) reaches the job: checkpoint, stop, no restart; then resume.
 rm -rf "$run"
-OMP_NUM_THREADS=1 $L --logdir "$run" --max_restarts 2 --data data/synthetic2d.h5 --steps 400 --print_every 1 > "$tmp/term" 2>&1 &
+OMP_NUM_THREADS=1 $L --logdir "$run" --max_restarts 2 --steps 400 --print_every 1 > "$tmp/term" 2>&1 &
 launcher=$!
 for _ in $(seq 600); do grep -q "step 3 " "$run/training.log" 2>/dev/null && break; sleep 0.2; done
 kill -TERM $launcher
-wait $launcher
-grep -q "stopped by signal 15 at step" "$run/training.log" || { tail "$tmp/term"; fail "SIGTERM did not checkpoint and stop the job"; }
+wait $launcher; rc=$?
+grep -q "stopped by signal 15 at step" "$run/training.log" || { tail "$tmp/term" "$run/training.log"; fail "SIGTERM did not checkpoint and stop the job"; }
 grep -q "restart [0-9] of" "$tmp/term" && fail "restarted after SIGTERM"
+[ "$rc" -eq 0 ] || fail "a stop by SIGTERM exits $rc (every rank checkpointed: expected 0)"
 grep -q "stopped; continue with the same command and --logdir $run --resume auto" "$tmp/term" || fail "no continue hint"
 stopped=$(sed -n 's/.*stopped by signal 15 at step \([0-9]*\).*/\1/p' "$run/training.log")
-OMP_NUM_THREADS=1 $L --logdir "$run" --data data/synthetic2d.h5 --steps $((stopped + 2)) --resume auto > "$tmp/resume" 2>&1 ||
+OMP_NUM_THREADS=1 $L --logdir "$run" --steps $((stopped + 2)) --resume auto > "$tmp/resume" 2>&1 ||
   fail "resume after SIGTERM"
 grep -q "resumed from $run/checkpoint_latest.h5 at step $stopped " "$run/training.log" || fail "did not resume at step $stopped"
 # The main command installs what building and running needs, not the test tools.
@@ -100,4 +101,21 @@ done
 # make all (what the launcher runs) asks for the runtime packages only; make test for all of them.
 make -n BUILD="$tmp/dry_build" all | grep -q "install_deps.sh --runtime" || fail "make all does not install the runtime list"
 make -n BUILD="$tmp/dry_build" all | grep -q "install_deps.sh$" && fail "make all installs the test packages"
-echo "dry run, errors, restart after a killed worker, SIGTERM and resume: ok"
+# A build that takes a while says so every 15 s, and a failed one shows its log's tail and exits
+# 2 (a stand-in make on PATH: 16 s of work, then an error; the real make.log is put back after).
+mkdir "$tmp/fakebin"
+cat > "$tmp/fakebin/make" <<'MAKE'
+#!/bin/sh
+[ "$1" = -q ] && exit 1
+sleep 16; echo "stand-in make: compiler error"; exit 1
+MAKE
+chmod +x "$tmp/fakebin/make"
+[ -f build/make.log ] && cp -p build/make.log "$tmp/make.log.saved"
+out=$(PATH="$tmp/fakebin:$PATH" $L --steps 1 2>&1); rc=$?
+if [ -f "$tmp/make.log.saved" ]; then cp -p "$tmp/make.log.saved" build/make.log; else rm -f build/make.log; fi
+[ "$rc" -eq 2 ] || fail "a failed build: exit $rc: $out"
+echo "$out" | grep -q "^building the programs (make -j[0-9]* all; log in build/make.log)" || fail "no build line: $out"
+echo "$out" | grep -q "^  still building: 15 s" || fail "no progress line while building: $out"
+echo "$out" | grep -q "stand-in make: compiler error" && echo "$out" | grep -q "the build failed (build/make.log)" ||
+  fail "a failed build does not show its log: $out"
+echo "dry run, errors, restart after a killed worker, SIGTERM and resume, build progress: ok"
