@@ -153,12 +153,14 @@ run_with_restarts() {
   local attempt=0 rc
   while true; do
     build_command $((attempt > 0 ? 1 : 0))
-    "${CMD[@]}" &
+    # In a session of its own, so a terminal's Ctrl-C (SIGINT to the whole foreground process
+    # group) reaches this script only, which passes the stop to the ranks as above.
+    setsid "${CMD[@]}" &
     JOB=$!
-    trap stop_job INT TERM
+    trap stop_job INT TERM HUP
     rc=0; wait $JOB || rc=$?
     while kill -0 $JOB 2>/dev/null; do rc=0; wait $JOB || rc=$?; done   # a trapped signal interrupts wait
-    trap - INT TERM
+    trap - INT TERM HUP
     if [ "$STOPPING" -eq 1 ]; then
       echo "$PROGRAM: stopped; continue with the same command and --logdir $LOGDIR --resume auto" >&2; return "$rc"
     fi

@@ -15,6 +15,7 @@ void catch_stop_signals() {
     sigemptyset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, nullptr);
     sigaction(SIGINT, &sa, nullptr);
+    sigaction(SIGUSR1, &sa, nullptr);
 }
 
 int stop_signal() { return int(g_stop_signal); }

@@ -7,7 +7,7 @@ set -u
 BUILD=${BUILD:-build}
 tmp=$(mktemp -d)
 run=runs/e2e-restarts-$$
-trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$tmp" "$run"' EXIT
+trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$tmp" "$run" "$run-pty"' EXIT
 fail() { echo "FAIL: $*"; exit 1; }
 L=./run_distributed_training.sh
 
@@ -88,6 +88,40 @@ stopped=$(sed -n 's/.*stopped by signal 15 at step \([0-9]*\).*/\1/p' "$run/trai
 OMP_NUM_THREADS=1 $L --logdir "$run" --steps $((stopped + 2)) --resume auto > "$tmp/resume" 2>&1 ||
   fail "resume after SIGTERM"
 grep -q "resumed from $run/checkpoint_latest.h5 at step $stopped " "$run/training.log" || fail "did not resume at step $stopped"
+# Ctrl-C in a terminal: SIGINT reaches the whole foreground process group at once (launcher,
+# mpirun, ranks). A pseudo-terminal types it; the job checkpoints, the launcher exits 0 and says
+# how to continue (mpirun in that group would have killed the ranks 1 s after forwarding it).
+/usr/bin/python3 - "$run-pty" > "$tmp/pty" 2>&1 <<'PY' || { cat "$tmp/pty"; fail "Ctrl-C in a terminal"; }
+import os, pty, select, sys, time
+run = sys.argv[1]
+pid, fd = pty.fork()
+if pid == 0:
+    os.environ["OMP_NUM_THREADS"] = "1"
+    os.execv("./run_distributed_training.sh", ["./run_distributed_training.sh", "--logdir", run, "--steps", "400",
+                                               "--print_every", "1"])
+out, typed, deadline = b"", False, time.time() + 300
+while time.time() < deadline:
+    if not typed and b"step 3 " in out:
+        os.write(fd, b"\x03")  # the terminal's interrupt character
+        typed = True
+    if select.select([fd], [], [], 0.2)[0]:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+text = out.decode(errors="replace")
+_, status = os.waitpid(pid, 0)
+print(text[-1500:])
+assert typed, "training never reached step 3"
+assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, "launcher status %r after Ctrl-C" % status
+assert "stopped; continue with the same command and --logdir %s --resume auto" % run in text, "no continue hint"
+log = open(run + "/training.log").read()
+assert "stopped by signal" in log, "the ranks did not checkpoint and stop"
+assert os.path.exists(run + "/checkpoint_latest.h5"), "no checkpoint_latest.h5"
+PY
 # The main command installs what building and running needs, not the test tools.
 out=$($L --dry-run) || fail "--dry-run exit $?: $out"
 echo "$out" | grep -qx "would run: scripts/install_deps.sh --runtime" || fail "the main command's install step: $out"

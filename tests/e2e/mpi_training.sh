@@ -58,6 +58,16 @@ sleep 4
 pkill -TERM -f "^[^ ]*unet_train .*--logdir $T/sig"; wait "$pid"; rc=$?
 [ "$rc" -eq 0 ] || fail "SIGTERM: exit $rc"
 grep -q "stopped by signal" "$T/sig/training.log" && [ -f "$T/sig/checkpoint_latest.h5" ] || fail "no checkpoint after SIGTERM"
+# Plain mpirun's graceful stop: SIGUSR1 to mpirun, which forwards it to every rank and, unlike a
+# SIGTERM to it, does not kill them a second later; every rank checkpoints, mpirun exits 0.
+"${MPI[@]}" -np 3 "$BIN" "${ARGS[@]}" --steps 1000000 --logdir "$T/usr1" >"$T/usr1.out" 2>&1 &
+pid=$!
+for _ in $(seq 300); do grep -q "^data: " "$T/usr1.out" 2>/dev/null && break; sleep 0.2; done
+sleep 2
+kill -USR1 "$pid"; wait "$pid"; rc=$?
+[ "$rc" -eq 0 ] || fail "SIGUSR1 to mpirun: exit $rc"
+grep -q "stopped by signal 10 at step" "$T/usr1/training.log" && [ -f "$T/usr1/checkpoint_latest.h5" ] ||
+  fail "no checkpoint after SIGUSR1 to mpirun: $(tail -2 "$T/usr1/training.log")"
 
 # No --logdir under mpirun: rank 0 names the run directory (runs/<date-time>) and every rank uses
 # it, so the job writes one run directory, as one process does (it used to stop with a line that
