@@ -120,10 +120,10 @@ void add_unflipped(const float* y, int64_t K, const Grid& roi, int flip, float s
         }
 }
 
-// out (K x in) += weight * acc and weights (in) += weight (each when given), over the window's
-// voxels inside the unpadded volume. Windows are scattered one at a time: overlapping windows never race.
+// out (K x in) += weight * acc over the window's voxels inside the unpadded volume. Windows are
+// scattered one at a time: overlapping windows never race.
 void scatter(const float* acc, int64_t K, const std::vector<float>& weight, const Grid& in, const Grid& pad_before,
-             const Grid& roi, const Window& win, float* out, float* weights) {
+             const Grid& roi, const Window& win, float* out) {
 #pragma omp parallel for schedule(static)
     for (int64_t z = 0; z < roi.d; ++z) {
         const int64_t iz = win.z + z - pad_before.d;
@@ -135,8 +135,6 @@ void scatter(const float* acc, int64_t K, const std::vector<float>& weight, cons
             const int64_t x1 = std::min<int64_t>(roi.w, in.w + pad_before.w - win.x);
             const float* w = weight.data() + (z * roi.h + y) * roi.w;
             const int64_t base = (iz * in.h + iy) * in.w + win.x - pad_before.w;
-            if (weights)
-                for (int64_t x = x0; x < x1; ++x) weights[base + x] += w[x];
             for (int64_t k = 0; k < K; ++k) {
                 const float* a = acc + ((k * roi.d + z) * roi.h + y) * roi.w;
                 float* o = out + k * in.voxels() + base;
@@ -144,6 +142,41 @@ void scatter(const float* acc, int64_t K, const std::vector<float>& weight, cons
             }
         }
     }
+}
+
+// For each coordinate 0..size-1 of the unpadded axis: its offsets in the windows that cover it,
+// in the order of their starts (the order scatter() adds the windows in).
+std::vector<std::vector<int64_t>> covering_offsets(int64_t size, int64_t pad_before, const std::vector<int64_t>& starts,
+                                                   int64_t roi) {
+    auto cover = std::vector<std::vector<int64_t>>(size_t(size));
+    for (int64_t i = 0; i < size; ++i)
+        for (int64_t s : starts)
+            if (s <= i + pad_before && i + pad_before < s + roi) cover[size_t(i)].push_back(i + pad_before - s);
+    return cover;
+}
+
+// out (K x in) /= the sum of the window weights at each voxel. The sums are not kept in a volume of
+// their own (35 MB for a 152 x 240 x 240 case): the windows form a grid, so the ones covering a
+// voxel are the products of those covering its coordinate along each axis; adding their weights in
+// the windows' order gives the same float sum a scattered sum map would hold.
+void divide_by_weight_sums(float* out, int64_t K, const std::vector<float>& weight, const Grid& in, const Grid& padded,
+                           const Grid& pad_before, const Grid& roi, double overlap) {
+    const auto cz = covering_offsets(in.d, pad_before.d, window_starts(padded.d, roi.d, overlap), roi.d);
+    const auto cy = covering_offsets(in.h, pad_before.h, window_starts(padded.h, roi.h, overlap), roi.h);
+    const auto cx = covering_offsets(in.w, pad_before.w, window_starts(padded.w, roi.w, overlap), roi.w);
+    const int64_t V = in.voxels();
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t z = 0; z < in.d; ++z)
+        for (int64_t y = 0; y < in.h; ++y)
+            for (int64_t x = 0; x < in.w; ++x) {
+                float sum = 0.f;
+                for (int64_t oz : cz[size_t(z)])
+                    for (int64_t oy : cy[size_t(y)])
+                        for (int64_t ox : cx[size_t(x)]) sum += weight[size_t((oz * roi.h + oy) * roi.w + ox)];
+                const float inv = 1.f / sum;
+                const int64_t i = (z * in.h + y) * in.w + x;
+                for (int64_t k = 0; k < K; ++k) out[k * V + i] *= inv;
+            }
 }
 
 }  // namespace
@@ -177,7 +210,7 @@ std::vector<float> importance_map(const Dims& roi_dims, Blend blend) {
 
 int64_t sliding_window_memory_bytes(int channels, int out_channels, const Dims& spatial, const WindowOptions& o) {
     const int64_t V = product(spatial), R = product(o.roi);
-    return 4 * ((int64_t(out_channels) + 1) * V + o.batch * (int64_t(channels) + out_channels) * R + R);
+    return 4 * (int64_t(out_channels) * V + o.batch * (int64_t(channels) + out_channels) * R + R);
 }
 
 std::vector<float> sliding_window_predict(UNet& model, const float* input, const Dims& spatial,
@@ -211,9 +244,7 @@ std::vector<std::vector<float>> sliding_window_predict(UNet& model, const std::v
     }
 
     std::vector<std::vector<float>> out(inputs.size(), std::vector<float>(size_t(K * V), 0.f));
-    std::vector<float> weights(size_t(V), 0.f);  // the same for every image
     std::vector<float> batch_in(size_t(B * C * R)), acc(size_t(B * K * R));
-    for (const Window& w : wins) scatter(nullptr, 0, weight, in, pad_before, roi, w, nullptr, weights.data());
     for (int64_t first = 0; first < total; first += B) {
         const int64_t n = std::min(B, total - first);
         std::fill(acc.begin(), acc.end(), 0.f);
@@ -231,18 +262,11 @@ std::vector<std::vector<float>> sliding_window_predict(UNet& model, const std::v
         for (int64_t b = 0; b < n; ++b) {
             const int64_t k = first + b;
             scatter(&acc[size_t(b * K * R)], K, weight, in, pad_before, roi, wins[size_t(k % per_image)],
-                    out[size_t(k / per_image)].data(), nullptr);
+                    out[size_t(k / per_image)].data());
         }
         if (progress) progress(first + n, total);
     }
-    for (auto& o_img : out) {
-        float* p = o_img.data();
-#pragma omp parallel for schedule(static)
-        for (int64_t i = 0; i < V; ++i) {
-            const float inv = 1.f / weights[size_t(i)];
-            for (int64_t k = 0; k < K; ++k) p[k * V + i] *= inv;
-        }
-    }
+    for (auto& o_img : out) divide_by_weight_sums(o_img.data(), K, weight, in, padded, pad_before, roi, o.overlap);
     return out;
 }
 

@@ -52,7 +52,7 @@ int64_t window_count(const Dims& spatial, const WindowOptions& o);
 std::vector<float> importance_map(const Dims& roi, Blend blend);
 
 // What sliding_window_predict allocates for one image beyond its input and the network: the
-// output and weight sums, the window batch in and out, the importance map.
+// output (the weight sums are computed, not stored), the window batch in and out, the importance map.
 int64_t sliding_window_memory_bytes(int channels, int out_channels, const Dims& spatial, const WindowOptions& o);
 
 // Called after each batch of windows: windows done, windows in all.
