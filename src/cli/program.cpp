@@ -1,5 +1,7 @@
 #include "unet/cli/program.h"
 
+#include <unistd.h>
+
 #include <cstdio>
 #include <iostream>
 #include <string>
@@ -10,6 +12,10 @@
 namespace po = boost::program_options;
 
 namespace unet {
+
+namespace {
+constexpr unsigned kUsageErrorGraceSeconds = 5;
+}  // namespace
 
 bool parse_command_line(int argc, char** argv, const po::options_description& flags, po::variables_map& vm) {
     try {
@@ -31,10 +37,12 @@ int run_program(const char* program, const std::function<int()>& body) {
     // Under mpirun, usage errors are the same on every rank: rank 0 alone reports them. Other errors
     // can be one rank's own (a file only it cannot read), so that rank reports, naming itself.
     const std::string who = comm.size() > 1 ? " (rank " + std::to_string(comm.rank()) + ")" : "";
+    std::string unreported;  // a usage error another rank than 0 found
     try {
         code = body();
     } catch (const UsageError& e) {
         if (comm.is_root()) std::fprintf(stderr, "%s: %s (see --help)\n", program, e.what());
+        else unreported = e.what();
         code = 2;
     } catch (const std::exception& e) {
         std::fprintf(stderr, "%s%s: error: %s\n", program, who.c_str(), e.what());
@@ -42,6 +50,12 @@ int run_program(const char* program, const std::function<int()>& body) {
     }
     // Under mpirun a rank that fails alone would leave the others waiting in a collective forever.
     if (code != 0 && comm.size() > 1) {
+        // Rank 0 found the same usage error and is saying it: an abort from here at once could kill
+        // it before its line is out. A rank still running after the wait had an error of its own.
+        if (!unreported.empty()) {
+            sleep(kUsageErrorGraceSeconds);
+            std::fprintf(stderr, "%s%s: %s (see --help)\n", program, who.c_str(), unreported.c_str());
+        }
         std::fflush(stderr);
         comm.abort(code);
     }
