@@ -7,6 +7,7 @@
 #include <string>
 
 #include "unet/core/check.h"
+#include "unet/io/hdf5_library.h"
 #include "unet/parallel/comm.h"
 
 namespace po = boost::program_options;
@@ -32,6 +33,7 @@ bool parse_command_line(int argc, char** argv, const po::options_description& fl
 }
 
 int run_program(const char* program, const std::function<int()>& body) {
+    skip_hdf5_exit_cleanup();
     int code = 0;
     Comm& comm = Comm::world();
     // Under mpirun, usage errors are the same on every rank: rank 0 alone reports them. Other errors
