@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <iterator>
 #include <fstream>
 #include <random>
@@ -91,13 +92,17 @@ Hyperparameter parse_distribution(const std::string& name, const std::string& va
     return h;
 }
 
-std::string format_number(double v) {
-    char text[32];
+}  // namespace
+
+std::string format_in_bounds(double v, double lo, double hi) {
+    v = std::min(hi, std::max(lo, v));
+    char text[40];
     std::snprintf(text, sizeof text, "%.6g", v);
+    const double back = std::strtod(text, nullptr);
+    // Six digits can round past a bound written with more: then every digit.
+    if (back < lo || back > hi) std::snprintf(text, sizeof text, "%.17g", v);
     return text;
 }
-
-}  // namespace
 
 std::vector<std::string> Hyperparameter::grid_values(const std::string& file) const {
     switch (kind) {
@@ -248,10 +253,10 @@ std::vector<TrialParams> random_trials(const SearchSpace& s, int n, uint64_t see
                     v = h.choices[below(h.choices.size())];
                     break;
                 case Hyperparameter::Kind::uniform:
-                    v = format_number(h.lo + (h.hi - h.lo) * unit());
+                    v = format_in_bounds(h.lo + (h.hi - h.lo) * unit(), h.lo, h.hi);
                     break;
                 case Hyperparameter::Kind::loguniform:
-                    v = format_number(std::exp(std::log(h.lo) + (std::log(h.hi) - std::log(h.lo)) * unit()));
+                    v = format_in_bounds(std::exp(std::log(h.lo) + (std::log(h.hi) - std::log(h.lo)) * unit()), h.lo, h.hi);
                     break;
                 case Hyperparameter::Kind::range:
                     v = std::to_string(h.first + h.step * int64_t(below(uint64_t((h.last - h.first) / h.step + 1))));

@@ -142,14 +142,7 @@ struct Axis {
     std::string format(double x) const {
         if (categorical) return h->choices[size_t(x)];
         if (step > 0) return std::to_string(int64_t(std::llround(x)));
-        const bool log = h->kind == Hyperparameter::Kind::loguniform;
-        const double v = std::min(h->hi, std::max(h->lo, log ? std::exp(x) : x));
-        char text[40];
-        std::snprintf(text, sizeof text, "%.6g", v);
-        const double back = std::stod(text);
-        // Six digits can round past a bound written with more: then every digit.
-        if (back < h->lo || back > h->hi) std::snprintf(text, sizeof text, "%.17g", v);
-        return text;
+        return format_in_bounds(h->kind == Hyperparameter::Kind::loguniform ? std::exp(x) : x, h->lo, h->hi);
     }
 };
 

@@ -148,7 +148,7 @@ Ledger open_ledger(const SearchPlan& plan, const TrainOptions& o) {
         Ledger l = Ledger::load(dir);
         if (l.fingerprint != plan.fingerprint || l.trials.size() != plan.trials.size())
             throw UsageError("--resume: the search in " + dir + " was started with another search space, --search, "
-                             "--trials or --seed");
+                             "--trials, --startup_trials or --seed");
         return l;
     }
     std::error_code ec;

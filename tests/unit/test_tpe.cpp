@@ -353,7 +353,8 @@ TEST(Tpe, EveryKindStaysInBounds) {
         "c = range(3, 20, 4)\n"
         "d = choice(x, y, z, w)\n"
         "e = range(5, 5)\n"
-        "f = choice(only)\n",
+        "f = choice(only)\n"
+        "g = uniform(0.1234567891, 0.1234567899)\n",  // six digits would round every value past hi
         "s");
     // Best at a's and b's upper bounds, c's lowest value, d = w.
     auto f = [](const TrialParams& p) {
@@ -369,7 +370,7 @@ TEST(Tpe, EveryKindStaysInBounds) {
         const Ledger l = simulate(space, s, dice, temp_dir("bounds"));
         int at_top = 0;
         for (const TrialRecord& t : l.trials) {
-            ASSERT_EQ(t.params.size(), 6u);
+            ASSERT_EQ(t.params.size(), 7u);
             const double a = std::stod(value_of(t.params, "a")), b = std::stod(value_of(t.params, "b"));
             EXPECT_GE(a, 1.23456789e-4) << params_label(t.params);
             EXPECT_LE(a, 2.3456789e-2) << params_label(t.params);
@@ -380,6 +381,9 @@ TEST(Tpe, EveryKindStaysInBounds) {
             EXPECT_TRUE(std::set<std::string>({"x", "y", "z", "w"}).count(value_of(t.params, "d")));
             EXPECT_EQ(value_of(t.params, "e"), "5");
             EXPECT_EQ(value_of(t.params, "f"), "only");
+            const double g = std::stod(value_of(t.params, "g"));
+            EXPECT_GE(g, 0.1234567891) << params_label(t.params);
+            EXPECT_LE(g, 0.1234567899) << params_label(t.params);
             at_top += t.id >= 30 && a > 1e-2;
         }
         EXPECT_GT(at_top, 10) << "seed " << seed;  // it does push towards the bound

@@ -70,6 +70,10 @@ std::vector<TrialParams> random_trials(const SearchSpace& s, int n, uint64_t see
 // unet_train's flags (parse_train_options' TuneSettings). Throws UsageError "FILE:LINE: ...".
 std::string tune_file_settings(const std::string& path);
 
+// A uniform or loguniform value as trials carry it: six significant digits (every digit where six
+// would round past lo or hi), always inside [lo, hi].
+std::string format_in_bounds(double v, double lo, double hi);
+
 std::string params_text(const TrialParams& p);  // "key = value" lines
 TrialParams parse_params_text(const std::string& text);  // params_text's inverse; throws runtime_error
 std::string params_label(const TrialParams& p);  // "key=value, key=value"
