@@ -279,9 +279,11 @@ void resolve_tuning(TrainOptions& o, const po::variables_map& vm) {
     if (o.debug && vm["print_every"].defaulted()) o.print_every = 1;
     if (o.group_size < 1) throw UsageError("--group_size: expected at least 1");
     if (o.trials < 0) throw UsageError("--trials: expected 0 or more");
-    if (o.search != "grid" && o.search != "random") throw UsageError("--search: expected grid or random, got '" + o.search + "'");
-    if (o.search == "random" && o.trials < 1 && !o.tune_file.empty())
-        throw UsageError("--trials: random search needs the number of trials to sample");
+    if (o.search != "grid" && o.search != "random" && o.search != "tpe")
+        throw UsageError("--search: expected grid, random or tpe, got '" + o.search + "'");
+    if ((o.search == "random" || o.search == "tpe") && o.trials < 1 && !o.tune_file.empty())
+        throw UsageError("--trials: " + o.search + " search needs the number of trials to run");
+    if (o.startup_trials < 0) throw UsageError("--startup_trials: expected 0 or more");
     if (o.scheduler != "fifo" && o.scheduler != "asha" && o.scheduler != "median")
         throw UsageError("--scheduler: expected fifo, asha or median, got '" + o.scheduler + "'");
     if (o.grace_period < 1) throw UsageError("--grace_period: expected at least 1 epoch");

@@ -44,10 +44,21 @@ void Coordinator::save() {
     ledger_.save();
 }
 
+void Coordinator::set_drawer(TrialDrawer draw, std::function<int(const TrialParams&)> epochs_of) {
+    draw_ = std::move(draw);
+    epochs_of_ = std::move(epochs_of);
+}
+
 int Coordinator::next_trial(int group) {
     if (stopping_) return -1;
     for (TrialRecord& t : ledger_.trials) {
         if (t.status != "pending") continue;
+        if (t.params.empty()) {
+            if (!draw_) throw std::logic_error("Coordinator: trial " + std::to_string(t.id) + " has no hyperparameters");
+            // Drawn from the ledger as it stands now, before this trial counts as running.
+            t.params = draw_(ledger_, t.id);
+            if (epochs_of_) max_epochs_[size_t(t.id)] = epochs_of_(t.params);
+        }
         t.status = "running";
         t.group = group;
         started_[size_t(t.id)] = std::chrono::steady_clock::now();

@@ -26,24 +26,30 @@ std::string csv_field(const std::string& s) {
     return out + "\"";
 }
 
-// Hyperparameter names in first-seen order over all trials (every trial has the same ones).
+// Hyperparameter names in the order of the first trial that has them (every trial has the same
+// ones, except tpe's trials not drawn yet, which have none).
 std::vector<std::string> param_names(const Ledger& l) {
     std::vector<std::string> names;
-    if (!l.trials.empty())
-        for (const auto& kv : l.trials.front().params) names.push_back(kv.first);
+    for (const TrialRecord& t : l.trials) {
+        if (t.params.empty()) continue;
+        for (const auto& kv : t.params) names.push_back(kv.first);
+        break;
+    }
     return names;
 }
 
 std::string trials_csv(const Ledger& l) {
     std::ostringstream os;
     os << "trial,status,epochs,best_dice,last_dice,seconds,group,failures,reason";
-    for (const std::string& n : param_names(l)) os << "," << n;
+    const std::vector<std::string> names = param_names(l);
+    for (const std::string& n : names) os << "," << n;
     os << "\n";
     for (const TrialRecord& t : l.trials) {
         os << t.id << "," << t.status << "," << t.epochs() << "," << fixed_text(t.best_dice(), 4) << ","
            << fixed_text(t.dice.empty() ? 0.0 : t.dice.back(), 4) << "," << fixed_text(t.seconds, 1) << "," << t.group << ","
            << t.failures << "," << csv_field(t.reason);
         for (const auto& kv : t.params) os << "," << csv_field(kv.second);
+        if (t.params.empty()) os << std::string(names.size(), ',');  // not drawn yet (tpe)
         os << "\n";
     }
     return os.str();

@@ -2,10 +2,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <iterator>
 #include <fstream>
 #include <random>
 #include <sstream>
+#include <stdexcept>
 
 #include "unet/core/check.h"
 #include "unet/train/train_options.h"
@@ -89,13 +92,17 @@ Hyperparameter parse_distribution(const std::string& name, const std::string& va
     return h;
 }
 
-std::string format_number(double v) {
-    char text[32];
+}  // namespace
+
+std::string format_in_bounds(double v, double lo, double hi) {
+    v = std::min(hi, std::max(lo, v));
+    char text[40];
     std::snprintf(text, sizeof text, "%.6g", v);
+    const double back = std::strtod(text, nullptr);
+    // Six digits can round past a bound written with more: then every digit.
+    if (back < lo || back > hi) std::snprintf(text, sizeof text, "%.17g", v);
     return text;
 }
-
-}  // namespace
 
 std::vector<std::string> Hyperparameter::grid_values(const std::string& file) const {
     switch (kind) {
@@ -141,11 +148,11 @@ SearchSpace parse_search_space(const std::string& text, const std::string& file)
             return false;
         };
         if (section == "tune") {
-            static const char* tuning[] = {"search", "trials", "scheduler", "grace_period", "reduction_factor",
-                                           "max_failures", "group_size"};
+            static const char* tuning[] = {"search", "trials", "startup_trials", "scheduler", "grace_period",
+                                           "reduction_factor", "max_failures", "group_size"};
             if (std::find(std::begin(tuning), std::end(tuning), key) == std::end(tuning))
-                bad_line(file, line, "[tune] takes search, trials, scheduler, grace_period, reduction_factor, "
-                                     "max_failures and group_size, not '" + key + "'");
+                bad_line(file, line, "[tune] takes search, trials, startup_trials, scheduler, grace_period, "
+                                     "reduction_factor, max_failures and group_size, not '" + key + "'");
             if (s.tune.count(key)) bad_line(file, line, key + " is set twice");
             s.tune[key] = value;
         } else if (seen(key)) {
@@ -189,6 +196,31 @@ std::string SearchSpace::tune_text() const {
 
 void SearchSpace::fail_line(int line, const std::string& what) const { bad_line(file, line, what); }
 
+std::string SearchSpace::search_text() const {
+    std::string out;
+    char number[64];
+    for (const Hyperparameter& h : params) {
+        out += h.name + " = ";
+        switch (h.kind) {
+            case Hyperparameter::Kind::choice:
+                out += "choice(";
+                for (size_t i = 0; i < h.choices.size(); ++i) out += (i ? ", " : "") + h.choices[i];
+                out += ")";
+                break;
+            case Hyperparameter::Kind::uniform:
+            case Hyperparameter::Kind::loguniform:
+                std::snprintf(number, sizeof number, "(%.17g, %.17g)", h.lo, h.hi);
+                out += (h.kind == Hyperparameter::Kind::uniform ? "uniform" : "loguniform") + std::string(number);
+                break;
+            case Hyperparameter::Kind::range:
+                out += "range(" + std::to_string(h.first) + ", " + std::to_string(h.last) + ", " + std::to_string(h.step) + ")";
+                break;
+        }
+        out += "\n";
+    }
+    return out;
+}
+
 std::vector<TrialParams> grid_trials(const SearchSpace& s, int limit) {
     std::vector<std::vector<std::string>> values;
     for (const Hyperparameter& h : s.params) values.push_back(h.grid_values(s.file));
@@ -221,10 +253,10 @@ std::vector<TrialParams> random_trials(const SearchSpace& s, int n, uint64_t see
                     v = h.choices[below(h.choices.size())];
                     break;
                 case Hyperparameter::Kind::uniform:
-                    v = format_number(h.lo + (h.hi - h.lo) * unit());
+                    v = format_in_bounds(h.lo + (h.hi - h.lo) * unit(), h.lo, h.hi);
                     break;
                 case Hyperparameter::Kind::loguniform:
-                    v = format_number(std::exp(std::log(h.lo) + (std::log(h.hi) - std::log(h.lo)) * unit()));
+                    v = format_in_bounds(std::exp(std::log(h.lo) + (std::log(h.hi) - std::log(h.lo)) * unit()), h.lo, h.hi);
                     break;
                 case Hyperparameter::Kind::range:
                     v = std::to_string(h.first + h.step * int64_t(below(uint64_t((h.last - h.first) / h.step + 1))));
@@ -240,6 +272,21 @@ std::vector<TrialParams> random_trials(const SearchSpace& s, int n, uint64_t see
 std::string params_text(const TrialParams& p) {
     std::string out;
     for (const auto& kv : p) out += kv.first + " = " + kv.second + "\n";
+    return out;
+}
+
+TrialParams parse_params_text(const std::string& text) {
+    TrialParams out;
+    std::istringstream in(text);
+    std::string line;
+    while (std::getline(in, line)) {
+        const size_t eq = line.find(" = ");
+        if (eq == std::string::npos) {
+            if (trim(line).empty()) continue;
+            throw std::runtime_error("malformed hyperparameter line '" + line + "'");
+        }
+        out.emplace_back(line.substr(0, eq), line.substr(eq + 3));
+    }
     return out;
 }
 

@@ -1,5 +1,6 @@
 #include "unet/tune/tuner.h"
 
+#include <algorithm>
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
@@ -15,6 +16,7 @@
 #include "unet/train/trainer.h"
 #include "unet/tune/coordinator.h"
 #include "unet/tune/ledger.h"
+#include "unet/tune/tpe.h"
 
 namespace fs = std::filesystem;
 
@@ -37,7 +39,8 @@ std::string fnv1a_hex(const std::string& text) {
 class CoordinatorLink {
    public:
     virtual ~CoordinatorLink() = default;
-    virtual int request(int group) = 0;
+    // The next trial for `group` (-1: none left) and its hyperparameters.
+    virtual int request(int group, TrialParams* params) = 0;
     virtual bool report_epoch(int trial, int epoch, double dice) = 0;
     virtual void finish(int trial, const TrialOutcome& outcome) = 0;
 };
@@ -45,7 +48,11 @@ class CoordinatorLink {
 class LocalLink : public CoordinatorLink {
    public:
     explicit LocalLink(Coordinator& c) : c_(c) {}
-    int request(int group) override { return c_.next_trial(group); }
+    int request(int group, TrialParams* params) override {
+        const int trial = c_.next_trial(group);
+        if (trial >= 0) *params = c_.ledger().trials[size_t(trial)].params;
+        return trial;
+    }
     bool report_epoch(int trial, int epoch, double dice) override { return c_.report_epoch(trial, epoch, dice); }
     void finish(int trial, const TrialOutcome& o) override { c_.finish_trial(trial, o); }
 
@@ -56,9 +63,15 @@ class LocalLink : public CoordinatorLink {
 class MpiLink : public CoordinatorLink {
    public:
     explicit MpiLink(Comm& world) : world_(world) {}
-    int request(int group) override {
+    // The answer: the trial id, then its hyperparameters as "key = value" lines (a tpe trial's
+    // exist only once the coordinator has drawn them).
+    int request(int group, TrialParams* params) override {
         world_.send_text(0, kRequest, std::to_string(group));
-        return std::stoi(world_.receive_text(0, kAssign));
+        const std::string answer = world_.receive_text(0, kAssign);
+        const size_t eol = answer.find('\n');
+        const int trial = std::stoi(answer.substr(0, eol));
+        if (trial >= 0 && eol != std::string::npos) *params = parse_params_text(answer.substr(eol + 1));
+        return trial;
     }
     bool report_epoch(int trial, int epoch, double dice) override {
         char text[96];
@@ -100,8 +113,10 @@ TrialOutcome outcome_of(const RunSummary& s) {
 void run_group(const SearchPlan& plan, Comm& group, CoordinatorLink& link, int group_id) {
     const bool leader = group.is_root();
     for (;;) {
-        const int trial = group.max(leader ? link.request(group_id) : INT_MIN);
+        TrialParams params;
+        const int trial = group.max(leader ? link.request(group_id, &params) : INT_MIN);
         if (trial < 0) return;
+        if (group.size() > 1) params = parse_params_text(group.broadcast_text(0, leader ? params_text(params) : std::string()));
         TrialReporter reporter(link, trial, leader);
         // One TensorBoard run per trial in its directory, with its hyperparameters as HParams.
         TensorBoardHooks tensorboard(leader);
@@ -110,7 +125,7 @@ void run_group(const SearchPlan& plan, Comm& group, CoordinatorLink& link, int g
         hooks.add(&tensorboard);
         TrialOutcome outcome;
         try {
-            outcome = outcome_of(run_training(plan.options[size_t(trial)], group, &hooks));
+            outcome = outcome_of(run_training(plan.trial_options(trial, params), group, &hooks));
         } catch (const DivergenceError& e) {  // every rank of the group sees the same loss
             outcome = {"failed", e.what()};
         } catch (const UsageError& e) {  // settings: the same on every rank of the group
@@ -133,7 +148,7 @@ Ledger open_ledger(const SearchPlan& plan, const TrainOptions& o) {
         Ledger l = Ledger::load(dir);
         if (l.fingerprint != plan.fingerprint || l.trials.size() != plan.trials.size())
             throw UsageError("--resume: the search in " + dir + " was started with another search space, --search, "
-                             "--trials or --seed");
+                             "--trials, --startup_trials or --seed");
         return l;
     }
     std::error_code ec;
@@ -156,9 +171,37 @@ Coordinator make_coordinator(const SearchPlan& plan, const TrainOptions& o) {
     sc.kind = o.scheduler;
     sc.grace_period = o.grace_period;
     sc.reduction_factor = o.reduction_factor;
+    // A trial's --epochs (the scheduler's horizon); a drawn trial whose settings the parser
+    // rejects fails when its group parses them, so any horizon does until then.
+    const int default_epochs = o.epochs;
+    auto epochs_of = [&plan, default_epochs](const TrialParams& p) {
+        try {
+            return plan.trial_options(int(plan.trials.size()), p).epochs;
+        } catch (const UsageError&) {
+            return default_epochs;
+        }
+    };
+    Ledger ledger = open_ledger(plan, o);
     std::vector<int> max_epochs;
-    for (const TrainOptions& t : plan.options) max_epochs.push_back(t.epochs);
-    return Coordinator(open_ledger(plan, o), sc, max_epochs, o.max_failures);
+    for (const TrialRecord& t : ledger.trials)
+        max_epochs.push_back(size_t(t.id) < plan.options.size() ? plan.options[size_t(t.id)].epochs
+                             : t.params.empty()                ? default_epochs
+                                                               : epochs_of(t.params));
+    Coordinator c(std::move(ledger), sc, max_epochs, o.max_failures);
+    if (o.search == "tpe") {
+        TpeConfig tpe;
+        tpe.startup_trials = o.startup_trials;
+        tpe.seed = o.seed;
+        const SearchSpace* space = &plan.space;
+        c.set_drawer([space, tpe](const Ledger& l, int trial) { return tpe_suggest(*space, tpe, tpe_history(l), trial); },
+                     epochs_of);
+    }
+    return c;
+}
+
+std::string search_label(const TrainOptions& o) {
+    if (o.search != "tpe") return o.search;
+    return "tpe after " + std::to_string(std::min(o.startup_trials, o.trials)) + " random start-up trials";
 }
 
 // The ranking, and the best trial's checkpoint and settings in <logdir>/best/.
@@ -178,7 +221,8 @@ void finish_search(const Coordinator& c, const SearchPlan& plan, const TrainOpti
     const std::vector<const TrialRecord*> ranked = rank_trials(l);
     if (ranked.empty()) return;
     const TrialRecord& best = *ranked.front();
-    const std::string from = plan.options[size_t(best.id)].logdir + "/checkpoint_best.h5", dir = o.logdir + "/best";
+    const TrainOptions best_options = plan.trial_options(best.id, best.params);
+    const std::string from = best_options.logdir + "/checkpoint_best.h5", dir = o.logdir + "/best";
     std::error_code ec;
     fs::create_directories(dir, ec);
     fs::copy_file(from, dir + "/checkpoint_best.h5", fs::copy_options::overwrite_existing, ec);
@@ -188,7 +232,7 @@ void finish_search(const Coordinator& c, const SearchPlan& plan, const TrainOpti
     }
     std::ostringstream about;
     about << "trial = " << best.id << "\nbest_dice = " << best.best_dice() << "\n# " << params_label(best.params) << "\n"
-          << plan.options[size_t(best.id)].describe();
+          << best_options.describe();
     write_file_atomically(dir + "/trial.txt", about.str());
     std::printf("best: trial %d, validation Dice %.4f (%s) -> %s/checkpoint_best.h5\n", best.id, best.best_dice(),
                 params_label(best.params).c_str(), dir.c_str());
@@ -208,7 +252,9 @@ void coordinate(Comm& world, Coordinator& c, int groups) {
             in >> group;
             const int trial = c.next_trial(group);
             released += trial < 0;
-            world.send_text(from, kAssign, std::to_string(trial));
+            world.send_text(from, kAssign,
+                            std::to_string(trial) +
+                                (trial >= 0 ? "\n" + params_text(c.ledger().trials[size_t(trial)].params) : std::string()));
         } else if (tag == kReport) {
             int trial = 0, epoch = 0;
             double dice = 0;
@@ -230,24 +276,88 @@ void coordinate(Comm& world, Coordinator& c, int groups) {
 
 }  // namespace
 
+TrainOptions SearchPlan::trial_options(int k, const TrialParams& params) const {
+    if (k >= 0 && size_t(k) < options.size() && trials[size_t(k)] == params) return options[size_t(k)];
+    TrainOptions t;
+    parse_train_options(argc, argv, t, params_text(params), tune_file_settings);
+    t.logdir = logdir + "/tune/trial_" + std::to_string(k);
+    t.console_tag = "trial " + std::to_string(k);
+    t.resume = "auto";  // a trial that ran before (crash, retry, --resume) continues from its checkpoint
+    return t;
+}
+
+namespace {
+
+// tpe draws values the plan cannot list: check the settings at every choice value and at both
+// ends of every other range, each on the first start-up trial, so a value the parser rejects
+// stops the search before anything trains (as it would for grid and random).
+void check_tpe_edges(const SearchPlan& plan, const TrainOptions& o) {
+    const TrialParams base = random_trials(plan.space, 1, o.seed).front();
+    auto number = [](double v) {
+        char text[40];
+        std::snprintf(text, sizeof text, "%.6g", v);
+        return std::string(text);
+    };
+    for (size_t i = 0; i < plan.space.params.size(); ++i) {
+        const Hyperparameter& h = plan.space.params[i];
+        std::vector<std::string> values;
+        switch (h.kind) {
+            case Hyperparameter::Kind::choice:
+                values = h.choices;
+                break;
+            case Hyperparameter::Kind::uniform:
+            case Hyperparameter::Kind::loguniform:
+                values = {number(h.lo), number(h.hi)};
+                break;
+            case Hyperparameter::Kind::range:
+                values = {std::to_string(h.first), std::to_string(h.first + h.step * ((h.last - h.first) / h.step))};
+                break;
+        }
+        for (const std::string& v : values) {
+            TrialParams p = base;
+            p[i].second = v;
+            try {
+                plan.trial_options(-1, p);
+            } catch (const UsageError& e) {
+                throw UsageError("--tune: tpe may draw " + h.name + " = " + v + " (" + params_label(p) + "): " + e.what());
+            }
+        }
+    }
+}
+
+}  // namespace
+
 SearchPlan plan_search(int argc, char** argv, const TrainOptions& o) {
     SearchPlan plan;
+    plan.argc = argc;
+    plan.argv = argv;
+    plan.logdir = o.logdir;
     plan.space = read_search_space(o.tune_file);
-    plan.trials = o.search == "grid" ? grid_trials(plan.space, o.trials) : random_trials(plan.space, o.trials, o.seed);
+    if (o.search == "grid") {
+        plan.trials = grid_trials(plan.space, o.trials);
+    } else if (o.search == "random") {
+        plan.trials = random_trials(plan.space, o.trials, o.seed);
+    } else {
+        // tpe: the start-up trials are random search's; the others are drawn as groups ask.
+        plan.trials = random_trials(plan.space, std::min(o.startup_trials, o.trials), o.seed);
+        plan.trials.resize(size_t(o.trials));
+    }
     std::string all;
-    for (size_t k = 0; k < plan.trials.size(); ++k) {
+    for (size_t k = 0; k < plan.trials.size() && !plan.trials[k].empty(); ++k) {
         const TrialParams& p = plan.trials[k];
-        TrainOptions t;
         try {
-            parse_train_options(argc, argv, t, params_text(p), tune_file_settings);
+            plan.options.push_back(plan.trial_options(int(k), p));
         } catch (const UsageError& e) {
             throw UsageError("--tune: trial " + std::to_string(k) + " (" + params_label(p) + "): " + e.what());
         }
-        t.logdir = o.logdir + "/tune/trial_" + std::to_string(k);
-        t.console_tag = "trial " + std::to_string(k);
-        t.resume = "auto";  // a trial that ran before (crash, retry, --resume) continues from its checkpoint
-        plan.options.push_back(t);
         all += params_label(p) + "\n";
+    }
+    if (o.search == "tpe") {
+        check_tpe_edges(plan, o);
+        // Nothing but the rules of the draw can be compared before the trials exist: the kind,
+        // the seed, the counts and the space itself.
+        all = "search tpe\nseed " + std::to_string(o.seed) + "\ntrials " + std::to_string(o.trials) +
+              "\nstartup_trials " + std::to_string(o.startup_trials) + "\n" + plan.space.search_text() + all;
     }
     plan.fingerprint = fnv1a_hex(all + plan.space.fixed_text());
     return plan;
@@ -266,7 +376,7 @@ int run_tuning(int argc, char** argv, const TrainOptions& o) {
     auto seconds = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
     if (world.size() == 1) {
         Coordinator c = make_coordinator(plan, o);
-        std::printf("search: %zu trials (%s), scheduler %s, one process\n", plan.trials.size(), o.search.c_str(),
+        std::printf("search: %zu trials (%s), scheduler %s, one process\n", plan.trials.size(), search_label(o).c_str(),
                     o.scheduler.c_str());
         LocalLink link(c);
         run_group(plan, world, link, 0);
@@ -284,7 +394,7 @@ int run_tuning(int argc, char** argv, const TrainOptions& o) {
     if (world.is_root()) {
         Coordinator c = make_coordinator(plan, o);
         std::printf("search: %zu trials (%s), scheduler %s, %d group%s of %d rank%s\n", plan.trials.size(),
-                    o.search.c_str(), o.scheduler.c_str(), groups, groups > 1 ? "s" : "", o.group_size,
+                    search_label(o).c_str(), o.scheduler.c_str(), groups, groups > 1 ? "s" : "", o.group_size,
                     o.group_size > 1 ? "s" : "");
         std::fflush(stdout);
         coordinate(world, c, groups);

@@ -111,6 +111,46 @@ timeout 120 "${MPI[@]}" -np 3 "$BIN" --tune="$T/div.ini" --group_size 2 --logdir
 [ "$(count "$T/stall/tune/trials.csv" completed)" -eq 1 ] && grep -q "^1,completed,2,.*,1,the job ended while it ran," \
   "$T/stall/tune/trials.csv" || fail "after the stall: $(cat "$T/stall/tune/trials.csv")"
 
+# --search tpe under mpirun: trials after the start-up ones are drawn on rank 0 and reach their
+# group with the assignment; in a parameter-server group (G = 2) both ranks must get the same
+# ones (the ranks compare their settings before training). Every kind of hyperparameter.
+cat > "$T/tpe.ini" <<'INI'
+[search]
+learningrate = loguniform(1e-3, 1e-2)
+beta2 = uniform(0.9, 0.999)
+filters = range(4, 8, 4)
+norm = choice(none, batch)
+[fixed]
+dims = 2
+input_size = 32,32
+depth = 2
+batch_size = 8
+toy_samples = 16
+epochs = 2
+print_every = 1000
+image_every = 0
+[tune]
+search = tpe
+trials = 6
+startup_trials = 2
+INI
+for g in 1 2; do
+  out=$(timeout 300 "${MPI[@]}" -np 3 "$BIN" --tune="$T/tpe.ini" --group_size $g --logdir "$T/tpe$g" 2>&1) ||
+    fail "tpe search, groups of $g: $out"
+  L=$T/tpe$g/tune/trials.csv
+  echo "$out" | grep -q "search: 6 trials (tpe after 2 random start-up trials)" || fail "tpe summary: $out"
+  [ "$(count "$L" completed)" -eq 6 ] || fail "tpe ledger, groups of $g: $(cat "$L")"
+  awk -F, 'NR > 1 && !($10 >= 0.001 && $10 <= 0.01 && $11 >= 0.9 && $11 <= 0.999 && ($12 == 4 || $12 == 8) &&
+           ($13 == "none" || $13 == "batch")) {bad = 1} END {exit bad}' "$L" || fail "tpe trial out of its space: $(cat "$L")"
+done
+# The two searches drew from the same seed: the same start-up trials.
+[ "$(sed -n 2,3p "$T/tpe1/tune/trials.csv" | cut -d, -f10-)" = "$(sed -n 2,3p "$T/tpe2/tune/trials.csv" | cut -d, -f10-)" ] ||
+  fail "start-up trials differ between the searches"
+# A resume must keep tpe's rules: another --startup_trials is another search.
+msg=$("$BIN" --tune "$T/tpe.ini" --logdir "$T/tpe1" --resume auto --startup_trials 3 2>&1); rc=$?
+[ "$rc" -eq 2 ] && echo "$msg" | grep -q "started with another search space, --search, --trials, --startup_trials or --seed" ||
+  fail "tpe resume with other rules: $rc $msg"
+
 # Interruptions: SIGTERM to every rank, then SIGKILL to one training rank, then a resume that finishes.
 cat > "$T/long.ini" <<'INI'
 [search]

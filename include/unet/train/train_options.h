@@ -65,8 +65,9 @@ struct TrainOptions {
     // Hyperparameter tuning (--tune FILE; see include/unet/tune/tuner.h).
     std::string tune_file;           // search-space INI file; empty: train one model
     int group_size = 1;              // ranks per trial under mpirun (world rank 0 coordinates)
-    int trials = 0;                  // random: samples; grid: at most this many (0: the whole grid)
-    std::string search = "grid";     // grid | random
+    int trials = 0;                  // random, tpe: samples; grid: at most this many (0: the whole grid)
+    std::string search = "grid";     // grid | random | tpe
+    int startup_trials = 10;         // tpe: random trials before the estimator takes over
     std::string scheduler = "fifo";  // fifo | asha | median
     int grace_period = 1;            // epochs before a trial can be stopped
     int reduction_factor = 3;        // asha: keep the best 1/reduction_factor at each rung

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -25,6 +26,11 @@ class Coordinator {
     // their checkpoints) if --max_failures allows.
     Coordinator(Ledger ledger, SchedulerConfig scheduler, std::vector<int> max_epochs, int max_failures);
     void set_quiet(bool q) { quiet_ = q; }  // no progress lines on stdout (tests)
+    // Searches that learn (--search tpe): a trial the ledger holds without hyperparameters gets
+    // them when it is handed out, from draw(ledger, trial) (seeing every result so far), and its
+    // max_epochs from epochs_of(params). Without a drawer every trial must have its parameters.
+    using TrialDrawer = std::function<TrialParams(const Ledger&, int trial)>;
+    void set_drawer(TrialDrawer draw, std::function<int(const TrialParams&)> epochs_of);
     int next_trial(int group);  // -1: nothing left to hand out
     bool report_epoch(int trial, int epoch, double dice);
     void finish_trial(int trial, const TrialOutcome& outcome);
@@ -41,6 +47,8 @@ class Coordinator {
     SchedulerConfig scheduler_;
     std::vector<int> max_epochs_;
     int max_failures_ = 0;
+    TrialDrawer draw_;
+    std::function<int(const TrialParams&)> epochs_of_;
     bool stopping_ = false, quiet_ = false;
     std::vector<std::chrono::steady_clock::time_point> started_;
     std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();

@@ -7,8 +7,8 @@
 //   dropout = uniform(0, 0.3)
 //   [fixed]           settings every trial gets (like a --config file: the command line wins)
 //   epochs = 6
-//   [tune]            defaults for the tuning flags (search, trials, scheduler, grace_period,
-//   scheduler = asha  reduction_factor, max_failures); the command line wins here too
+//   [tune]            defaults for the tuning flags (search, trials, startup_trials, scheduler,
+//   scheduler = asha  grace_period, reduction_factor, max_failures); the command line wins here too
 //
 // Errors name the file and line ("tune.ini:4: ..."), one line each.
 #pragma once
@@ -45,6 +45,8 @@ struct SearchSpace {
     // "key = value" lines of the [fixed] section, for the option parser.
     std::string fixed_text() const;
     std::string tune_text() const;
+    // The [search] section in a canonical form ("name = kind(args)" lines), for fingerprints.
+    std::string search_text() const;
     // UsageError "FILE:LINE: ..." for the first key for which known(key) is false.
     template <class Known>
     void check_names(Known known) const {
@@ -68,7 +70,12 @@ std::vector<TrialParams> random_trials(const SearchSpace& s, int n, uint64_t see
 // unet_train's flags (parse_train_options' TuneSettings). Throws UsageError "FILE:LINE: ...".
 std::string tune_file_settings(const std::string& path);
 
+// A uniform or loguniform value as trials carry it: six significant digits (every digit where six
+// would round past lo or hi), always inside [lo, hi].
+std::string format_in_bounds(double v, double lo, double hi);
+
 std::string params_text(const TrialParams& p);  // "key = value" lines
+TrialParams parse_params_text(const std::string& text);  // params_text's inverse; throws runtime_error
 std::string params_label(const TrialParams& p);  // "key=value, key=value"
 
 }  // namespace unet

@@ -25,14 +25,25 @@ namespace unet {
 
 struct SearchPlan {
     SearchSpace space;
+    // trial k's hyperparameters; tpe: empty for the trials after the start-up ones, drawn when a
+    // group asks (the ledger then holds them)
     std::vector<TrialParams> trials;
-    std::vector<TrainOptions> options;  // trial k's resolved options (logdir, resume auto)
+    std::vector<TrainOptions> options;  // trial k's resolved options (logdir, resume auto); tpe: for
+                                        // the trials with hyperparameters only
     std::string fingerprint;            // what a resumed search must match
+    int argc = 0;
+    char** argv = nullptr;
+    std::string logdir;
+    // Trial k's options from its hyperparameters (the precomputed ones where there are).
+    // Throws UsageError (not naming the trial) for settings the parser rejects.
+    TrainOptions trial_options(int k, const TrialParams& params) const;
 };
 
 // Every trial's options: its hyperparameters win over the command line, which wins over the
 // search file's [fixed] section. A trial whose settings are invalid stops the search before any
-// training with a UsageError naming the trial.
+// training with a UsageError naming the trial. tpe: the start-up trials are checked so, and a
+// trial at every choice value and at both ends of every other hyperparameter's range; a drawn
+// trial the parser still rejects (settings that only clash in combination) fails with the reason.
 SearchPlan plan_search(int argc, char** argv, const TrainOptions& o);
 
 // Runs the search on every rank of Comm::world(); returns the exit code.
