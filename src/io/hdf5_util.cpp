@@ -30,8 +30,12 @@ std::string hdf5_cause() {
 }
 
 void fail_h5(const std::string& path, const std::string& object, const std::string& what) {
-    std::string msg = path + ": " + object + ": " + what;
     const std::string cause = hdf5_cause();
+    // A checksum (Fletcher32 on a chunk, HDF5's own on metadata) or a structure's signature that
+    // does not match: the bytes on disk changed after they were written.
+    if (cause.find("checksum") != std::string::npos || cause.find("signature") != std::string::npos)
+        throw std::runtime_error(path + ": " + object + ": the file is damaged (" + cause + "; " + what + ")");
+    std::string msg = path + ": " + object + ": " + what;
     if (!cause.empty()) msg += " (" + cause + ")";
     throw std::runtime_error(msg);
 }
@@ -63,7 +67,7 @@ Handle fixed_string_type(size_t bytes, const std::string& path, const std::strin
 }
 
 void use_checksummed_format(hid_t fapl, const std::string& path) {
-    check(H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V18), path, "file access", "H5Pset_libver_bounds");
+    check(H5Pset_libver_bounds(fapl, H5F_LIBVER_V110, H5F_LIBVER_V110), path, "file access", "H5Pset_libver_bounds");
 }
 
 void add_checksum(hid_t dcpl, const std::string& path, const std::string& object) {

@@ -18,7 +18,8 @@ void silence_hdf5_errors(const std::string& path);
 // The most specific message on this thread's HDF5 error stack, or "" when it is empty.
 std::string hdf5_cause();
 
-// A failed HDF5 call: "<file>: <object>: <what> (<HDF5's innermost message>)".
+// A failed HDF5 call: "<file>: <object>: <what> (<HDF5's innermost message>)", or, when that message
+// is a failed checksum or signature, "<file>: <object>: the file is damaged (<message>; <what>)".
 [[noreturn]] void fail_h5(const std::string& path, const std::string& object, const std::string& what);
 // A file HDF5 reads fine but that is not what the format says (and other non-HDF5 failures).
 [[noreturn]] void fail_format(const std::string& path, const std::string& object, const std::string& what);
