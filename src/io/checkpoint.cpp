@@ -18,8 +18,8 @@
 // File layout (HDF5, the 1.8 object format: any HDF5 >= 1.8 tool reads it, and its superblock,
 // object headers and attribute heaps carry checksums, so damaged metadata is refused by HDF5):
 //   /                 attribute checkpoint_format (int32) = kCheckpointFormatVersion
-//   /arrays/<name>    1-D float32 dataset, chunks of at most kChunkFloats values, each with a
-//                     Fletcher32 checksum (an empty array: contiguous, no data)
+//   /arrays/<name>    1-D float32 dataset in equal chunks of at most kChunkFloats values, each
+//                     with a Fletcher32 checksum (an empty array: contiguous, no data)
 //   /integers         one scalar int64 attribute per entry
 //   /strings          one scalar fixed-length UTF-8 string attribute per entry, or, for values
 //                     longer than kMaxStringAttributeBytes, a dataset of that name holding one
@@ -138,7 +138,9 @@ void write_contents(hid_t file, const Checkpoint& c, const std::string& path) {
             const hsize_t n = kv.second.size();
             Handle dcpl = checked(H5Pcreate(H5P_DATASET_CREATE), H5Pclose, path, object, "H5Pcreate");
             if (n > 0) {
-                const hsize_t chunk = std::min(n, kChunkFloats);
+                // Equal chunks of at most kChunkFloats: a last partial chunk would be stored whole.
+                const hsize_t chunks = (n + kChunkFloats - 1) / kChunkFloats;
+                const hsize_t chunk = (n + chunks - 1) / chunks;
                 check(H5Pset_chunk(dcpl.get(), 1, &chunk), path, object, "H5Pset_chunk");
                 add_checksum(dcpl.get(), path, object);
             } else {  // a chunk may not exceed a fixed-size dataset: an empty one has no data to check
