@@ -15,8 +15,9 @@
 #include <stdexcept>
 #include <utility>
 
-// File layout (HDF5, the 1.8 object format: any HDF5 >= 1.8 tool reads it, and its superblock,
-// object headers and attribute heaps carry checksums, so damaged metadata is refused by HDF5):
+// File layout (HDF5, the 1.10 object format: HDF5 >= 1.10 reads it, and its superblock, object
+// headers, attribute heaps and chunk indexes carry checksums, so damaged metadata is refused by
+// HDF5 instead of followed; older checkpoints were in the earliest format, any HDF5 >= 1.8):
 //   /                 attribute checkpoint_format (int32) = kCheckpointFormatVersion
 //   /arrays/<name>    1-D float32 dataset in equal chunks of at most kChunkFloats values, each
 //                     with a Fletcher32 checksum (an empty array: contiguous, no data)

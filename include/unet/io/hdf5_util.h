@@ -74,8 +74,10 @@ Handle vlen_string_type(const std::string& path, const std::string& object);
 Handle fixed_string_type(size_t bytes, const std::string& path, const std::string& object);
 
 // What every file we write uses, so that damage is found instead of trusted:
-// file access with the HDF5 1.8 object format (superblock, object headers, heaps and B-trees of
-// groups and dense attributes carry checksums; any HDF5 >= 1.8 reads it) ...
+// file access with the HDF5 1.10 object format (superblock, object headers, the heaps and B-trees
+// of groups and dense attributes, and chunk indexes carry checksums; HDF5 >= 1.10 reads it: the
+// 1.8 format still indexed chunks in an unchecked v1 B-tree, where one flipped key had a sample
+// read another sample's chunk) ...
 void use_checksummed_format(hid_t fapl, const std::string& path);
 // ... and the Fletcher32 filter, added last to a chunked dataset's pipeline, so that a chunk's
 // stored bytes are checked before any other filter (inflate) sees them.
