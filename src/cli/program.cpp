@@ -32,6 +32,15 @@ bool parse_command_line(int argc, char** argv, const po::options_description& fl
     return true;
 }
 
+// An error message is one line, whatever bytes it quotes (a damaged file's text can hold a
+// newline or a terminal escape): control characters become '?'.
+static std::string one_line(const char* what) {
+    std::string s = what;
+    for (char& ch : s)
+        if (static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f) ch = '?';
+    return s;
+}
+
 int run_program(const char* program, const std::function<int()>& body) {
     skip_hdf5_exit_cleanup();
     int code = 0;
@@ -43,11 +52,11 @@ int run_program(const char* program, const std::function<int()>& body) {
     try {
         code = body();
     } catch (const UsageError& e) {
-        if (comm.is_root()) std::fprintf(stderr, "%s: %s (see --help)\n", program, e.what());
-        else unreported = e.what();
+        if (comm.is_root()) std::fprintf(stderr, "%s: %s (see --help)\n", program, one_line(e.what()).c_str());
+        else unreported = one_line(e.what());
         code = 2;
     } catch (const std::exception& e) {
-        std::fprintf(stderr, "%s%s: error: %s\n", program, who.c_str(), e.what());
+        std::fprintf(stderr, "%s%s: error: %s\n", program, who.c_str(), one_line(e.what()).c_str());
         code = 1;
     }
     // Under mpirun a rank that fails alone would leave the others waiting in a collective forever.

@@ -33,7 +33,7 @@ struct SplitIn {
 std::string read_string_attr(hid_t loc, const char* name, const std::string& path) {
     const std::string object = std::string("attribute ") + name;
     Handle attr = checked(H5Aopen(loc, name, H5P_DEFAULT), H5Aclose, path, object, "H5Aopen");
-    return read_string(attr.get(), true, path, object);
+    return read_string(attr.get(), true, path, object, kMaxAttributeBytes);
 }
 
 
@@ -53,9 +53,10 @@ std::string type_name(hid_t type) {
 std::vector<std::string> read_strings(hid_t ds, hid_t space, int64_t n, const std::string& path,
                                       const std::string& object) {
     Handle ftype = checked(H5Dget_type(ds), H5Tclose, path, object, "H5Dget_type");
-    std::vector<std::string> out(static_cast<size_t>(n));
+    std::vector<std::string> out(static_cast<size_t>(n));  // n is at most kMaxSamples
     if (n == 0) return out;
     if (check(H5Tis_variable_str(ftype.get()), path, object, "H5Tis_variable_str") > 0) {
+        // Files written before fixed-length case ids (read as they always were).
         Handle mtype = vlen_string_type(path, object);
         check(H5Tset_cset(mtype.get(), H5Tget_cset(ftype.get())), path, object, "H5Tset_cset");
         std::vector<char*> p(size_t(n), nullptr);
@@ -66,6 +67,10 @@ std::vector<std::string> read_strings(hid_t ds, hid_t space, int64_t n, const st
     }
     const size_t len = H5Tget_size(ftype.get());
     if (len == 0) fail_h5(path, object, "H5Tget_size failed");
+    if (len > kMaxCaseIdBytes || uint64_t(len) * uint64_t(n) > kMaxCaseIdTableBytes)
+        fail_format(path, object,
+                    std::to_string(n) + " strings of " + std::to_string(len) + " bytes exceed the bounds of case ids (" +
+                        std::to_string(kMaxCaseIdBytes) + " bytes each; damaged?)");
     std::vector<char> buf(len * size_t(n));
     check(H5Dread(ds, ftype.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, buf.data()), path, object, "H5Dread");
     const bool spacepad = H5Tget_strpad(ftype.get()) == H5T_STR_SPACEPAD;
@@ -83,6 +88,7 @@ std::vector<std::string> read_strings(hid_t ds, hid_t space, int64_t n, const st
 
 struct DatasetReader::Impl {
     std::string path;
+    uint64_t file_size = 0;
     DatasetAttributes attrs;
     std::vector<int64_t> spatial;
     int64_t voxels = 0;
@@ -146,9 +152,25 @@ struct DatasetReader::Impl {
             fail_format(path, gname + "/images",
                         "shape " + dims_string(idims) + " has " + std::to_string(idims[1]) +
                             " channels, attribute channels is " + std::to_string(channels));
+        // Sizes from the file, bounded before they size a buffer or an index: every sample is
+        // stored (at least a byte of it), and one sample is one HDF5 chunk (under 4 GiB).
+        if (idims[0] > kMaxSamples || idims[0] > file_size)
+            fail_format(path, gname + "/images",
+                        "shape " + dims_string(idims) + " claims more samples than the file's " +
+                            std::to_string(file_size) + " bytes can hold (damaged?)");
         std::vector<int64_t> sp(idims.begin() + 2, idims.end());
-        for (int64_t d : sp)
+        uint64_t sample_bytes = 4 * uint64_t(channels);
+        for (int64_t d : sp) {
             if (d <= 0) fail_format(path, gname + "/images", "empty spatial size in shape " + dims_string(idims));
+            if (uint64_t(d) > kMaxSpatialSize)
+                fail_format(path, gname + "/images",
+                            "shape " + dims_string(idims) + " has a spatial size above " +
+                                std::to_string(kMaxSpatialSize) + " (damaged?)");
+            sample_bytes *= uint64_t(d);  // at most 2^20 channels * (2^16)^3: no overflow
+        }
+        if (sample_bytes >= kMaxSampleBytes)
+            fail_format(path, gname + "/images",
+                        "shape " + dims_string(idims) + ": one sample exceeds 4 GiB (damaged?)");
         if (spatial.empty()) {
             spatial = sp;
             voxels = product(sp);
@@ -170,16 +192,28 @@ struct DatasetReader::Impl {
         // The default chunk cache is 1 MiB: a 3D sample's chunk would not fit and be inflated into
         // a temporary buffer on every read. Reopen with a cache sized for one sample (or one chunk,
         // if some other tool chunked the file more coarsely).
-        auto reopen = [&](const char* dname, Handle& ds, size_t elem_bytes, int64_t sample_elems) {
+        auto reopen = [&](const char* dname, Handle& ds, const std::vector<hsize_t>& dims, size_t elem_bytes,
+                          int64_t sample_elems) {
             const std::string object = gname + "/" + dname;
             Handle dcpl = checked(H5Dget_create_plist(ds.get()), H5Pclose, path, object, "H5Dget_create_plist");
             size_t bytes = size_t(sample_elems) * elem_bytes;
             if (check(H5Pget_layout(dcpl.get()), path, object, "H5Pget_layout") == H5D_CHUNKED) {
                 std::vector<hsize_t> chunk(rank);
-                check(H5Pget_chunk(dcpl.get(), int(rank), chunk.data()), path, object, "H5Pget_chunk");
-                size_t cb = elem_bytes;
-                for (hsize_t c : chunk) cb *= size_t(c);
-                bytes = std::max(bytes, cb);
+                const int crank = check(H5Pget_chunk(dcpl.get(), int(rank), chunk.data()), path, object, "H5Pget_chunk");
+                // The chunk shape sizes the cache: within the dataset's shape (HDF5 requires it of
+                // fixed-size datasets) and under HDF5's 4 GiB chunk limit, or the file is damaged.
+                uint64_t cb = elem_bytes;
+                bool ok = size_t(crank) == rank;
+                for (size_t i = 0; ok && i < rank; ++i) {
+                    ok = chunk[i] >= 1 && chunk[i] <= std::max<hsize_t>(dims[i], 1);
+                    cb *= uint64_t(chunk[i]);
+                    ok = ok && cb < kMaxSampleBytes;
+                }
+                if (!ok)
+                    fail_format(path, object,
+                                "chunk shape " + dims_string(chunk) + " (rank " + std::to_string(crank) +
+                                    ") does not fit the shape " + dims_string(dims) + " (damaged?)");
+                bytes = std::max(bytes, size_t(cb));
             }
             Handle dapl = checked(H5Pcreate(H5P_DATASET_ACCESS), H5Pclose, path, object, "H5Pcreate");
             // A few slots (prime) and w0 = 1: a fully read chunk is the first to go.
@@ -188,8 +222,8 @@ struct DatasetReader::Impl {
             check(ds.close(), path, object, "H5Dclose");
             ds = checked(H5Dopen2(group.get(), dname, dapl.get()), H5Dclose, path, object, "H5Dopen2");
         };
-        reopen("images", s.images, 4, int64_t(channels) * voxels);
-        reopen("masks", s.masks, 1, voxels);
+        reopen("images", s.images, idims, 4, int64_t(channels) * voxels);
+        reopen("masks", s.masks, mdims, 1, voxels);
         splits[name] = std::move(s);
     }
 
@@ -203,8 +237,7 @@ DatasetReader::DatasetReader(const std::string& path) : impl_(new Impl) {
     silence_hdf5_errors(path);
     const std::string expect = "expected a unet dataset with format_version 1 or " + std::to_string(kDatasetFormatVersion);
 
-    struct stat st;
-    if (::stat(path.c_str(), &st) != 0) fail_format(path, "file", std::string("cannot open: ") + std::strerror(errno));
+    m.file_size = file_bytes(path);
     const htri_t is_h5 = H5Fis_hdf5(path.c_str());
     if (is_h5 == 0) fail_format(path, "file", "not an HDF5 file (" + expect + ")");
     if (is_h5 < 0) fail_h5(path, "file", "cannot open as HDF5 (" + expect + ")");
@@ -295,16 +328,18 @@ void DatasetReader::read_labels(const std::string& split, int64_t index, float* 
     silence_hdf5_errors(m.path);
     const std::string& p = m.path;
     m.start[0] = hsize_t(index);
+    // A chunk whose Fletcher32 checksum fails (damaged on disk) ends here, naming the sample.
+    const std::string sample = " sample " + std::to_string(index);
     check(H5Sselect_hyperslab(s.image_space.get(), H5S_SELECT_SET, m.start.data(), nullptr, m.image_count.data(),
                               nullptr),
-          p, "/" + split + "/images", "H5Sselect_hyperslab");
+          p, "/" + split + "/images" + sample, "H5Sselect_hyperslab");
     check(H5Dread(s.images.get(), H5T_NATIVE_FLOAT, m.image_mem.get(), s.image_space.get(), H5P_DEFAULT, image), p,
-          "/" + split + "/images", "H5Dread");
+          "/" + split + "/images" + sample, "H5Dread");
     check(H5Sselect_hyperslab(s.mask_space.get(), H5S_SELECT_SET, m.start.data(), nullptr, m.mask_count.data(),
                               nullptr),
-          p, "/" + split + "/masks", "H5Sselect_hyperslab");
+          p, "/" + split + "/masks" + sample, "H5Sselect_hyperslab");
     check(H5Dread(s.masks.get(), H5T_NATIVE_UINT8, m.mask_mem.get(), s.mask_space.get(), H5P_DEFAULT, labels), p,
-          "/" + split + "/masks", "H5Dread");
+          "/" + split + "/masks" + sample, "H5Dread");
     const uint8_t top = *std::max_element(labels, labels + m.voxels);
     if (top > m.max_label)
         fail_format(p, "/" + split + "/masks",

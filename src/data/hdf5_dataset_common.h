@@ -4,6 +4,7 @@
 
 #include <hdf5.h>
 
+#include <cstdint>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -13,6 +14,16 @@
 namespace unet {
 
 inline const char* const kSplitNames[] = {"train", "val", "test"};
+
+// Bounds on the sizes a file states, checked before they size an allocation or an index (a
+// damaged or hostile file must be refused in one line, not make us allocate terabytes):
+constexpr size_t kMaxCaseIdBytes = 4096;                 // one case id (a file name)
+constexpr uint64_t kMaxCaseIdTableBytes = uint64_t(1) << 30;  // all of a split's case ids
+constexpr uint64_t kMaxSamples = uint64_t(1) << 31;      // samples in one split
+constexpr uint64_t kMaxSpatialSize = 1 << 16;            // one spatial dimension
+constexpr uint64_t kMaxSampleBytes = uint64_t(1) << 32;  // one float32 sample (HDF5's chunk limit)
+// String attributes (mode, labels, ...) are short: they live in an object header.
+constexpr size_t kMaxAttributeBytes = 1 << 20;
 
 inline std::string dims_string(const std::vector<hsize_t>& d) {
     std::ostringstream os;

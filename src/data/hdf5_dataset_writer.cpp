@@ -69,18 +69,23 @@ struct DatasetWriter::Impl {
         return r;
     }
 
+    // Fixed-length strings as long as the longest id, one chunk, checksummed.
     void write_case_ids(const std::string& name, SplitOut& s) {
         const std::string object = "/" + name + "/case_ids";
-        Handle type = vlen_string_type(tmp, object);
+        size_t len = 1;
+        for (const std::string& c : s.case_ids) len = std::max(len, c.size());
+        Handle type = fixed_string_type(len, tmp, object);
         const hsize_t n = hsize_t(s.count);
         Handle space = checked(H5Screate_simple(1, &n, nullptr), H5Sclose, tmp, object, "H5Screate_simple");
+        Handle dcpl = checked(H5Pcreate(H5P_DATASET_CREATE), H5Pclose, tmp, object, "H5Pcreate");
+        check(H5Pset_chunk(dcpl.get(), 1, &n), tmp, object, "H5Pset_chunk");
+        add_checksum(dcpl.get(), tmp, object);
         Handle ds = checked(
-            H5Dcreate2(s.group.get(), "case_ids", type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+            H5Dcreate2(s.group.get(), "case_ids", type.get(), space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT),
             H5Dclose, tmp, object, "H5Dcreate2");
-        std::vector<const char*> ptrs;
-        ptrs.reserve(s.case_ids.size());
-        for (const std::string& c : s.case_ids) ptrs.push_back(c.c_str());
-        check(H5Dwrite(ds.get(), type.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, ptrs.data()), tmp, object, "H5Dwrite");
+        std::vector<char> buf(len * s.case_ids.size(), '\0');
+        for (size_t i = 0; i < s.case_ids.size(); ++i) std::memcpy(&buf[i * len], s.case_ids[i].data(), s.case_ids[i].size());
+        check(H5Dwrite(ds.get(), type.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, buf.data()), tmp, object, "H5Dwrite");
         check(ds.close(), tmp, object, "H5Dclose");
     }
 };
@@ -115,7 +120,8 @@ void DatasetWriter::Impl::open(const std::string& path_, const DatasetAttributes
         fail_format(path, "spatial", "mode " + attrs.mode + " needs " + std::to_string(want_rank) +
                                          " spatial sizes, got " + std::to_string(spatial.size()));
     for (int64_t d : spatial)
-        if (d <= 0) fail_format(path, "spatial", "spatial sizes must be positive");
+        if (d <= 0 || uint64_t(d) > kMaxSpatialSize)
+            fail_format(path, "spatial", "spatial sizes must be in [1, " + std::to_string(kMaxSpatialSize) + "]");
     if (attrs.channels <= 0) fail_format(path, "channels", "channels must be positive");
     m.voxels = product(spatial);
     // HDF5 chunks must stay under 4 GiB; one chunk is one sample.
@@ -127,6 +133,7 @@ void DatasetWriter::Impl::open(const std::string& path_, const DatasetAttributes
     // Refuse to close the file while an object is still open: a leak would otherwise leave the
     // file half-flushed behind a successful H5Fclose.
     check(H5Pset_fclose_degree(fapl.get(), H5F_CLOSE_SEMI), m.tmp, "file access", "H5Pset_fclose_degree");
+    use_checksummed_format(fapl.get(), m.tmp);
     m.file = checked(H5Fcreate(m.tmp.c_str(), H5F_ACC_TRUNC, fcpl.get(), fapl.get()), H5Fclose, m.tmp, "file",
                      "H5Fcreate");
     m.created = true;
@@ -199,6 +206,7 @@ void DatasetWriter::add_split(const std::string& split, int64_t count) {
         check(H5Pset_chunk(dcpl.get(), rank, chunk.data()), m.tmp, object, "H5Pset_chunk");
         check(H5Pset_shuffle(dcpl.get()), m.tmp, object, "H5Pset_shuffle");
         check(H5Pset_deflate(dcpl.get(), 4), m.tmp, object, "H5Pset_deflate");
+        add_checksum(dcpl.get(), m.tmp, object);
         ds = checked(H5Dcreate2(s.group.get(), name, file_type, space.get(), H5P_DEFAULT, dcpl.get(), dapl.get()),
                      H5Dclose, m.tmp, object, "H5Dcreate2");
     };
@@ -218,6 +226,10 @@ void DatasetWriter::write_sample(const std::string& split, int64_t index, const 
         fail_format(m.tmp, "/" + split,
                     "sample index " + std::to_string(index) + " outside [0, " + std::to_string(s.count) + ")");
     if (!image || !mask) fail_format(m.tmp, "/" + split, "write_sample with a null image or mask");
+    if (case_id.size() > kMaxCaseIdBytes || case_id.find('\0') != std::string::npos)
+        fail_format(m.tmp, "/" + split + "/case_ids",
+                    "sample " + std::to_string(index) + ": a case id holds at most " + std::to_string(kMaxCaseIdBytes) +
+                        " bytes and no NUL");
     for (int64_t i = 0; i < m.voxels; ++i)
         if (mask[i] > m.max_label)
             fail_format(m.tmp, "/" + split + "/masks",

@@ -15,12 +15,18 @@
 #include <stdexcept>
 #include <utility>
 
-// File layout (HDF5, default "earliest" object format so any HDF5 >= 1.8 tool reads it):
+// File layout (HDF5, the 1.10 object format: HDF5 >= 1.10 reads it, and its superblock, object
+// headers, attribute heaps and chunk indexes carry checksums, so damaged metadata is refused by
+// HDF5 instead of followed; older checkpoints were in the earliest format, any HDF5 >= 1.8):
 //   /                 attribute checkpoint_format (int32) = kCheckpointFormatVersion
-//   /arrays/<name>    1-D float32 dataset, contiguous, no filters
+//   /arrays/<name>    1-D float32 dataset in equal chunks of at most kChunkFloats values, each
+//                     with a Fletcher32 checksum (an empty array: contiguous, no data)
 //   /integers         one scalar int64 attribute per entry
-//   /strings          one scalar variable-length UTF-8 string attribute per entry, or, for values
-//                     longer than kMaxStringAttributeBytes, a scalar string dataset of that name
+//   /strings          one scalar fixed-length UTF-8 string attribute per entry, or, for values
+//                     longer than kMaxStringAttributeBytes, a dataset of that name holding one
+//                     fixed-length string (chunked, Fletcher32)
+// Files written before (earliest object format, contiguous arrays without checksums,
+// variable-length strings) read the same.
 // <name> is the map key escaped so that any key is a legal, single-component HDF5 name: the bytes
 // '%', '/', control characters and DEL become "%XX" (upper-case hex), the key "." becomes "%2E"
 // and the empty key becomes "%". Every other byte (UTF-8 included) is kept, so
@@ -35,11 +41,12 @@ namespace unet {
 
 namespace {
 
-// Longer string values go to a dataset. HDF5 limits an object header message (an attribute) to
-// 64 KiB; variable-length strings keep their bytes in the global heap and so escape that limit in
-// 1.10, but fixed-length readers and tools that dump attributes inline do not cope well with
-// multi-kilobyte attributes, and a dataset has no limit under any HDF5 version.
+// Longer string values go to a dataset. HDF5 limits an object header message (an attribute, with
+// its fixed-length string inline) to 64 KiB; a dataset has no limit under any HDF5 version.
 constexpr size_t kMaxStringAttributeBytes = 60 * 1024;
+// One chunk of an array: 1 MiB, each with its own checksum, so a damaged block is found without
+// making a 31 MB array one checksum.
+constexpr hsize_t kChunkFloats = hsize_t(1) << 18;
 
 const char* const kFormatAttr = "checkpoint_format";
 const char* const kArrays = "arrays";
@@ -103,17 +110,10 @@ bool unescape_name(const std::string& name, std::string& key) {
 
 void write_string(hid_t group, const std::string& name, const std::string& value, hid_t lcpl, hid_t acpl,
                   const std::string& path, const std::string& object) {
-    if (value.size() <= kMaxStringAttributeBytes) {
+    if (value.size() <= kMaxStringAttributeBytes)
         write_string_attr(group, name, value, path, object, acpl);
-    } else {
-        Handle type = vlen_string_type(path, object);
-        Handle space = checked(H5Screate(H5S_SCALAR), H5Sclose, path, object, "H5Screate");
-        const char* p = value.c_str();
-        Handle ds = checked(H5Dcreate2(group, name.c_str(), type.get(), space.get(), lcpl, H5P_DEFAULT, H5P_DEFAULT),
-                            H5Dclose, path, object, "H5Dcreate2");
-        check(H5Dwrite(ds.get(), type.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, &p), path, object, "H5Dwrite");
-        check(ds.close(), path, object, "H5Dclose");
-    }
+    else
+        write_string_dataset(group, name, value, lcpl, path, object);
 }
 
 void write_contents(hid_t file, const Checkpoint& c, const std::string& path) {
@@ -133,17 +133,25 @@ void write_contents(hid_t file, const Checkpoint& c, const std::string& path) {
 
     {
         Handle g = group(kArrays);
-        // Contiguous, no filters, never filled: the data are written once, straight from the vector.
-        Handle dcpl = checked(H5Pcreate(H5P_DATASET_CREATE), H5Pclose, path, "/arrays", "H5Pcreate");
-        check(H5Pset_layout(dcpl.get(), H5D_CONTIGUOUS), path, "/arrays", "H5Pset_layout");
-        check(H5Pset_fill_time(dcpl.get(), H5D_FILL_TIME_NEVER), path, "/arrays", "H5Pset_fill_time");
         for (const auto& kv : c.arrays) {
             const std::string name = escape_name(kv.first);
             const std::string object = "/arrays/" + name;
             const hsize_t n = kv.second.size();
+            Handle dcpl = checked(H5Pcreate(H5P_DATASET_CREATE), H5Pclose, path, object, "H5Pcreate");
+            if (n > 0) {
+                // Equal chunks of at most kChunkFloats: a last partial chunk would be stored whole.
+                const hsize_t chunks = (n + kChunkFloats - 1) / kChunkFloats;
+                const hsize_t chunk = (n + chunks - 1) / chunks;
+                check(H5Pset_chunk(dcpl.get(), 1, &chunk), path, object, "H5Pset_chunk");
+                add_checksum(dcpl.get(), path, object);
+            } else {  // a chunk may not exceed a fixed-size dataset: an empty one has no data to check
+                check(H5Pset_layout(dcpl.get(), H5D_CONTIGUOUS), path, object, "H5Pset_layout");
+            }
+            // Never filled: the data are written once, straight from the vector.
+            check(H5Pset_fill_time(dcpl.get(), H5D_FILL_TIME_NEVER), path, object, "H5Pset_fill_time");
             Handle space = checked(H5Screate_simple(1, &n, nullptr), H5Sclose, path, object, "H5Screate_simple");
-            Handle ds = checked(H5Dcreate2(g.get(), name.c_str(), H5T_IEEE_F32LE, space.get(), lcpl.get(), dcpl.get(),
-                                           H5P_DEFAULT),
+            Handle ds = checked(H5Dcreate2(g.get(), name.c_str(), H5T_IEEE_F32LE, space.get(), lcpl.get(),
+                                           dcpl.get(), H5P_DEFAULT),
                                 H5Dclose, path, object, "H5Dcreate2");
             if (n > 0)
                 check(H5Dwrite(ds.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, kv.second.data()), path,
@@ -179,7 +187,58 @@ Handle memory_file_plist(const std::string& path, size_t increment) {
     Handle fapl = checked(H5Pcreate(H5P_FILE_ACCESS), H5Pclose, path, "file access", "H5Pcreate");
     check(H5Pset_fapl_core(fapl.get(), increment, false), path, "file access", "H5Pset_fapl_core");
     check(H5Pset_fclose_degree(fapl.get(), H5F_CLOSE_SEMI), path, "file access", "H5Pset_fclose_degree");
+    use_checksummed_format(fapl.get(), path);
     return fapl;
+}
+
+// Bob Jenkins' lookup3 hash (hashlittle, initial value 0): HDF5's metadata checksum.
+uint32_t metadata_checksum(const unsigned char* k, size_t n) {
+    auto rot = [](uint32_t x, int r) { return (x << r) | (x >> (32 - r)); };
+    auto word = [](const unsigned char* p) {
+        return uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 | uint32_t(p[3]) << 24;
+    };
+    uint32_t a, b, c;
+    a = b = c = 0xdeadbeefu + uint32_t(n);
+    for (; n > 12; n -= 12, k += 12) {
+        a += word(k);
+        b += word(k + 4);
+        c += word(k + 8);
+        a -= c; a ^= rot(c, 4);  c += b;
+        b -= a; b ^= rot(a, 6);  a += c;
+        c -= b; c ^= rot(b, 8);  b += a;
+        a -= c; a ^= rot(c, 16); c += b;
+        b -= a; b ^= rot(a, 19); a += c;
+        c -= b; c ^= rot(b, 4);  b += a;
+    }
+    if (n == 0) return c;
+    unsigned char tail[12] = {};
+    std::memcpy(tail, k, n);
+    a += word(tail);
+    b += word(tail + 4);
+    c += word(tail + 8);
+    c ^= b; c -= rot(b, 14);
+    a ^= c; a -= rot(c, 11);
+    b ^= a; b -= rot(a, 25);
+    c ^= b; c -= rot(b, 16);
+    a ^= c; a -= rot(c, 4);
+    b ^= a; b -= rot(a, 14);
+    c ^= b; c -= rot(b, 24);
+    return c;
+}
+
+// HDF5 before 1.14.7 (HDFGroup/hdf5#1915) clears the superblock's status flags ("open for
+// writing") in the image H5Fget_file_image returns but leaves the checksum computed with them
+// set, so a version 2 superblock would not verify when the file is opened. Recompute it (a
+// library that gets it right leaves nothing to do).
+void fix_superblock_checksum(char* image, size_t size) {
+    auto* p = reinterpret_cast<unsigned char*>(image);
+    static const unsigned char signature[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+    if (size < 12 || std::memcmp(p, signature, 8) != 0 || (p[8] != 2 && p[8] != 3)) return;
+    // signature, version, size of offsets, size of lengths, flags, then four addresses
+    const size_t at = 12 + 4 * size_t(p[9]);
+    if (at + 4 > size) return;
+    const uint32_t sum = metadata_checksum(p, at);
+    for (int i = 0; i < 4; ++i) p[at + size_t(i)] = static_cast<unsigned char>(sum >> (8 * i));
 }
 
 // Enough for the whole file, so the in-memory image is allocated once instead of grown by realloc.
@@ -217,6 +276,7 @@ void write_checkpoint(const std::string& path, const Checkpoint& c) {
         size = size_t(n);
         image.reset(new char[size]);
         if (H5Fget_file_image(file.get(), image.get(), size) != n) fail_h5(tmp, "file", "H5Fget_file_image failed");
+        fix_superblock_checksum(image.get(), size);
         if (file.close() < 0) fail_h5(tmp, "file", "H5Fclose failed");
     }
 
@@ -299,7 +359,22 @@ Handle open_dataset(hid_t group, const std::string& name, const std::string& pat
     return o;
 }
 
-void read_arrays(hid_t file, Checkpoint& c, const std::string& path) {
+// Whether a filter other than Fletcher32 (a compressor, added by h5repack say) may have made the
+// dataset's values larger than its stored bytes.
+bool maybe_compressed(hid_t ds, const std::string& path, const std::string& object) {
+    Handle dcpl = checked(H5Dget_create_plist(ds), H5Pclose, path, object, "H5Dget_create_plist");
+    const int n = check(H5Pget_nfilters(dcpl.get()), path, object, "H5Pget_nfilters");
+    for (int i = 0; i < n; ++i) {
+        unsigned flags = 0, config = 0;
+        size_t cd_nelmts = 0;
+        const H5Z_filter_t f = H5Pget_filter2(dcpl.get(), unsigned(i), &flags, &cd_nelmts, nullptr, 0, nullptr, &config);
+        if (f < 0) fail_h5(path, object, "H5Pget_filter2 failed");
+        if (f != H5Z_FILTER_FLETCHER32) return true;
+    }
+    return false;
+}
+
+void read_arrays(hid_t file, Checkpoint& c, const std::string& path, uint64_t file_size) {
     Handle g = open_group(file, kArrays, path);
     for (const std::string& name : link_names(g.get(), path, "/arrays")) {
         const std::string object = "/arrays/" + name;
@@ -311,6 +386,13 @@ void read_arrays(hid_t file, Checkpoint& c, const std::string& path) {
         Handle space = checked(H5Dget_space(ds.get()), H5Sclose, path, object, "H5Dget_space");
         const std::vector<hsize_t> dims = space_dims(space.get(), path, object);
         if (dims.size() != 1) fail_format(path, object, "is not one-dimensional");
+        // The values are in the file: a length beyond its bytes (times deflate's best ratio, 1032,
+        // for a compressed copy) is damage, refused before it sizes the buffer.
+        const uint64_t bound = maybe_compressed(ds.get(), path, object) ? file_size * 1032 : file_size;
+        if (dims[0] > bound / 4)
+            fail_format(path, object,
+                        "claims " + std::to_string(dims[0]) + " values, more than the file's " +
+                            std::to_string(file_size) + " bytes hold (damaged?)");
         std::vector<float> v(static_cast<size_t>(dims[0]));
         if (!v.empty())
             check(H5Dread(ds.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data()), path, object,
@@ -330,20 +412,22 @@ void read_integers(hid_t file, Checkpoint& c, const std::string& path) {
     }
 }
 
-void read_strings(hid_t file, Checkpoint& c, const std::string& path) {
+void read_strings(hid_t file, Checkpoint& c, const std::string& path, uint64_t file_size) {
     Handle g = open_group(file, kStrings, path);
     for (const std::string& name : attribute_names(g.get(), path, "/strings")) {
         const std::string object = "/strings attribute " + name;
         std::string key = key_of(name, path, object);
         Handle attr = checked(H5Aopen(g.get(), name.c_str(), H5P_DEFAULT), H5Aclose, path, object, "H5Aopen");
-        insert_unique(c.strings, std::move(key), read_string(attr.get(), true, path, object), path, object);
+        insert_unique(c.strings, std::move(key), read_string(attr.get(), true, path, object, size_t(file_size)),
+                      path, object);
     }
     // Values too long for an attribute.
     for (const std::string& name : link_names(g.get(), path, "/strings")) {
         const std::string object = "/strings/" + name;
         std::string key = key_of(name, path, object);
         Handle ds = open_dataset(g.get(), name, path, object);
-        insert_unique(c.strings, std::move(key), read_string(ds.get(), false, path, object), path, object);
+        insert_unique(c.strings, std::move(key), read_string(ds.get(), false, path, object, size_t(file_size)),
+                      path, object);
     }
 }
 
@@ -384,9 +468,9 @@ Checkpoint read_checkpoint(const std::string& path, bool arrays) {
                         "checkpoint_format " + std::to_string(version) + ", this build reads checkpoint_format " +
                             std::to_string(kCheckpointFormatVersion));
 
-        if (arrays) read_arrays(root, c, path);
+        if (arrays) read_arrays(root, c, path, uint64_t(st.st_size));
         read_integers(root, c, path);
-        read_strings(root, c, path);
+        read_strings(root, c, path, uint64_t(st.st_size));
     }
     return c;
 }

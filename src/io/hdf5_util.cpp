@@ -1,6 +1,9 @@
 #include "unet/io/hdf5_util.h"
 
+#include <sys/stat.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <stdexcept>
 
@@ -27,8 +30,12 @@ std::string hdf5_cause() {
 }
 
 void fail_h5(const std::string& path, const std::string& object, const std::string& what) {
-    std::string msg = path + ": " + object + ": " + what;
     const std::string cause = hdf5_cause();
+    // A checksum (Fletcher32 on a chunk, HDF5's own on metadata) or a structure's signature that
+    // does not match: the bytes on disk changed after they were written.
+    if (cause.find("checksum") != std::string::npos || cause.find("signature") != std::string::npos)
+        throw std::runtime_error(path + ": " + object + ": the file is damaged (" + cause + "; " + what + ")");
+    std::string msg = path + ": " + object + ": " + what;
     if (!cause.empty()) msg += " (" + cause + ")";
     throw std::runtime_error(msg);
 }
@@ -48,6 +55,29 @@ Handle vlen_string_type(const std::string& path, const std::string& object) {
     check(H5Tset_size(t.get(), H5T_VARIABLE), path, object, "H5Tset_size");
     check(H5Tset_cset(t.get(), H5T_CSET_UTF8), path, object, "H5Tset_cset");
     return t;
+}
+
+Handle fixed_string_type(size_t bytes, const std::string& path, const std::string& object) {
+    Handle t = checked(H5Tcopy(H5T_C_S1), H5Tclose, path, object, "H5Tcopy");
+    check(H5Tset_size(t.get(), std::max<size_t>(bytes, 1)), path, object, "H5Tset_size");
+    // NUL-padded, not NUL-terminated: a value that fills the type needs no extra byte.
+    check(H5Tset_strpad(t.get(), H5T_STR_NULLPAD), path, object, "H5Tset_strpad");
+    check(H5Tset_cset(t.get(), H5T_CSET_UTF8), path, object, "H5Tset_cset");
+    return t;
+}
+
+void use_checksummed_format(hid_t fapl, const std::string& path) {
+    check(H5Pset_libver_bounds(fapl, H5F_LIBVER_V110, H5F_LIBVER_V110), path, "file access", "H5Pset_libver_bounds");
+}
+
+void add_checksum(hid_t dcpl, const std::string& path, const std::string& object) {
+    check(H5Pset_fletcher32(dcpl), path, object, "H5Pset_fletcher32");
+}
+
+uint64_t file_bytes(const std::string& path) {
+    struct stat st;
+    if (::stat(path.c_str(), &st) != 0) fail_format(path, "file", std::string("cannot open: ") + std::strerror(errno));
+    return uint64_t(st.st_size);
 }
 
 int64_t read_int_attr(hid_t loc, const std::string& name, const std::string& path, const std::string& object) {
@@ -71,7 +101,8 @@ bool has_attr(hid_t loc, const char* name, const std::string& path) {
     return check(H5Aexists(loc, name), path, std::string("attribute ") + name, "H5Aexists") > 0;
 }
 
-std::string read_string(hid_t obj, bool is_attr, const std::string& path, const std::string& object) {
+std::string read_string(hid_t obj, bool is_attr, const std::string& path, const std::string& object,
+                        size_t max_bytes) {
     Handle ftype = checked(is_attr ? H5Aget_type(obj) : H5Dget_type(obj), H5Tclose, path, object, "get type");
     if (check(H5Tget_class(ftype.get()), path, object, "H5Tget_class") != H5T_STRING)
         fail_format(path, object, "is not a string");
@@ -79,6 +110,7 @@ std::string read_string(hid_t obj, bool is_attr, const std::string& path, const 
     if (check(H5Sget_simple_extent_npoints(space.get()), path, object, "H5Sget_simple_extent_npoints") != 1)
         fail_format(path, object, "is not a single string");
     if (check(H5Tis_variable_str(ftype.get()), path, object, "H5Tis_variable_str") > 0) {
+        // Files written before fixed-length strings (read as they always were).
         Handle mtype = vlen_string_type(path, object);
         check(H5Tset_cset(mtype.get(), H5Tget_cset(ftype.get())), path, object, "H5Tset_cset");
         char* p = nullptr;
@@ -95,9 +127,13 @@ std::string read_string(hid_t obj, bool is_attr, const std::string& path, const 
         check(H5Dvlen_reclaim(mtype.get(), space.get(), H5P_DEFAULT, &p), path, object, "H5Dvlen_reclaim");
         return s;
     }
-    // Fixed length (another writer): read with the file's own type, then drop the padding.
+    // Fixed length: read with the file's own type, then drop the padding.
     const size_t n = H5Tget_size(ftype.get());
     if (n == 0) fail_h5(path, object, "H5Tget_size failed");
+    if (n > max_bytes)
+        fail_format(path, object,
+                    "claims a string of " + std::to_string(n) + " bytes, more than the " + std::to_string(max_bytes) +
+                        " it can hold (damaged?)");
     std::string s(n, '\0');
     check(is_attr ? H5Aread(obj, ftype.get(), &s[0])
                   : H5Dread(obj, ftype.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, &s[0]),
@@ -119,17 +155,34 @@ void write_int_attr(hid_t loc, const std::string& name, int64_t value, hid_t fil
 
 void write_string_attr(hid_t loc, const std::string& name, const std::string& value, const std::string& path,
                        const std::string& object, hid_t acpl) {
-    Handle type = vlen_string_type(path, object);
+    Handle type = fixed_string_type(value.size(), path, object);
     Handle space = checked(H5Screate(H5S_SCALAR), H5Sclose, path, object, "H5Screate");
     Handle attr = checked(H5Acreate2(loc, name.c_str(), type.get(), space.get(), acpl, H5P_DEFAULT), H5Aclose, path,
                           object, "H5Acreate2");
-    const char* p = value.c_str();
-    check(H5Awrite(attr.get(), type.get(), &p), path, object, "H5Awrite");
+    // The type is at least one byte: "" is written as one NUL.
+    const std::string bytes = value.empty() ? std::string(1, '\0') : value;
+    check(H5Awrite(attr.get(), type.get(), bytes.data()), path, object, "H5Awrite");
     check(attr.close(), path, object, "H5Aclose");
+}
+
+void write_string_dataset(hid_t loc, const std::string& name, const std::string& value, hid_t lcpl,
+                          const std::string& path, const std::string& object) {
+    Handle type = fixed_string_type(value.size(), path, object);
+    const hsize_t one = 1;
+    Handle space = checked(H5Screate_simple(1, &one, nullptr), H5Sclose, path, object, "H5Screate_simple");
+    Handle dcpl = checked(H5Pcreate(H5P_DATASET_CREATE), H5Pclose, path, object, "H5Pcreate");
+    check(H5Pset_chunk(dcpl.get(), 1, &one), path, object, "H5Pset_chunk");
+    add_checksum(dcpl.get(), path, object);
+    Handle ds = checked(H5Dcreate2(loc, name.c_str(), type.get(), space.get(), lcpl, dcpl.get(), H5P_DEFAULT),
+                        H5Dclose, path, object, "H5Dcreate2");
+    const std::string bytes = value.empty() ? std::string(1, '\0') : value;
+    check(H5Dwrite(ds.get(), type.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, bytes.data()), path, object, "H5Dwrite");
+    check(ds.close(), path, object, "H5Dclose");
 }
 
 std::vector<hsize_t> space_dims(hid_t space, const std::string& path, const std::string& object) {
     const int rank = check(H5Sget_simple_extent_ndims(space), path, object, "H5Sget_simple_extent_ndims");
+    if (rank > H5S_MAX_RANK) fail_format(path, object, "has " + std::to_string(rank) + " dimensions (damaged?)");
     std::vector<hsize_t> dims(static_cast<size_t>(rank));
     check(H5Sget_simple_extent_dims(space, dims.data(), nullptr), path, object, "H5Sget_simple_extent_dims");
     return dims;

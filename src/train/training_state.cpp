@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include <cstring>
+#include <limits>
 #include <sstream>
 #include <stdexcept>
 
@@ -94,21 +95,34 @@ Progress restore_state(const Checkpoint& c, const std::string& source, ParamStor
         const auto& src = array_of(c, "optimizer/" + name, source, buf->size());
         std::copy(src.begin(), src.end(), buf->begin());
     }
-    auto integer = [&](const char* name) {
+    // Counters from the file, bounded: a damaged one must not start a run of 2^62 steps.
+    auto integer = [&](const char* name, int64_t lo, int64_t hi) {
         auto it = c.integers.find(name);
         if (it == c.integers.end()) throw std::runtime_error(source + ": checkpoint has no '" + name + "'");
+        if (it->second < lo || it->second > hi)
+            throw std::runtime_error(source + ": checkpoint's '" + name + "' is " + std::to_string(it->second) +
+                                     ", outside [" + std::to_string(lo) + ", " + std::to_string(hi) + "] (damaged?)");
         return it->second;
     };
-    opt.set_step_count(integer("optimizer_step"));
+    constexpr int64_t kMaxCount = int64_t(1) << 53;
+    opt.set_step_count(integer("optimizer_step", 0, kMaxCount));
     Progress p;
-    p.step = integer("step");
-    p.epoch = int(integer("epoch"));
-    p.epoch_step = integer("epoch_step");
+    p.step = integer("step", 0, kMaxCount);
+    p.epoch = int(integer("epoch", 0, std::numeric_limits<int>::max()));
+    p.epoch_step = integer("epoch_step", 0, p.step);
     // Absent from checkpoints written before they were recorded (the epoch's means then cover
     // only the steps after the resume): the defaults.
     auto real = [&](const char* name, double absent) {
         auto it = c.strings.find(name);
-        return it == c.strings.end() ? absent : std::stod(it->second);
+        if (it == c.strings.end()) return absent;
+        try {
+            size_t used = 0;
+            const double v = std::stod(it->second, &used);
+            if (used == it->second.size()) return v;
+        } catch (const std::exception&) {
+        }
+        throw std::runtime_error(source + ": checkpoint's '" + name + "' is not a number: '" + it->second.substr(0, 40) +
+                                 "' (damaged?)");
     };
     p.best_val_dice = real("best_val_dice", p.best_val_dice);
     p.epoch_loss_sum = real("epoch_loss_sum", 0);

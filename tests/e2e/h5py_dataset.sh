@@ -2,8 +2,9 @@
 # Cross-checks the HDF5 dataset format and the .npy reader against independent implementations
 # (h5py and numpy under /usr/bin/python3):
 #  (a) a dataset written by our DatasetWriter (2D and 3D) is read by h5py: every value, attribute,
-#      dtype, chunk (one sample per chunk) and filter (shuffle, then gzip level 4) as documented
-#      in include/unet/data/hdf5_dataset.h; also with HDF5_USE_FILE_LOCKING=FALSE;
+#      dtype, chunk (one sample per chunk) and filter (shuffle, gzip level 4, then a Fletcher32
+#      checksum) as documented in include/unet/data/hdf5_dataset.h; strings are fixed-length UTF-8
+#      (h5py gives bytes); also with HDF5_USE_FILE_LOCKING=FALSE;
 #  (a') a dataset written by h5py (fixed- and variable-length strings) is read by our reader; an
 #      h5py file of version 1 (the first wave's format) is still read; another format_version,
 #      and Intel's unversioned layout, are refused;
@@ -59,7 +60,13 @@ def case_formula(s, i):
 
 def check(path, mode, channels, spatial, counts):
     with h5py.File(path, "r") as f:
-        a = f.attrs
+        # String attributes are fixed-length UTF-8 (no variable-length strings in our files):
+        # h5py returns them as bytes.
+        for k in ["layout", "mode", "normalization", "crop", "source", "labels", "mask_labels"]:
+            info = h5py.check_string_dtype(f.attrs.get_id(k).dtype)
+            assert info is not None and info.length is not None and info.encoding == "utf-8", (k, info)
+            assert isinstance(f.attrs[k], bytes), (k, type(f.attrs[k]))
+        a = {k: (v.decode("utf-8") if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
         assert set(a.keys()) == {"format_version", "layout", "mode", "channels", "normalization", "crop",
                                  "split_seed", "source", "labels", "mask_labels"}, sorted(a.keys())
         assert a["format_version"] == 2 and np.issubdtype(a["format_version"].dtype, np.integer)
@@ -88,10 +95,12 @@ def check(path, mode, channels, spatial, counts):
                 assert d.shape == (n, c, *spatial), (s, name, d.shape)
                 assert d.chunks == (1, c, *spatial), (s, name, d.chunks)
                 assert d.shuffle and d.compression == "gzip" and d.compression_opts == 4, (s, name)
+                assert d.fletcher32, (s, name)
                 plist = d.id.get_create_plist()
-                assert plist.get_nfilters() == 2
+                assert plist.get_nfilters() == 3
                 assert plist.get_filter(0)[0] == h5py.h5z.FILTER_SHUFFLE
                 assert plist.get_filter(1)[0] == h5py.h5z.FILTER_DEFLATE
+                assert plist.get_filter(2)[0] == h5py.h5z.FILTER_FLETCHER32
                 assert d.id.get_num_chunks() == n, (s, name, d.id.get_num_chunks())
                 offsets = sorted(d.id.get_chunk_info(j).chunk_offset for j in range(n))
                 assert offsets == [(j, 0) + (0,) * len(spatial) for j in range(n)], offsets
@@ -100,7 +109,9 @@ def check(path, mode, channels, spatial, counts):
                 assert np.array_equal(img.reshape(-1), formula(sn, i, channels * V)), (s, i)
                 assert np.array_equal(g["masks"][i].reshape(-1), mask_formula(sn, i, V)), (s, i)
             ids = g["case_ids"]
-            assert h5py.check_string_dtype(ids.dtype) is not None and ids.shape == (n,)
+            info = h5py.check_string_dtype(ids.dtype)
+            assert info is not None and info.length is not None and info.encoding == "utf-8", info
+            assert ids.shape == (n,) and ids.fletcher32
             assert list(ids.asstr()[()]) == [case_formula(sn, i) for i in range(n)], list(ids.asstr()[()])
 
 check(os.path.join(T, "d3.h5"), "3d", 4, (5, 8, 7), [3, 2, 0])

@@ -31,10 +31,12 @@ $PY - "$T/msd" "$T/b.h5" <<'PY'
 import sys, numpy as np, nibabel as nib, h5py
 d, h5 = sys.argv[1], sys.argv[2]
 f = h5py.File(h5, "r")
-assert f.attrs["format_version"] == 2 and f.attrs["layout"] == "NCDHW", dict(f.attrs)
-assert f.attrs["mask_labels"] == "msd", dict(f.attrs)
+# string attributes are fixed-length UTF-8: h5py gives bytes
+attrs = {k: (v.decode("utf-8") if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
+assert attrs["format_version"] == 2 and attrs["layout"] == "NCDHW", attrs
+assert attrs["mask_labels"] == "msd", attrs
 import json
-names = json.loads(f.attrs["labels"])
+names = json.loads(attrs["labels"])
 assert names == json.load(open(d + "/dataset.json"))["labels"], names
 seen = set()
 checked = 0

@@ -206,6 +206,8 @@ TEST_F(CheckpointTest, StringsRoundTrip) {
     std::string big;
     while (big.size() < 100 * 1024) big += "line " + std::to_string(splitmix(seed)) + " ö\n";
     c.strings["resolved_config"] = big;  // ~100 KB: beyond HDF5's 64 KiB attribute limit
+    c.strings["spaces"] = "  padded both ends  ";  // fixed-length strings are NUL-padded: spaces stay
+    c.strings["one"] = "x";
     // Around the attribute/dataset switch and the 64 KiB limit.
     for (size_t n : {size_t(60 * 1024 - 1), size_t(60 * 1024), size_t(60 * 1024 + 1), size_t(65535), size_t(65536),
                      size_t(65537), size_t(1) << 20}) {
@@ -268,11 +270,19 @@ TEST_F(CheckpointTest, FileLayout) {
     EXPECT_EQ(H5Sget_simple_extent_ndims(s), 1);
     EXPECT_EQ(H5Sget_simple_extent_npoints(s), 1000);
     H5Sclose(s);
+    // Chunked, each chunk with a Fletcher32 checksum.
     hid_t p = H5Dget_create_plist(d);
-    EXPECT_EQ(H5Pget_layout(p), H5D_CONTIGUOUS);
-    EXPECT_EQ(H5Pget_nfilters(p), 0);
+    EXPECT_EQ(H5Pget_layout(p), H5D_CHUNKED);
+    ASSERT_EQ(H5Pget_nfilters(p), 1);
+    unsigned flags = 0;
+    size_t ncd = 0;
+    EXPECT_EQ(H5Pget_filter2(p, 0, &flags, &ncd, nullptr, 0, nullptr, nullptr), H5Z_FILTER_FLETCHER32);
     H5Pclose(p);
     H5Dclose(d);
+    // Metadata in the checksummed object format (superblock version 2 or later).
+    H5F_info2_t info;
+    ASSERT_GE(H5Fget_info2(f, &info), 0);
+    EXPECT_GE(info.super.version, 2u);
 
     hid_t g = H5Gopen2(f, "/integers", H5P_DEFAULT);
     ASSERT_GE(g, 0);
@@ -289,13 +299,27 @@ TEST_F(CheckpointTest, FileLayout) {
     a = H5Aopen(g, "config", H5P_DEFAULT);
     ASSERT_GE(a, 0);
     t = H5Aget_type(a);
-    EXPECT_GT(H5Tis_variable_str(t), 0);
+    // Fixed length: no bytes in HDF5's unchecked global heap.
+    EXPECT_EQ(H5Tis_variable_str(t), 0);
+    EXPECT_EQ(H5Tget_size(t), c.strings["config"].size());
     EXPECT_EQ(H5Tget_cset(t), H5T_CSET_UTF8);
     H5Tclose(t);
     H5Aclose(a);
-    // The long value is a dataset of the same name, not an attribute.
+    // The long value is a dataset of the same name, not an attribute: one fixed-length string,
+    // chunked and checksummed.
     EXPECT_EQ(H5Aexists(g, "long"), 0);
     EXPECT_GT(H5Lexists(g, "long", H5P_DEFAULT), 0);
+    d = H5Dopen2(g, "long", H5P_DEFAULT);
+    ASSERT_GE(d, 0);
+    t = H5Dget_type(d);
+    EXPECT_EQ(H5Tis_variable_str(t), 0);
+    EXPECT_EQ(H5Tget_size(t), size_t(100 * 1024));
+    H5Tclose(t);
+    p = H5Dget_create_plist(d);
+    EXPECT_EQ(H5Pget_layout(p), H5D_CHUNKED);
+    EXPECT_EQ(H5Pget_filter2(p, 0, &flags, &ncd, nullptr, 0, nullptr, nullptr), H5Z_FILTER_FLETCHER32);
+    H5Pclose(p);
+    H5Dclose(d);
     H5Gclose(g);
     EXPECT_GE(H5Fclose(f), 0);
 }
@@ -516,6 +540,155 @@ TEST_F(CheckpointTest, ReadingADamagedCheckpointThrows) {
     msg = error_of([&] { read_checkpoint(path2); });
     EXPECT_TRUE(contains(msg, path2)) << msg;
     EXPECT_TRUE(contains(msg, "/strings")) << msg;
+}
+
+// A checkpoint as this program wrote them before fixed-length strings and checksums: the earliest
+// object format, contiguous arrays without filters, variable-length string attributes, and a
+// long value as a scalar variable-length string dataset. Only '/' is escaped in names (enough for
+// the keys passed here).
+std::string old_style_name(std::string key) {
+    for (size_t i = key.find('/'); i != std::string::npos; i = key.find('/', i)) key.replace(i, 1, "%2F");
+    return key;
+}
+
+void write_old_style_checkpoint(const std::string& path, const Checkpoint& c) {
+    const hid_t f = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    ASSERT_GE(f, 0);
+    const hid_t scalar = H5Screate(H5S_SCALAR);
+    const int32_t version = 1;
+    hid_t a = H5Acreate2(f, "checkpoint_format", H5T_STD_I32LE, scalar, H5P_DEFAULT, H5P_DEFAULT);
+    EXPECT_GE(H5Awrite(a, H5T_NATIVE_INT32, &version), 0);
+    H5Aclose(a);
+    const hid_t vlen = H5Tcopy(H5T_C_S1);
+    H5Tset_size(vlen, H5T_VARIABLE);
+    H5Tset_cset(vlen, H5T_CSET_UTF8);
+    hid_t g = H5Gcreate2(f, "arrays", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    for (const auto& kv : c.arrays) {
+        const hsize_t n = kv.second.size();
+        const hid_t space = H5Screate_simple(1, &n, nullptr);
+        const hid_t d = H5Dcreate2(g, old_style_name(kv.first).c_str(), H5T_IEEE_F32LE, space, H5P_DEFAULT,
+                                   H5P_DEFAULT, H5P_DEFAULT);
+        ASSERT_GE(d, 0) << kv.first;
+        if (n > 0) {
+            EXPECT_GE(H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, kv.second.data()), 0);
+        }
+        H5Dclose(d);
+        H5Sclose(space);
+    }
+    H5Gclose(g);
+    g = H5Gcreate2(f, "integers", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    for (const auto& kv : c.integers) {
+        a = H5Acreate2(g, old_style_name(kv.first).c_str(), H5T_STD_I64LE, scalar, H5P_DEFAULT, H5P_DEFAULT);
+        EXPECT_GE(H5Awrite(a, H5T_NATIVE_INT64, &kv.second), 0);
+        H5Aclose(a);
+    }
+    H5Gclose(g);
+    g = H5Gcreate2(f, "strings", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    for (const auto& kv : c.strings) {
+        const char* p = kv.second.c_str();
+        if (kv.second.size() <= 60 * 1024) {
+            a = H5Acreate2(g, old_style_name(kv.first).c_str(), vlen, scalar, H5P_DEFAULT, H5P_DEFAULT);
+            EXPECT_GE(H5Awrite(a, vlen, &p), 0);
+            H5Aclose(a);
+        } else {
+            const hid_t d =
+                H5Dcreate2(g, old_style_name(kv.first).c_str(), vlen, scalar, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+            EXPECT_GE(H5Dwrite(d, vlen, H5S_ALL, H5S_ALL, H5P_DEFAULT, &p), 0);
+            H5Dclose(d);
+        }
+    }
+    H5Gclose(g);
+    H5Tclose(vlen);
+    H5Sclose(scalar);
+    ASSERT_GE(H5Fclose(f), 0);
+}
+
+TEST_F(CheckpointTest, ReadsCheckpointsWrittenTheOldWay) {
+    Checkpoint c = small_checkpoint(4);
+    c.arrays["empty"] = {};
+    c.strings["utf8"] = "zscore (µ, σ) über Gehirn";
+    c.strings["empty"] = "";
+    c.strings["long"] = std::string(70 * 1024, 'v');
+    const std::string path = file("old.h5");
+    write_old_style_checkpoint(path, c);
+    hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);  // it is the old layout
+    ASSERT_GE(f, 0);
+    hid_t a = H5Aopen_by_name(f, "strings", "config", H5P_DEFAULT, H5P_DEFAULT);
+    hid_t t = H5Aget_type(a);
+    EXPECT_GT(H5Tis_variable_str(t), 0);
+    H5Tclose(t);
+    H5Aclose(a);
+    H5Fclose(f);
+    expect_same(c, read_checkpoint(path));
+    // And a checkpoint written now reads back the same.
+    write_checkpoint(file("new.h5"), c);
+    expect_same(c, read_checkpoint(file("new.h5")));
+}
+
+// A bit flipped on disk inside an array (uncompressed: nothing else would notice) is refused by
+// the chunk's Fletcher32 checksum, naming the array; the settings alone still read.
+TEST_F(CheckpointTest, AFlippedBitInAnArrayIsFoundByItsChecksum) {
+    const std::string path = file("flip.h5");
+    write_checkpoint(path, small_checkpoint(5));
+    haddr_t addr = 0;
+    hsize_t size = 0;
+    {
+        hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+        ASSERT_GE(f, 0);
+        hid_t d = H5Dopen2(f, "/arrays/params", H5P_DEFAULT);
+        ASSERT_GE(d, 0);
+        const hsize_t origin = 0;
+        unsigned mask = 0;
+        ASSERT_GE(H5Dget_chunk_info_by_coord(d, &origin, &mask, &addr, &size), 0);
+        H5Dclose(d);
+        H5Fclose(f);
+    }
+    std::string bytes = read_bytes(path);
+    ASSERT_LE(addr + size, bytes.size());
+    bytes[size_t(addr + size / 2)] ^= 0x04;
+    write_bytes(path, bytes);
+    const std::string msg = error_of([&] { read_checkpoint(path); });
+    EXPECT_TRUE(contains(msg, path + ": /arrays/params: the file is damaged (")) << msg;
+    EXPECT_TRUE(contains(msg, "Fletcher32")) << msg;
+    EXPECT_EQ(read_checkpoint(path, false).integers.at("step"), 5000);
+}
+
+// Sizes a file states are checked against what it can hold before they size a buffer.
+TEST_F(CheckpointTest, SizesBeyondTheFileAreRefused) {
+    const std::string path = file("huge.h5");
+    write_checkpoint(path, small_checkpoint(6));
+    {
+        hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+        ASSERT_GE(f, 0);
+        // Declared, never written: HDF5 allocates nothing, the file stays small.
+        const hsize_t n = hsize_t(1) << 40;
+        hid_t s = H5Screate_simple(1, &n, nullptr);
+        hid_t d = H5Dcreate2(f, "/arrays/huge", H5T_IEEE_F32LE, s, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        ASSERT_GE(d, 0);
+        H5Dclose(d);
+        H5Sclose(s);
+        ASSERT_GE(H5Fclose(f), 0);
+    }
+    std::string msg = error_of([&] { read_checkpoint(path); });
+    EXPECT_TRUE(contains(msg, path + ": /arrays/huge: claims 1099511627776 values, more than the file's")) << msg;
+
+    const std::string path2 = file("longstring.h5");
+    write_checkpoint(path2, small_checkpoint(6));
+    {
+        hid_t f = H5Fopen(path2.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+        ASSERT_GE(f, 0);
+        hid_t t = H5Tcopy(H5T_C_S1);
+        H5Tset_size(t, size_t(1) << 30);
+        hid_t s = H5Screate(H5S_SCALAR);
+        hid_t d = H5Dcreate2(f, "/strings/huge", t, s, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        ASSERT_GE(d, 0);
+        H5Dclose(d);
+        H5Sclose(s);
+        H5Tclose(t);
+        ASSERT_GE(H5Fclose(f), 0);
+    }
+    msg = error_of([&] { read_checkpoint(path2); });
+    EXPECT_TRUE(contains(msg, path2 + ": /strings/huge: claims a string of 1073741824 bytes")) << msg;
 }
 
 // A 31 MB checkpoint (7.76M floats) as the trainer writes it: parameters, two Adam moments,

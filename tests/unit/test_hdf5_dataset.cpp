@@ -232,13 +232,16 @@ TEST_F(Hdf5Dataset, FileLayoutIsAsDocumented) {
     ASSERT_EQ(H5Pget_layout(dcpl), H5D_CHUNKED);
     ASSERT_EQ(H5Pget_chunk(dcpl, 5, chunk), 5);
     EXPECT_EQ(std::vector<hsize_t>(chunk, chunk + 5), (std::vector<hsize_t>{1, 4, 3, 5, 6}));
-    ASSERT_EQ(H5Pget_nfilters(dcpl), 2);
+    // shuffle + deflate, then a Fletcher32 checksum of the stored (compressed) chunk
+    ASSERT_EQ(H5Pget_nfilters(dcpl), 3);
     unsigned flags = 0, cd[4] = {};
     size_t ncd = 4;
     EXPECT_EQ(H5Pget_filter2(dcpl, 0, &flags, &ncd, cd, 0, nullptr, nullptr), H5Z_FILTER_SHUFFLE);
     ncd = 4;
     EXPECT_EQ(H5Pget_filter2(dcpl, 1, &flags, &ncd, cd, 0, nullptr, nullptr), H5Z_FILTER_DEFLATE);
     EXPECT_EQ(cd[0], 4u);
+    ncd = 4;
+    EXPECT_EQ(H5Pget_filter2(dcpl, 2, &flags, &ncd, cd, 0, nullptr, nullptr), H5Z_FILTER_FLETCHER32);
     const hid_t type = H5Dget_type(ds);
     EXPECT_GT(H5Tequal(type, H5T_IEEE_F32LE), 0);
     H5Tclose(type);
@@ -248,7 +251,196 @@ TEST_F(Hdf5Dataset, FileLayoutIsAsDocumented) {
     const hid_t mtype = H5Dget_type(ms);
     EXPECT_GT(H5Tequal(mtype, H5T_STD_U8LE), 0);
     H5Tclose(mtype);
+    const hid_t mdcpl = H5Dget_create_plist(ms);
+    EXPECT_EQ(H5Pget_filter2(mdcpl, 2, &flags, &ncd, cd, 0, nullptr, nullptr), H5Z_FILTER_FLETCHER32);
+    H5Pclose(mdcpl);
     H5Dclose(ms);
+    // case ids: fixed-length strings as long as the longest ("BRATS_1"), chunked, checksummed
+    const hid_t ids = H5Dopen2(f.id, "/train/case_ids", H5P_DEFAULT);
+    ASSERT_GE(ids, 0);
+    const hid_t itype = H5Dget_type(ids);
+    EXPECT_EQ(H5Tget_class(itype), H5T_STRING);
+    EXPECT_EQ(H5Tis_variable_str(itype), 0);
+    EXPECT_EQ(H5Tget_size(itype), 7u);
+    EXPECT_EQ(H5Tget_cset(itype), H5T_CSET_UTF8);
+    H5Tclose(itype);
+    const hid_t idcpl = H5Dget_create_plist(ids);
+    EXPECT_EQ(H5Pget_layout(idcpl), H5D_CHUNKED);
+    EXPECT_EQ(H5Pget_filter2(idcpl, 0, &flags, &ncd, cd, 0, nullptr, nullptr), H5Z_FILTER_FLETCHER32);
+    H5Pclose(idcpl);
+    H5Dclose(ids);
+    // No variable-length string anywhere: every root attribute is fixed length or an integer.
+    for (const char* name : {"layout", "mode", "normalization", "crop", "source", "labels", "mask_labels"}) {
+        const hid_t a = H5Aopen(f.id, name, H5P_DEFAULT);
+        ASSERT_GE(a, 0) << name;
+        const hid_t t = H5Aget_type(a);
+        EXPECT_EQ(H5Tget_class(t), H5T_STRING) << name;
+        EXPECT_EQ(H5Tis_variable_str(t), 0) << name;
+        H5Tclose(t);
+        H5Aclose(a);
+    }
+    // Metadata in the checksummed object format (superblock version 2 or later).
+    H5F_info2_t info;
+    ASSERT_GE(H5Fget_info2(f.id, &info), 0);
+    EXPECT_GE(info.super.version, 2u);
+}
+
+// A dataset as unet_prepare wrote them before fixed-length strings and checksums: the earliest
+// object format, variable-length string attributes and case ids, chunks without Fletcher32.
+void write_old_style_dataset(const std::string& path, const DatasetAttributes& attrs,
+                             const std::vector<int64_t>& spatial, const std::vector<int64_t>& counts) {
+    const hid_t f = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    ASSERT_GE(f, 0);
+    const hid_t scalar = H5Screate(H5S_SCALAR);
+    const hid_t vlen = H5Tcopy(H5T_C_S1);
+    H5Tset_size(vlen, H5T_VARIABLE);
+    H5Tset_cset(vlen, H5T_CSET_UTF8);
+    auto int_attr = [&](const char* name, int64_t v, hid_t type) {
+        const hid_t a = H5Acreate2(f, name, type, scalar, H5P_DEFAULT, H5P_DEFAULT);
+        EXPECT_GE(H5Awrite(a, H5T_NATIVE_INT64, &v), 0);
+        H5Aclose(a);
+    };
+    auto str_attr = [&](const char* name, const std::string& v) {
+        const hid_t a = H5Acreate2(f, name, vlen, scalar, H5P_DEFAULT, H5P_DEFAULT);
+        const char* p = v.c_str();
+        EXPECT_GE(H5Awrite(a, vlen, &p), 0);
+        H5Aclose(a);
+    };
+    int_attr("format_version", 2, H5T_STD_I32LE);
+    str_attr("layout", attrs.mode == "3d" ? "NCDHW" : "NCHW");
+    str_attr("mode", attrs.mode);
+    int_attr("channels", attrs.channels, H5T_STD_I32LE);
+    str_attr("normalization", attrs.normalization);
+    str_attr("crop", attrs.crop);
+    int_attr("split_seed", attrs.split_seed, H5T_STD_I64LE);
+    str_attr("source", attrs.source);
+    str_attr("labels", attrs.labels);
+    str_attr("mask_labels", attrs.mask_labels);
+    for (int sp = 0; sp < 3; ++sp) {
+        const hsize_t n = hsize_t(counts[size_t(sp)]);
+        if (n == 0) continue;
+        const hid_t g = H5Gcreate2(f, kSplits[sp], H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        for (int which = 0; which < 2; ++which) {
+            const hsize_t c = which == 0 ? hsize_t(attrs.channels) : 1;
+            std::vector<hsize_t> dims{n, c}, chunk{1, c};
+            for (int64_t d : spatial) dims.push_back(hsize_t(d)), chunk.push_back(hsize_t(d));
+            const hid_t space = H5Screate_simple(int(dims.size()), dims.data(), nullptr);
+            const hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+            H5Pset_chunk(dcpl, int(chunk.size()), chunk.data());
+            H5Pset_shuffle(dcpl);
+            H5Pset_deflate(dcpl, 4);
+            const hid_t d = H5Dcreate2(g, which == 0 ? "images" : "masks", which == 0 ? H5T_IEEE_F32LE : H5T_STD_U8LE,
+                                       space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+            std::vector<float> images;
+            std::vector<uint8_t> masks;
+            for (hsize_t i = 0; i < n; ++i) {
+                const Sample x = make_sample(sp, int64_t(i), attrs.channels, spatial);
+                images.insert(images.end(), x.image.begin(), x.image.end());
+                masks.insert(masks.end(), x.mask.begin(), x.mask.end());
+            }
+            EXPECT_GE(which == 0 ? H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, images.data())
+                                 : H5Dwrite(d, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, masks.data()),
+                      0);
+            H5Dclose(d);
+            H5Pclose(dcpl);
+            H5Sclose(space);
+        }
+        std::vector<std::string> ids;
+        std::vector<const char*> ptrs;
+        for (hsize_t i = 0; i < n; ++i) ids.push_back(make_sample(sp, int64_t(i), attrs.channels, spatial).case_id);
+        for (const std::string& id : ids) ptrs.push_back(id.c_str());
+        const hid_t space = H5Screate_simple(1, &n, nullptr);
+        const hid_t d = H5Dcreate2(g, "case_ids", vlen, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        EXPECT_GE(H5Dwrite(d, vlen, H5S_ALL, H5S_ALL, H5P_DEFAULT, ptrs.data()), 0);
+        H5Dclose(d);
+        H5Sclose(space);
+        H5Gclose(g);
+    }
+    H5Tclose(vlen);
+    H5Sclose(scalar);
+    ASSERT_GE(H5Fclose(f), 0);
+}
+
+TEST_F(Hdf5Dataset, OldFilesWithVariableLengthStringsRead) {
+    const std::string path = file("old.h5");
+    write_old_style_dataset(path, attrs3d_, spatial3d_, {3, 2, 1});
+    {
+        H5File f(path);  // it is the old layout
+        const hid_t ids = H5Dopen2(f.id, "/train/case_ids", H5P_DEFAULT);
+        const hid_t t = H5Dget_type(ids);
+        EXPECT_GT(H5Tis_variable_str(t), 0);
+        H5Tclose(t);
+        H5Dclose(ids);
+    }
+    expect_contents(path, attrs3d_, spatial3d_, {3, 2, 1});
+}
+
+// A bit flipped on disk inside a sample is refused when that sample is read, naming it; the
+// other samples still read.
+TEST_F(Hdf5Dataset, AFlippedBitInASampleIsFoundByItsChecksum) {
+    const std::string path = good_3d("flip.h5");
+    haddr_t addr = 0;
+    hsize_t size = 0;
+    {
+        H5File f(path);
+        const hid_t ds = H5Dopen2(f.id, "/train/images", H5P_DEFAULT);
+        const hsize_t sample1[5] = {1, 0, 0, 0, 0};
+        unsigned mask = 0;
+        ASSERT_GE(H5Dget_chunk_info_by_coord(ds, sample1, &mask, &addr, &size), 0);
+        H5Dclose(ds);
+    }
+    {
+        std::fstream io(path, std::ios::in | std::ios::out | std::ios::binary);
+        io.seekg(std::streamoff(addr + size / 2));
+        char b = 0;
+        io.read(&b, 1);
+        b = char(b ^ 0x20);
+        io.seekp(std::streamoff(addr + size / 2));
+        io.write(&b, 1);
+    }
+    DatasetReader r(path);
+    std::vector<float> image(size_t(4 * product(spatial3d_))), mask(size_t(product(spatial3d_)));
+    r.read_sample("train", 0, image.data(), mask.data());
+    try {
+        r.read_sample("train", 1, image.data(), mask.data());
+        ADD_FAILURE() << "a damaged sample was read";
+    } catch (const std::runtime_error& e) {
+        const std::string msg = e.what();
+        EXPECT_TRUE(contains(msg, path + ": /train/images sample 1: the file is damaged (")) << msg;
+        EXPECT_TRUE(contains(msg, "Fletcher32")) << msg;
+    }
+    r.read_sample("val", 0, image.data(), mask.data());
+}
+
+// Sizes a file states are bounded before they size a buffer or an index.
+TEST_F(Hdf5Dataset, ImplausibleSizesAreRefused) {
+    // case ids of a megabyte each
+    std::string path = good_3d("ids.h5");
+    {
+        H5File f(path);
+        const hid_t t = H5Tcopy(H5T_C_S1);
+        H5Tset_size(t, size_t(1) << 20);
+        replace_dataset(f.id, "/train/case_ids", t, {2});
+        H5Tclose(t);
+    }
+    std::string msg = open_error(path);
+    EXPECT_TRUE(contains(msg, "/train/case_ids: 2 strings of 1048576 bytes exceed the bounds")) << msg;
+    // more samples than the file has bytes (declared, never written: the file stays small)
+    path = good_3d("n.h5");
+    {
+        H5File f(path);
+        replace_dataset(f.id, "/train/images", H5T_IEEE_F32LE, {hsize_t(1) << 32, 4, 3, 5, 6});
+    }
+    msg = open_error(path);
+    EXPECT_TRUE(contains(msg, "/train/images: shape [4294967296, 4, 3, 5, 6] claims more samples")) << msg;
+    // a spatial size no scanner makes
+    path = good_3d("s.h5");
+    {
+        H5File f(path);
+        replace_dataset(f.id, "/train/images", H5T_IEEE_F32LE, {2, 4, 3, 5, hsize_t(1) << 20});
+    }
+    msg = open_error(path);
+    EXPECT_TRUE(contains(msg, "has a spatial size above 65536")) << msg;
 }
 
 TEST_F(Hdf5Dataset, FixedLengthStringAttributesAreReadToo) {

@@ -88,3 +88,43 @@ TEST(TrainingState, RefusesAnotherModelOrOptimizer) {
     UNet c(o.model);
     EXPECT_THROW(restore_state(read_checkpoint(path), path, c.store(), opt_sgd), std::runtime_error);
 }
+
+// Counters and numbers from a damaged file are refused naming them, before a run starts from them
+// (a step of -2^62 would train for ever).
+TEST(TrainingState, RefusesCountersOutOfRangeAndNumbersThatAreNot) {
+    const TrainOptions o = small_options();
+    UNet a(o.model);
+    Optimizer opt(o.optimizer, a.store().size());
+    Progress p;
+    p.step = 12, p.epoch = 3, p.epoch_step = 2;
+    const Checkpoint good = capture_state(a.store(), opt, p, o);
+    auto error_of = [&](const Checkpoint& c) -> std::string {
+        UNet b(o.model);
+        Optimizer opt_b(o.optimizer, b.store().size());
+        try {
+            restore_state(c, "c.h5", b.store(), opt_b);
+        } catch (const std::runtime_error& e) {
+            return e.what();
+        }
+        return "(accepted)";
+    };
+    EXPECT_EQ(error_of(good), "(accepted)");
+    struct Case {
+        const char* name;
+        int64_t value;
+    };
+    for (const Case& k : {Case{"step", -1}, Case{"step", int64_t(1) << 62}, Case{"epoch", -3},
+                          Case{"epoch", int64_t(1) << 40}, Case{"epoch_step", 13}, Case{"optimizer_step", -7}}) {
+        Checkpoint c = good;
+        c.integers[k.name] = k.value;
+        const std::string msg = error_of(c);
+        EXPECT_NE(msg.find(std::string("c.h5: checkpoint's '") + k.name + "' is " + std::to_string(k.value) +
+                           ", outside ["),
+                  std::string::npos)
+            << msg;
+    }
+    Checkpoint c = good;
+    c.strings["epoch_loss_sum"] = "1.5e";
+    c.strings["epoch_loss_sum"][3] = '\x01';
+    EXPECT_NE(error_of(c).find("'epoch_loss_sum' is not a number"), std::string::npos) << error_of(c);
+}

@@ -5,13 +5,20 @@
 //                    channels (int), normalization, crop, split_seed (int64), source, labels (JSON:
 //                    the label names of the source's dataset.json), mask_labels ("msd" | "binary")
 //   /<split>/images  float32 [N, C, D, H, W] (2D: [N, C, H, W]), one chunk per sample,
-//                    shuffle + deflate(4)
+//                    shuffle + deflate(4) + Fletcher32 (the checksum of the stored chunk, last)
 //   /<split>/masks   uint8   [N, 1, D, H, W] (2D: [N, 1, H, W]), same chunking. mask_labels "msd":
 //                    MSD Task01's label map 0-3 (0 background, 1 oedema, 2 non-enhancing tumour,
 //                    3 enhancing tumour), so every BraTS region can be trained (label_regions.h);
 //                    "binary": 0/1, the whole tumour only (Intel's .npy masks)
 // Version 1 (the first wave's files) has no mask_labels and binary masks; it is read as "binary".
-//   /<split>/case_ids  variable-length strings [N] (2D: the case each slice came from)
+//   /<split>/case_ids  fixed-length UTF-8 strings [N], NUL-padded to the longest id, one chunk,
+//                    Fletcher32 (2D: the case each slice came from)
+// Every string is fixed length (none in HDF5's global heap, which nothing checks: a damaged heap
+// crashed the library), and the file is in HDF5's 1.10 object format, whose superblock, object
+// headers, attribute heaps and chunk indexes carry checksums. Files written before (variable-
+// length strings, the earliest object format, no Fletcher32) read the same. A chunk whose
+// checksum fails is refused when read, naming the file, the dataset and the sample; sizes the file
+// states (sample count, shape, chunk shape, string lengths) are bounded before they size a buffer.
 // Splits are "train", "val", "test"; a split with no samples is absent.
 //
 // The writer writes to "<path>.tmp" and renames on finish(), so a half-written file never has the

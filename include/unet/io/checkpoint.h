@@ -4,7 +4,10 @@
 //   arrays    named float32 1-D datasets (flat parameters, batch-norm buffers, optimizer moments)
 //   integers  named int64 attributes (step, epoch, position in the epoch, RNG state words, ...)
 //   strings   named string attributes (resolved configuration, command line, parameter layout)
-// Root attribute "checkpoint_format" = kCheckpointFormatVersion.
+// Root attribute "checkpoint_format" = kCheckpointFormatVersion. Arrays are stored in chunks with
+// Fletcher32 checksums, strings as fixed-length UTF-8, in HDF5's checksummed 1.10 object format
+// (layout: checkpoint.cpp); checkpoints written before (contiguous arrays, variable-length
+// strings) read the same. A damaged file is refused naming the array or entry.
 //
 // write_checkpoint is atomic: it writes "<path>.tmp", flushes and fsyncs it, renames it over
 // <path> and fsyncs the directory, so a crash at any moment leaves either the old or the new file,

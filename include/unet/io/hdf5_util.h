@@ -18,7 +18,8 @@ void silence_hdf5_errors(const std::string& path);
 // The most specific message on this thread's HDF5 error stack, or "" when it is empty.
 std::string hdf5_cause();
 
-// A failed HDF5 call: "<file>: <object>: <what> (<HDF5's innermost message>)".
+// A failed HDF5 call: "<file>: <object>: <what> (<HDF5's innermost message>)", or, when that message
+// is a failed checksum or signature, "<file>: <object>: the file is damaged (<message>; <what>)".
 [[noreturn]] void fail_h5(const std::string& path, const std::string& object, const std::string& what);
 // A file HDF5 reads fine but that is not what the format says (and other non-HDF5 failures).
 [[noreturn]] void fail_format(const std::string& path, const std::string& object, const std::string& what);
@@ -65,22 +66,45 @@ class Handle {
 // An id from an H5?create/open call, owned, or fail_h5 when the call failed.
 Handle checked(hid_t id, Handle::Closer closer, const std::string& path, const std::string& object,
                const char* what);
-// A variable-length UTF-8 string type.
+// A variable-length UTF-8 string type: only to read files written before fixed-length strings
+// (their bytes live in HDF5's global heap, which nothing checks: a damaged heap crashed the
+// library). Nothing we write uses it.
 Handle vlen_string_type(const std::string& path, const std::string& object);
+// A fixed-length UTF-8 string type of `bytes` bytes (at least 1), padded with NULs.
+Handle fixed_string_type(size_t bytes, const std::string& path, const std::string& object);
+
+// What every file we write uses, so that damage is found instead of trusted:
+// file access with the HDF5 1.10 object format (superblock, object headers, the heaps and B-trees
+// of groups and dense attributes, and chunk indexes carry checksums; HDF5 >= 1.10 reads it: the
+// 1.8 format still indexed chunks in an unchecked v1 B-tree, where one flipped key had a sample
+// read another sample's chunk) ...
+void use_checksummed_format(hid_t fapl, const std::string& path);
+// ... and the Fletcher32 filter, added last to a chunked dataset's pipeline, so that a chunk's
+// stored bytes are checked before any other filter (inflate) sees them.
+void add_checksum(hid_t dcpl, const std::string& path, const std::string& object);
 
 // Scalar attributes, created with `acpl` (H5P_DEFAULT, or a UTF-8 name encoding): an integer
-// stored as `file_type`, a variable-length UTF-8 string. Errors name `object`.
+// stored as `file_type`, a fixed-length UTF-8 string. Errors name `object`.
 void write_int_attr(hid_t loc, const std::string& name, int64_t value, hid_t file_type, const std::string& path,
                     const std::string& object, hid_t acpl = H5P_DEFAULT);
 void write_string_attr(hid_t loc, const std::string& name, const std::string& value, const std::string& path,
                        const std::string& object, hid_t acpl = H5P_DEFAULT);
-// The dimensions of a simple dataspace.
+// A string as a dataset of one fixed-length string, chunked and checksummed (for values too long
+// for an attribute), created with `lcpl`.
+void write_string_dataset(hid_t loc, const std::string& name, const std::string& value, hid_t lcpl,
+                          const std::string& path, const std::string& object);
+// The dimensions of a simple dataspace (at most 32, as HDF5 allows).
 std::vector<hsize_t> space_dims(hid_t space, const std::string& path, const std::string& object);
 
 // A scalar signed integer attribute of at most 64 bits (anything else fails naming `object`).
 int64_t read_int_attr(hid_t loc, const std::string& name, const std::string& path, const std::string& object);
 bool has_attr(hid_t loc, const char* name, const std::string& path);
-// One string from a scalar attribute (is_attr) or dataset, variable or fixed length.
-std::string read_string(hid_t obj, bool is_attr, const std::string& path, const std::string& object);
+// One string from a scalar attribute (is_attr) or dataset, variable or fixed length. A fixed
+// length above max_bytes (the caller's bound: the file's size, say) fails before anything is
+// allocated.
+std::string read_string(hid_t obj, bool is_attr, const std::string& path, const std::string& object,
+                        size_t max_bytes);
+// The size of the file at `path` in bytes (fails naming it): the bound for what it can hold.
+uint64_t file_bytes(const std::string& path);
 
 }  // namespace unet
