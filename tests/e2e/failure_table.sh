@@ -55,6 +55,13 @@ exec(sys.argv[2])
 nib.save(nib.Nifti1Image(a, img.affine), sys.argv[1])
 PY
 }
+flip_in() {  # SRC DATASET OUT: a copy of SRC with one bit flipped in the middle of DATASET's data
+  local off
+  off=$(/usr/bin/python3 "$ROOT/tests/e2e/hdf5_mutate.py" --raw "$1" "$2") || fail "cannot locate $2 in $1"
+  cp "$1" "$3"
+  /usr/bin/python3 -c 'import sys; f = open(sys.argv[1], "r+b"); o = int(sys.argv[2]); f.seek(o); b = f.read(1); f.seek(o); f.write(bytes([b[0] ^ 0x10]))' \
+    "$3" "$off" || fail "cannot flip a bit in $3"
+}
 prepare() { "$B/unet_prepare" --source_dir "$1" --output "$2" --mode 2d --slice_size 32; }
 no_dataset() { [ ! -e "$1" ] && [ ! -e "$1.tmp" ] || fail "$1 or its .tmp left behind"; }
 
@@ -88,6 +95,13 @@ bring_about() {
   "a dataset of another format version")
     cp d2.h5 v99.h5; /usr/bin/python3 -c 'import h5py; h5py.File("v99.h5", "r+").attrs["format_version"] = 99' || fail "h5py"
     run "$B/unet_train" --data v99.h5 "${TINY[@]}" --logdir r8; [ ! -e r8 ] || fail "r8 made" ;;
+  "a bit flipped in a prepared dataset's samples")
+    flip_in d2.h5 /train/images flipped.h5
+    run "$B/unet_train" --data flipped.h5 "${TINY[@]}" --logdir r_flip ;;
+  "a bit flipped in a checkpoint's parameters")
+    flip_in ck/checkpoint_latest.h5 /arrays/params flipped_ck.h5
+    run "$B/unet_predict" --checkpoint flipped_ck.h5 --input "$IMG" --output_dir p_flip
+    [ ! -e p_flip/BRATS_001.nii.gz ] || fail "a mask from a damaged checkpoint" ;;
   "\`--resume\` with a checkpoint of another model")
     local sum; sum=$(md5sum < ck/checkpoint_latest.h5)
     run "$B/unet_train" --data d2.h5 --dims 2 --filters 8 --depth 2 --resume ck/checkpoint_latest.h5 --logdir r9
@@ -107,7 +121,7 @@ bring_about() {
     printf '[search]\nlearningrate = lognormal(1e-4, 1e-2)\n' > bad.tune
     run "$B/unet_train" --tune bad.tune --data d2.h5 --logdir t14; [ ! -e t14 ] || fail "t14 made" ;;
   "a full disk while preparing")
-    tmpfs full1 300k; run prepare msd full1/d.h5; no_dataset full1/d.h5 ;;
+    tmpfs full1 100k; run prepare msd full1/d.h5; no_dataset full1/d.h5 ;;
   "a full disk at a checkpoint (events and training.log share the disk)")
     tmpfs full2 4k; run "$B/unet_train" --data d2.h5 "${TINY[@]}" --logdir full2/run
     ! ls full2/run/*.tmp >/dev/null 2>&1 || fail "a checkpoint's .tmp left behind" ;;
