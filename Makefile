@@ -90,6 +90,7 @@ $(BUILD)/bin/fma_peak: bench/fma_peak.cpp | $(DEPS_STAMP)
 # final "N passed, N failed, N skipped" line.
 test: $(TEST_DEPS_STAMP) all $(TESTS) $(MPI_TESTS) $(BENCH_BINS)
 	@scripts/install_deps.sh --slurm || echo "note: Slurm not installed; tests/e2e/slurm_real.sh will say it skipped"
+	@scripts/install_deps.sh --sshd || echo "note: sshd not installed; tests/e2e/cluster_hosts.sh will say it skipped"
 	@tests/run_all.sh $(BUILD)
 
 unit-tests: $(TESTS) $(MPI_TESTS)

@@ -214,6 +214,7 @@ if [ -n "$HOSTS" ]; then
       unet_source_dir="$PWD" unet_project_dir="${CLUSTER_PROJECT_DIR:-$PWD}" unet_settings="$SETTINGS" \
       unet_data="$DATA" unet_logdir="$LOGDIR" unet_np="$CLUSTER_NP" unet_omp_threads="$CLUSTER_THREADS" \
       unet_binding="$CLUSTER_BINDING" unet_tensorboard="$CLUSTER_TENSORBOARD" \
+      unet_build="$CLUSTER_BUILD" unet_network="$CLUSTER_NETWORK" \
       unet_hdf5_file_locking="${HDF5_USE_FILE_LOCKING:-}" -- "${TRAIN_ARGS[@]:6}"
     CMD=(ansible-playbook -i "$GEN/inventory.ini" ansible/distributed_train.yml -e "@$GEN/vars.json")
     [ "$1" -eq 0 ] || CMD+=(--tags launch)
@@ -225,6 +226,9 @@ if [ -n "$HOSTS" ]; then
   if [ "$DRY_RUN" -eq 1 ]; then
     BIND=(--bind-to none)
     [ "$CLUSTER_BINDING" = none ] || BIND=(--map-by "slot:PE=$CLUSTER_THREADS" --bind-to core)
+    [ -z "$CLUSTER_NETWORK" ] || BIND+=(--mca btl tcp,vader,self --mca btl_tcp_if_include "$CLUSTER_NETWORK"
+                                        --mca oob_tcp_if_include "$CLUSTER_NETWORK")
+    [ "$CLUSTER_BUILD" = hosts ] || echo "would run: make -j$(nproc) all   (build = ship: build/bin is copied to every host)"
     echo "would run: scripts/install_deps.sh --hosts"
     echo "would check: ansible cluster -i $GEN/inventory.ini -m ansible.builtin.ping"
     echo "would run: $(show "${PLAYBOOK[@]}")"
@@ -242,6 +246,7 @@ if [ -n "$HOSTS" ]; then
     echo "$ping_out" | grep -q 'UNREACHABLE!\|FAILED!' || echo "$PROGRAM: ansible: $(echo "$ping_out" | tail -1)" >&2
     exit 1
   fi
+  if [ "$CLUSTER_BUILD" = ship ]; then CORES=$(nproc); build_program; fi   # build/bin goes to every host
   rc=0
   run_with_restarts || rc=$?
   [ "$rc" -eq 0 ] && report

@@ -26,6 +26,9 @@ The format (settings/cluster.example.ini is a commented example):
     binding = cores                  # cores: each rank bound to `threads` cores; none: no binding
     ssh_user = train                 # remote user (default: yours)
     tensorboard = true               # start TensorBoard on the parameter server's host (port 6006)
+    build = hosts                    # hosts: every host builds (make); ship: build here, copy build/bin
+    network = 10.1.0.0/16            # MPI's TCP traffic and runtime channel only on this subnet (or
+                                     # interface name): --mca btl tcp,vader,self, btl_/oob_tcp_if_include
 """
 import configparser
 import json
@@ -37,7 +40,7 @@ HOST_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$")
 KNOWN = {
     "param_server": {"host"},
     "workers": {"hosts", "slots", "threads"},
-    "run": {"project_dir", "binding", "ssh_user", "tensorboard"},
+    "run": {"project_dir", "binding", "ssh_user", "tensorboard", "build", "network"},
 }
 LOCAL_NAMES = {"localhost", "127.0.0.1"}
 
@@ -59,7 +62,8 @@ def host_name(path, section, key, text):
 
 
 def read_cluster(path):
-    """Returns a dict: ps, workers [(host, slots)], threads, project_dir, binding, ssh_user."""
+    """Returns a dict: ps, workers [(host, slots)], threads, project_dir, binding, ssh_user,
+    tensorboard, build, network."""
     parser = configparser.ConfigParser(inline_comment_prefixes=("#", ";"), interpolation=None)
     try:
         with open(path, encoding="utf-8") as f:
@@ -102,8 +106,15 @@ def read_cluster(path):
     tensorboard = parser.get("run", "tensorboard", fallback="false").strip().lower()
     if tensorboard not in ("true", "false", "yes", "no"):
         raise ClusterError(f"{path}: [run] tensorboard: expected true or false, got '{tensorboard}'")
+    build = parser.get("run", "build", fallback="hosts").strip()
+    if build not in ("hosts", "ship"):
+        raise ClusterError(f"{path}: [run] build: expected hosts or ship, got '{build}'")
+    network = parser.get("run", "network", fallback="").strip()
+    if network and not re.fullmatch(r"[0-9]{1,3}(\.[0-9]{1,3}){3}/[0-9]{1,2}|[A-Za-z][A-Za-z0-9_.-]{0,14}", network):
+        raise ClusterError(f"{path}: [run] network: expected a subnet (10.1.0.0/16) or an interface name (eth1), got '{network}'")
     return {"ps": ps, "workers": workers, "threads": threads, "project_dir": project_dir,
-            "binding": binding, "ssh_user": ssh_user, "tensorboard": tensorboard in ("true", "yes")}
+            "binding": binding, "ssh_user": ssh_user, "tensorboard": tensorboard in ("true", "yes"),
+            "build": build, "network": network}
 
 
 def total_slots(cluster):
@@ -159,6 +170,8 @@ def env_text(cluster, np):
         "CLUSTER_BINDING": cluster["binding"],
         "CLUSTER_SSH_USER": cluster["ssh_user"],
         "CLUSTER_TENSORBOARD": "true" if cluster["tensorboard"] else "false",
+        "CLUSTER_BUILD": cluster["build"],
+        "CLUSTER_NETWORK": cluster["network"],
     }
     return "".join(f"{k}='{v}'\n" for k, v in values.items())
 

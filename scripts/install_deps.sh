@@ -9,6 +9,8 @@
 #   scripts/install_deps.sh --list [MODE]  print the packages of MODE (default: all), install nothing
 #   scripts/install_deps.sh --slurm    only Slurm and munge, for tests/e2e/slurm_real.sh (make test
 #                                      asks for them, best effort); their daemons are not started
+#   scripts/install_deps.sh --sshd     only openssh-server, for tests/e2e/cluster_hosts.sh (make test
+#                                      asks for it, best effort); the system sshd is not started
 set -euo pipefail
 
 RUNTIME_PACKAGES=(
@@ -41,8 +43,8 @@ if [ "$MODE" = "--list" ]; then LIST=1; MODE=${2:-}; fi
 case "$MODE" in
   --runtime) PACKAGES=("${RUNTIME_PACKAGES[@]}") ;;
   --hosts) PACKAGES=("${RUNTIME_PACKAGES[@]}" "${HOSTS_PACKAGES[@]}") ;;
-  ""|--check|--slurm) PACKAGES=("${RUNTIME_PACKAGES[@]}" "${HOSTS_PACKAGES[@]}" "${TEST_PACKAGES[@]}") ;;
-  *) echo "install_deps.sh: unknown mode '$MODE' (--runtime, --hosts, --check, --list, --slurm)" >&2; exit 2 ;;
+  ""|--check|--slurm|--sshd) PACKAGES=("${RUNTIME_PACKAGES[@]}" "${HOSTS_PACKAGES[@]}" "${TEST_PACKAGES[@]}") ;;
+  *) echo "install_deps.sh: unknown mode '$MODE' (--runtime, --hosts, --check, --list, --slurm, --sshd)" >&2; exit 2 ;;
 esac
 if [ "$LIST" -eq 1 ]; then
   printf '%s\n' "${PACKAGES[@]}"
@@ -53,6 +55,10 @@ START_SERVICES=1
 if [ "${1:-}" = "--slurm" ]; then
   PACKAGES=(slurmctld slurmd slurm-client munge)
   START_SERVICES=0  # the test runs its own private slurmctld / slurmd; none should start system-wide
+fi
+if [ "${1:-}" = "--sshd" ]; then
+  PACKAGES=(openssh-server)
+  START_SERVICES=0  # the test runs one sshd per test host with its own configuration; none system-wide
 fi
 
 missing=()

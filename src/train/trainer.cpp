@@ -195,6 +195,18 @@ void RunLoop::banner() {
                                                 : " (ranks 0-" + std::to_string(s_.servers - 1) + " parameter servers)";
     log_.line("run directory %s; %d rank%s%s; command: %s", o_.logdir.c_str(), comm_.size(), comm_.size() > 1 ? "s" : "",
               roles.c_str(), o_.command_line.c_str());
+    // Each rank's host (consecutive ranks on one host as one item), so a run across hosts shows where it ran.
+    char name[256] = {};
+    if (gethostname(name, sizeof name - 1) != 0) name[0] = '?';
+    std::vector<std::string> hosts;
+    for (int r = 0; r < comm_.size(); ++r) hosts.push_back(comm_.broadcast_text(r, name));
+    std::string placed;
+    for (int first = 0, r = 0; first < comm_.size() && comm_.size() > 1; first = r) {
+        while (r < comm_.size() && hosts[r] == hosts[first]) ++r;
+        placed += (first ? ", " : "") + std::string(r - first == 1 ? "rank " : "ranks ") + std::to_string(first) +
+                  (r - first == 1 ? "" : "-" + std::to_string(r - 1)) + " on " + hosts[first];
+    }
+    if (!placed.empty()) log_.line("hosts: %s", placed.c_str());
     // The first worker's estimate, in MiB for the one small collective, for the run's last line.
     estimate_mib_ = comm_.max(int((role_.print_summary() + (1 << 19)) >> 20));
     log_.line("data: %s, %lld training samples, %lld validation samples of %s, %lld steps per epoch",

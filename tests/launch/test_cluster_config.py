@@ -89,10 +89,25 @@ class ClusterConfigTest(unittest.TestCase):
             "[param_server]\nhost = a\n[workers]\nhosts = b\n[run]\nbinding = socket\n": "binding",
             "[param_server]\nhost = a\n[workers]\nhosts = b\n[run]\nproject_dir = rel/dir\n": "absolute path",
             "[param_server]\nhost = a\nhost = b\n[workers]\nhosts = c\n": "malformed",
+            "[param_server]\nhost = a\n[workers]\nhosts = b\n[run]\nbuild = copy\n": "[run] build: expected hosts or ship",
+            "[param_server]\nhost = a\n[workers]\nhosts = b\n[run]\nnetwork = 10.0.0/8\n": "[run] network",
+            "[param_server]\nhost = a\n[workers]\nhosts = b\n[run]\nnetwork = eth0;rm\n": "[run] network",
         }
         for text, expected in cases.items():
             with self.subTest(text=text):
                 self.assertIn(expected, self.error_of(text))
+
+    def test_build_and_network(self):
+        c = cc.read_cluster(self.write("[param_server]\nhost = a\n[workers]\nhosts = b\n"))
+        self.assertEqual((c["build"], c["network"]), ("hosts", ""))
+        c = cc.read_cluster(self.write("[param_server]\nhost = a\n[workers]\nhosts = b\n[run]\nbuild = ship\n"
+                                       "network = 10.77.0.0/24\n"))
+        self.assertEqual((c["build"], c["network"]), ("ship", "10.77.0.0/24"))
+        env = cc.env_text(c, 2)
+        self.assertIn("CLUSTER_BUILD='ship'\n", env)
+        self.assertIn("CLUSTER_NETWORK='10.77.0.0/24'\n", env)
+        c = cc.read_cluster(self.write("[param_server]\nhost = a\n[workers]\nhosts = b\n[run]\nnetwork = eth1\n"))
+        self.assertEqual(c["network"], "eth1")
 
     def test_command_line_errors_are_one_line_and_write_nothing(self):
         path = self.write("[param_server]\nhost = a\n[workers]\nhosts = b:x\n")
