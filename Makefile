@@ -34,7 +34,7 @@ BENCH_BINS := $(BUILD)/bin/fma_peak
 DEPS_STAMP := $(BUILD)/.deps_runtime_ok
 TEST_DEPS_STAMP := $(BUILD)/.deps_ok
 
-.PHONY: all deps test unit-tests asan bench clean
+.PHONY: all deps test unit-tests asan bench fuzz clean
 .SECONDARY:
 all: $(LIB) $(APPS)
 
@@ -88,7 +88,7 @@ $(BUILD)/bin/fma_peak: bench/fma_peak.cpp | $(DEPS_STAMP)
 
 # Every test program prints its own result lines; tests/run_all.sh counts them and prints the
 # final "N passed, N failed, N skipped" line.
-test: $(TEST_DEPS_STAMP) all $(TESTS) $(MPI_TESTS) $(BENCH_BINS)
+test: $(TEST_DEPS_STAMP) all $(TESTS) $(MPI_TESTS) $(BENCH_BINS) $(REPLAY_BINS)
 	@scripts/install_deps.sh --slurm || echo "note: Slurm not installed; tests/e2e/slurm_real.sh will say it skipped"
 	@scripts/install_deps.sh --sshd || echo "note: sshd not installed; tests/e2e/cluster_hosts.sh will say it skipped"
 	@tests/run_all.sh $(BUILD)
@@ -101,6 +101,36 @@ asan:
 	    LDLIBS="$(LDLIBS) -fsanitize=address,undefined" unit-tests
 	@tests/run_all.sh build/asan --unit-only
 
+# Fuzzing the readers of outside bytes (tests/fuzz/fuzz_*.cpp; make fuzz, FUZZ_SECONDS each). Only
+# the readers' own sources are built instrumented (libFuzzer coverage, ASan, UBSan); the rest comes
+# from the library as it is. The same harnesses with a plain main() (tests/fuzz/replay_main.cpp),
+# built by g++ with ASan and UBSan, replay the committed corpora in make test.
+FUZZ_READERS := src/data/nifti.cpp src/data/npy.cpp src/data/msd_index.cpp src/train/train_options.cpp \
+                src/train/flags.cpp src/train/json_config.cpp src/tune/search_space.cpp src/log/records.cpp \
+                src/log/crc32c.cpp
+FUZZ_NAMES   := $(patsubst tests/fuzz/fuzz_%.cpp,%,$(wildcard tests/fuzz/fuzz_*.cpp))
+SANITIZE     := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+REPLAY_BINS  := $(FUZZ_NAMES:%=$(BUILD)/fuzz_replay/fuzz_%)
+FUZZ_CXX     ?= clang++
+FUZZ_CXXFLAGS = $(subst -fopenmp,-fopenmp=libgomp,$(CXXFLAGS)) -O1
+FUZZ_BINS    := $(FUZZ_NAMES:%=$(BUILD)/fuzz/fuzz_%)
+
+$(BUILD)/fuzz_replay/obj/%.o: %.cpp | $(DEPS_STAMP) $(PROTO_HDRS)
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS) -O1 $(SANITIZE) -c $< -o $@
+$(BUILD)/fuzz_replay/fuzz_%: $(BUILD)/fuzz_replay/obj/tests/fuzz/fuzz_%.o $(BUILD)/fuzz_replay/obj/tests/fuzz/replay_main.o \
+                             $(FUZZ_READERS:%.cpp=$(BUILD)/fuzz_replay/obj/%.o) $(LIB)
+	$(CXX) $(CXXFLAGS) $(SANITIZE) $^ -o $@ $(LDLIBS)
+
+$(BUILD)/fuzz/obj/%.o: %.cpp | $(DEPS_STAMP) $(PROTO_HDRS)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CXX) $(FUZZ_CXXFLAGS) -fsanitize=fuzzer-no-link,address,undefined -c $< -o $@
+$(BUILD)/fuzz/fuzz_%: $(BUILD)/fuzz/obj/tests/fuzz/fuzz_%.o $(FUZZ_READERS:%.cpp=$(BUILD)/fuzz/obj/%.o) $(LIB)
+	$(FUZZ_CXX) $(FUZZ_CXXFLAGS) -fsanitize=fuzzer,address,undefined $^ -o $@ $(subst -fopenmp,-fopenmp=libgomp,$(LDLIBS))
+
+fuzz: all $(FUZZ_BINS)
+	@tests/fuzz/run_fuzz.sh $(BUILD)
+
 bench: all $(BENCH_BINS)
 	@bench/run_bench.sh $(BUILD)
 	@bench/distributed_bench.sh $(BUILD)
@@ -111,4 +141,4 @@ bench: all $(BENCH_BINS)
 clean:
 	rm -rf $(BUILD)
 
--include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD)/obj $(BUILD)/fuzz_replay/obj $(BUILD)/fuzz/obj -name '*.d' 2>/dev/null)

@@ -35,6 +35,7 @@ TEST_PACKAGES=(
   python3-scipy                     # distance transforms of the reference metrics (MONAI HD95)
   python3-venv                      # the virtual environment TensorBoard is installed into (scripts/tensorboard_venv.sh)
   ansible-lint                      # the playbook's lint test
+  clang                             # make fuzz: libFuzzer harnesses of the readers (tests/fuzz)
 )
 
 MODE=${1:-}

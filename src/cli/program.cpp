@@ -7,6 +7,7 @@
 #include <string>
 
 #include "unet/core/check.h"
+#include "unet/core/text.h"
 #include "unet/io/hdf5_library.h"
 #include "unet/parallel/comm.h"
 
@@ -19,6 +20,7 @@ constexpr unsigned kUsageErrorGraceSeconds = 5;
 }  // namespace
 
 bool parse_command_line(int argc, char** argv, const po::options_description& flags, po::variables_map& vm) {
+    for (int i = 1; i < argc; ++i) refuse_option_placeholders(argv[i], std::string("argument ") + argv[i] + ": ");
     try {
         po::store(po::parse_command_line(argc, argv, flags), vm);
         if (vm.count("help")) {

@@ -16,6 +16,7 @@
 
 #include "unet/train/json_config.h"
 #include "unet/core/check.h"
+#include "unet/core/text.h"
 
 namespace po = boost::program_options;
 
@@ -53,6 +54,7 @@ void store_settings_file(const std::string& file, const std::string& text, const
             continue;
         }
         const std::string where = "--config: " + file + ":" + std::to_string(number) + ": ";
+        refuse_option_placeholders(line, where);
         const size_t eq = line.find('=');
         std::string key = line.substr(start, eq == std::string::npos ? std::string::npos : eq - start);
         key.erase(key.find_last_not_of(" \t") + 1);
@@ -141,8 +143,10 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o, const std::stri
     TrainOptions trained;  // a resumed checkpoint's configuration
     std::string resumed;
     for (int i = 0; i < argc; ++i) o.command_line += (i ? " " : "") + std::string(argv[i]);
+    for (int i = 1; i < argc; ++i) refuse_option_placeholders(argv[i], std::string("argument ") + argv[i] + ": ");
     // Program_options keeps the first value stored for a flag: layers go in from the strongest.
     auto store_settings = [&](const std::string& text) {
+        refuse_option_placeholders(text, "settings: ");
         std::istringstream in(text);
         po::store(po::parse_config_file(in, flags), vm);
     };
@@ -180,6 +184,7 @@ TrainOptions parse_settings_text(const std::string& text) {
     RawOptions r;
     po::options_description flags = option_table(o, r);
     po::variables_map vm;
+    refuse_option_placeholders(text, "settings: ");
     try {
         std::istringstream in(text);
         po::store(po::parse_config_file(in, flags), vm);

@@ -115,6 +115,13 @@ bring_about() {
     printf 'filtres = 8\n' > bad_key.ini; run "$B/unet_train" --config bad_key.ini ;;
   "a settings file with a bad value")
     printf 'filters = eight\n' > bad_value.ini; run "$B/unet_train" --config bad_value.ini ;;
+  "a flag or settings line holding \`%value%\` (or another of Boost's placeholders)")
+    printf 'epochs = %%value%%\n' > placeholder.ini
+    run timeout 20 "$B/unet_train" --config placeholder.ini
+    [ "$RC" -ne 124 ] || fail "unet_train hung on a settings line holding %value%"
+    local first=$RC out1=$OUT
+    run timeout 20 "$B/unet_train" --epochs %value%
+    [ "$RC" = "$first" ] || fail "the command line's %value%: exit $RC, the settings file's: $first ($out1)" ;;
   "flags that conflict (\`--patch\` for a 2D model)")
     run "$B/unet_train" --data d2.h5 --dims 2 --patch 32,32,32 ;;
   "a search space with an unknown distribution")

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The fuzz harnesses' committed inputs (tests/fuzz/corpus/<name>: seeds from real files; and
+# tests/fuzz/regressions/<name>: every input that once crashed a reader, kept after the fix) run
+# through the readers built with AddressSanitizer and UBSan ($BUILD/fuzz_replay, built by make
+# test). Any report from a sanitizer, or a crash, fails; a harness without inputs fails too.
+set -u
+BUILD=${BUILD:-build}
+fail() { echo "FAIL: $*"; exit 1; }
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+n=0
+for src in tests/fuzz/fuzz_*.cpp; do
+  name=$(basename "$src" .cpp); name=${name#fuzz_}
+  bin=$BUILD/fuzz_replay/fuzz_$name
+  [ -x "$bin" ] || fail "$bin missing (make test builds it)"
+  dirs=(tests/fuzz/corpus/"$name")
+  [ -d tests/fuzz/regressions/"$name" ] && dirs+=(tests/fuzz/regressions/"$name")
+  out=$("$bin" "${dirs[@]}" 2>&1) || fail "$name: $(echo "$out" | grep -m3 'ERROR\|runtime error\|SUMMARY' | tr '\n' ' ')"
+  count=$(echo "$out" | sed -n 's/^replayed \([0-9]*\) inputs$/\1/p')
+  [ "${count:-0}" -gt 0 ] || fail "$name: no inputs replayed"
+  echo "$name: $count inputs, no sanitizer report"
+  n=$((n + 1))
+done
+[ "$n" -ge 7 ] || fail "only $n harnesses"
