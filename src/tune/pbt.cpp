@@ -114,6 +114,13 @@ uint64_t pbt_copy_checkpoint(const std::string& from_dir, const std::string& to_
 void pbt_check(const SearchSpace& space, const std::string& search, int interval, double quantile, int epochs) {
     if (search != "random")
         throw UsageError("--scheduler: pbt starts from a random population: use --search random, not " + search);
+    // A member resumes from another's checkpoint: the model's layout and the optimizer must match.
+    static const char* layout[] = {"dims", "filters", "depth", "norm", "upsampling", "in_channels", "out_channels",
+                                   "optimizer", "amsgrad", "labels", "regions"};
+    for (const Hyperparameter& h : space.params)
+        if (std::find(std::begin(layout), std::end(layout), h.name) != std::end(layout))
+            throw UsageError("--scheduler: pbt copies checkpoints between members, so " + h.name +
+                             " (it changes the model or the optimizer's state) belongs in [fixed], not [search]");
     bool continuous = false;
     for (const Hyperparameter& h : space.params) continuous = continuous || h.kind != Hyperparameter::Kind::choice;
     if (!continuous)

@@ -31,8 +31,8 @@ const char* kSpace =
     "[search]\n"
     "learningrate = loguniform(1e-4, 1e-1)\n"
     "dropout = uniform(0, 0.5)\n"
-    "filters = range(4, 32, 4)\n"
-    "norm = choice(batch, group, none)\n";
+    "batch_size = range(4, 32, 4)\n"
+    "augment = choice(none, flip, all)\n";
 
 std::string temp_dir(const std::string& name) {
     const std::string d = ::testing::TempDir() + "pbt_" + name;
@@ -131,8 +131,8 @@ TEST(PbtExplore, StaysInsideTheBoundsForEveryKind) {
     const SearchSpace space = parse_search_space(kSpace, "space.ini");
     const std::vector<TrialParams> starts = {
         random_trials(space, 1, 3).front(),
-        {{"learningrate", "0.1"}, {"dropout", "0.5"}, {"filters", "32"}, {"norm", "none"}},  // upper ends
-        {{"learningrate", "0.0001"}, {"dropout", "0"}, {"filters", "4"}, {"norm", "batch"}}};  // lower ends
+        {{"learningrate", "0.1"}, {"dropout", "0.5"}, {"batch_size", "32"}, {"augment", "none"}},  // upper ends
+        {{"learningrate", "0.0001"}, {"dropout", "0"}, {"batch_size", "4"}, {"augment", "none"}}};  // lower ends
     int scaled = 0, resampled = 0, moved_range = 0, choice_changed = 0, n = 0;
     for (const TrialParams& donor : starts)
         for (int round = 0; round < 60; ++round)
@@ -141,16 +141,16 @@ TEST(PbtExplore, StaysInsideTheBoundsForEveryKind) {
                 ++n;
                 ASSERT_EQ(p.size(), donor.size());
                 const double lr = value(p, "learningrate"), d = value(p, "dropout");
-                const long f = std::stol(text(p, "filters"));
+                const long f = std::stol(text(p, "batch_size"));
                 EXPECT_GE(lr, 1e-4); EXPECT_LE(lr, 1e-1);
                 EXPECT_GE(d, 0.0); EXPECT_LE(d, 0.5);
                 EXPECT_GE(f, 4); EXPECT_LE(f, 32); EXPECT_EQ(f % 4, 0) << f;
-                const std::string norm = text(p, "norm");
-                EXPECT_TRUE(norm == "batch" || norm == "group" || norm == "none") << norm;
+                const std::string norm = text(p, "augment");
+                EXPECT_TRUE(norm == "none" || norm == "flip" || norm == "all") << norm;
                 const double ratio = lr / value(donor, "learningrate");
                 if (std::fabs(ratio - 0.8) < 1e-4 || std::fabs(ratio - 1.2) < 1e-4) ++scaled; else if (ratio != 1.0) ++resampled;
-                moved_range += f != std::stol(text(donor, "filters"));
-                choice_changed += norm != text(donor, "norm");
+                moved_range += f != std::stol(text(donor, "batch_size"));
+                choice_changed += norm != text(donor, "augment");
             }
     // Most values are scaled by 0.8 or 1.2, about a quarter resampled (or clipped at an end).
     EXPECT_GT(scaled, n / 3);
@@ -200,7 +200,9 @@ TEST(PbtCheck, ClearErrors) {
     EXPECT_EQ(error([&] { pbt_check(space, "random", 2, 0.25, 6); }), "");
     EXPECT_EQ(error([&] { pbt_check(space, "grid", 2, 0.25, 6); }).rfind("--scheduler: pbt", 0), 0u);
     EXPECT_EQ(error([&] { pbt_check(space, "tpe", 2, 0.25, 6); }).rfind("--scheduler: pbt", 0), 0u);
-    const SearchSpace choices = parse_search_space("[search]\nnorm = choice(batch, group)\n", "c.ini");
+    const SearchSpace arch = parse_search_space("[search]\nlearningrate = uniform(0.001, 0.01)\nfilters = range(4, 8, 4)\n", "a.ini");
+    EXPECT_NE(error([&] { pbt_check(arch, "random", 2, 0.25, 6); }).find("filters (it changes the model"), std::string::npos);
+    const SearchSpace choices = parse_search_space("[search]\naugment = choice(none, flip)\n", "c.ini");
     EXPECT_NE(error([&] { pbt_check(choices, "random", 2, 0.25, 6); }).find("needs a uniform, loguniform or range"),
               std::string::npos);
     EXPECT_EQ(error([&] { pbt_check(space, "random", 0, 0.25, 6); }), "--perturbation_interval: expected at least 1 epoch");
@@ -232,8 +234,8 @@ TEST(PbtLedger, LineageAndScheduleRoundTrip) {
     l.exploit_seconds = 0.125;
     TrialRecord t;
     t.id = 0;
-    t.params = {{"learningrate", "0.0012"}, {"norm", "batch"}};
-    t.schedule = {{{"learningrate", "0.001"}, {"norm", "batch"}}, {{"learningrate", "0.0012"}, {"norm", "batch"}}};
+    t.params = {{"learningrate", "0.0012"}, {"augment", "none"}};
+    t.schedule = {{{"learningrate", "0.001"}, {"augment", "none"}}, {{"learningrate", "0.0012"}, {"augment", "none"}}};
     t.lineage = {{0, 3}};
     t.replace = true;
     t.status = "waiting";
@@ -256,8 +258,8 @@ TEST(PbtLedger, LineageAndScheduleRoundTrip) {
     EXPECT_TRUE(back.trials[1].schedule.empty());
     EXPECT_FALSE(back.trials[1].replace);
     const std::string md = write_ranking(back, 2);
-    EXPECT_NE(md.find("schedule of the best member, trial 0:\n- round 0 (epochs 1-2): learningrate=0.001, norm=batch\n"
-                      "- round 1 (epochs 3-4): learningrate=0.0012, norm=batch (copied member 3's checkpoint after round 0)\n"),
+    EXPECT_NE(md.find("schedule of the best member, trial 0:\n- round 0 (epochs 1-2): learningrate=0.001, augment=none\n"
+                      "- round 1 (epochs 3-4): learningrate=0.0012, augment=none (copied member 3's checkpoint after round 0)\n"),
               std::string::npos)
         << md;
 }

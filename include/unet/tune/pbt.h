@@ -59,7 +59,9 @@ TrialParams pbt_explore(const SearchSpace& space, const TrialParams& donor, cons
 // Throws std::runtime_error naming the file. Returns the bytes copied.
 uint64_t pbt_copy_checkpoint(const std::string& from_dir, const std::string& to_dir);
 
-// UsageError for a search pbt cannot run: a grid or tpe search, a space without a uniform,
+// UsageError for a search pbt cannot run: a grid or tpe search, a searched setting that changes
+// the model's layout or the optimizer (filters, depth, norm, optimizer, ...: a member could not
+// resume from another's checkpoint), a space without a uniform,
 // loguniform or range hyperparameter, a --perturbation_interval that leaves no round boundary
 // before `epochs`.
 void pbt_check(const SearchSpace& space, const std::string& search, int interval, double quantile, int epochs);
