@@ -400,6 +400,16 @@ TEST(PbtPopulation, LineageScheduleAndBounds) {
                 if (round + 1 == int(r)) {
                     copied = true;
                     EXPECT_NE(donor, t.id);
+                    // At the round's last epoch the donor was in the top quantile, the member in the bottom one.
+                    const size_t end = size_t((round + 1) * p.config.interval - 1);
+                    const int k = pbt_quantile_count(p.members, p.config.quantile);
+                    int above_donor = 0, below_member = 0;
+                    for (const TrialRecord& o : l.trials) {
+                        above_donor += o.dice[end] > l.trials[size_t(donor)].dice[end];
+                        below_member += o.dice[end] < t.dice[end];
+                    }
+                    EXPECT_LT(above_donor, k) << "donor " << donor << " round " << round;
+                    EXPECT_LT(below_member, k) << "member " << t.id << " round " << round;
                     // Its new values are the donor's, perturbed inside the space.
                     const double lr = value(t.schedule[r], "learningrate");
                     EXPECT_GE(lr, 1e-4); EXPECT_LE(lr, 1e-1);
@@ -516,6 +526,42 @@ TEST(PbtPopulation, GroupsWaitForTheRoundsEnd) {
     train_member(c, p, 2);  // the round ends: everyone is pending again
     EXPECT_EQ(c.ledger().pbt_round, 1);
     EXPECT_EQ(c.next_trial(0), 0);
+}
+
+}  // namespace
+
+namespace {
+
+TEST(PbtPopulation, ARoundThatEndedWhileStoppingIsExploitedOnResume) {
+    // SIGTERM arrives while the round's last member ends normally: the search stops before the
+    // exploit. The resumed search does the exploit first, as the uninterrupted one did.
+    Population whole;
+    whole.dir = temp_dir("stop_whole");
+    whole.members = 4;
+    const Ledger expected = run_population(whole, fresh_ledger(whole));
+    Population p;
+    p.dir = temp_dir("stop");
+    p.members = 4;
+    SchedulerConfig sc;
+    sc.kind = "pbt";
+    {
+        Coordinator c(fresh_ledger(p), sc, std::vector<int>(4, p.epochs), 0);
+        c.set_quiet(true);
+        c.set_pbt(p.config, &p.space);
+        for (int g = 0; g < 4; ++g) ASSERT_EQ(c.next_trial(g), g);
+        for (int m = 0; m < 3; ++m) train_member(c, p, m);
+        c.stop_handing_out();
+        train_member(c, p, 3);
+        EXPECT_EQ(c.ledger().pbt_round, 0);
+        for (const TrialRecord& t : c.ledger().trials) EXPECT_EQ(t.status, "waiting");
+    }
+    const Ledger resumed = run_population(p, Ledger::load(p.dir));
+    EXPECT_EQ(resumed.exploits, expected.exploits);
+    for (size_t k = 0; k < 4; ++k) {
+        EXPECT_EQ(resumed.trials[k].lineage, expected.trials[k].lineage) << k;
+        EXPECT_EQ(resumed.trials[k].schedule, expected.trials[k].schedule) << k;
+        EXPECT_EQ(resumed.trials[k].dice, expected.trials[k].dice) << k;
+    }
 }
 
 }  // namespace
