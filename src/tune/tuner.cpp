@@ -213,10 +213,19 @@ Coordinator make_coordinator(const SearchPlan& plan, const TrainOptions& o) {
 }
 
 // pbt: each member's hyperparameters over its rounds as TensorBoard scalars pbt/<name> (numeric
-// values; step = the epoch the round starts at), in <trial>/pbt/, rewritten whole each time.
+// values; step = the epoch the round starts at), in <trial>/pbt/, rewritten whole each time. Each
+// round's run of the trainer opened an HParams session in the trial's directory; TensorBoard shows
+// the first one it reads, so only the newest (the last round's hyperparameters) is kept.
 void write_pbt_scalars(const Ledger& l, int interval) {
     for (const TrialRecord& t : l.trials) {
-        const std::string dir = l.dir + "/trial_" + std::to_string(t.id) + "/pbt";
+        const std::string run = l.dir + "/trial_" + std::to_string(t.id), dir = run + "/pbt";
+        std::vector<std::pair<fs::file_time_type, fs::path>> sessions;
+        std::error_code ec;
+        for (const auto& e : fs::directory_iterator(run, ec))
+            if (e.is_regular_file() && e.path().filename().string().rfind("events.out.tfevents.", 0) == 0)
+                sessions.emplace_back(e.last_write_time(), e.path());
+        std::sort(sessions.begin(), sessions.end());
+        for (size_t i = 0; i + 1 < sessions.size(); ++i) fs::remove(sessions[i].second, ec);
         try {
             std::error_code ec;
             fs::create_directories(dir, ec);

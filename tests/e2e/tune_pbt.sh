@@ -101,6 +101,7 @@ PY=$(scripts/tensorboard_venv.sh "${BUILD:-build}") || fail "cannot install Tens
 "$PY" - "$T/run" <<'PYEOF' || fail "TensorBoard's pbt scalars"
 import json, math, sys
 from tensorboard.backend.event_processing import event_accumulator as ea
+from tensorboard.plugins.hparams import metadata as hp_meta
 logdir = sys.argv[1]
 s = json.load(open(f"{logdir}/tune/state.json"))
 for t in s["trials"]:
@@ -110,6 +111,13 @@ for t in s["trials"]:
     want = [(2 * r, float(dict(p)["learningrate"])) for r, p in enumerate(t["schedule"])]
     assert len(lr) == 3 and all(a[0] == b[0] and math.isclose(a[1], b[1], rel_tol=1e-6) for a, b in zip(lr, want)), (lr, want)
     assert "pbt/augment" not in acc.Tags()["scalars"]
+    # The HParams session holds the last round's hyperparameters.
+    run = ea.EventAccumulator(f"{logdir}/tune/trial_{t['id']}", size_guidance={ea.TENSORS: 0})
+    run.Reload()
+    start = hp_meta.parse_session_start_info_plugin_data(run.SummaryMetadata("_hparams_/session_start_info").plugin_data.content)
+    hp = {k: getattr(v, v.WhichOneof("kind")) for k, v in start.hparams.items()}
+    assert math.isclose(hp["learning_rate"], float(dict(t["params"])["learningrate"]), rel_tol=1e-6), (t["id"], hp, t["params"])
+    assert math.isclose(hp["beta2"], float(dict(t["params"])["beta2"]), rel_tol=1e-6), (t["id"], hp, t["params"])
 PYEOF
 
 # Resume mid-population: SIGTERM to every rank once round 0 has ended, then --resume auto.
