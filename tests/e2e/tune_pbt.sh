@@ -120,8 +120,9 @@ for t in s["trials"]:
     assert math.isclose(hp["beta2"], float(dict(t["params"])["beta2"]), rel_tol=1e-6), (t["id"], hp, t["params"])
 PYEOF
 
-# Resume mid-population: SIGTERM to every rank once round 0 has ended, then --resume auto.
-timeout 300 "${MPI[@]}" -np 3 "$BIN" --tune="$T/pbt.ini" --logdir "$T/cut" >"$T/out.txt" 2>&1 &
+# Resume mid-population: SIGTERM to every rank once round 0 has ended, then --resume auto. 12
+# epochs (6 rounds), so that the signal lands well before the end.
+timeout 300 "${MPI[@]}" -np 3 "$BIN" --tune="$T/pbt.ini" --epochs 12 --logdir "$T/cut" >"$T/out.txt" 2>&1 &
 pid=$!
 for _ in $(seq 1 900); do
     grep -q '"round": 1' "$T/cut/tune/state.json" 2>/dev/null && break
@@ -132,17 +133,19 @@ kill -TERM $(pgrep -f "^[^ ]*unet_train .*--logdir $T/cut")
 wait "$pid"; rc=$?
 [ "$rc" -eq 0 ] && grep -q "search interrupted" "$T/out.txt" || fail "SIGTERM: $rc $(tail -5 "$T/out.txt")"
 cp "$T/cut/tune/state.json" "$T/cut_state.json"
-timeout 300 "${MPI[@]}" -np 3 "$BIN" --tune="$T/pbt.ini" --logdir "$T/cut" --resume auto >"$T/out.txt" 2>&1 ||
+timeout 300 "${MPI[@]}" -np 3 "$BIN" --tune="$T/pbt.ini" --epochs 12 --logdir "$T/cut" --resume auto >"$T/out.txt" 2>&1 ||
   fail "resume: $(tail -20 "$T/out.txt")"
 grep -q "search finished: 4 trials (4 completed" "$T/out.txt" || fail "resume did not finish: $(tail -20 "$T/out.txt")"
 python3 - "$T/cut_state.json" "$T/cut/tune/state.json" <<'PYEOF' || fail "resumed lineage: $(cat "$T/cut/tune/state.json")"
 import json, sys
 a, b = (json.load(open(f)) for f in sys.argv[1:3])
-assert a["pbt"]["round"] >= 1 and b["pbt"]["round"] == 2, (a["pbt"], b["pbt"])
+assert 1 <= a["pbt"]["round"] < 5 and b["pbt"]["round"] == 5, (a["pbt"], b["pbt"])
+assert any(t["status"] != "completed" for t in a["trials"]), "the signal came after the end"
+assert b["pbt"]["exploits"] == 5, b["pbt"]
 for x, y in zip(a["trials"], b["trials"]):
     assert y["lineage"][:len(x["lineage"])] == x["lineage"], (x["id"], x["lineage"], y["lineage"])
     assert y["schedule"][:a["pbt"]["round"] + 1] == x["schedule"][:a["pbt"]["round"] + 1], x["id"]
-    assert y["status"] == "completed" and len(y["dice"]) == 6 and len(y["schedule"]) == 3, y
+    assert y["status"] == "completed" and len(y["dice"]) == 12 and len(y["schedule"]) == 6, y
 PYEOF
 # The interrupted search's members continued from their checkpoints rather than starting over.
 grep -q "resumed from" "$T"/cut/tune/trial_*/training.log || fail "no member continued from its checkpoint"
