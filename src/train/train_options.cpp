@@ -289,8 +289,10 @@ void resolve_tuning(TrainOptions& o, const po::variables_map& vm) {
     if ((o.search == "random" || o.search == "tpe") && o.trials < 1 && !o.tune_file.empty())
         throw UsageError("--trials: " + o.search + " search needs the number of trials to run");
     if (o.startup_trials < 0) throw UsageError("--startup_trials: expected 0 or more");
-    if (o.scheduler != "fifo" && o.scheduler != "asha" && o.scheduler != "median")
-        throw UsageError("--scheduler: expected fifo, asha or median, got '" + o.scheduler + "'");
+    if (o.scheduler != "fifo" && o.scheduler != "asha" && o.scheduler != "median" && o.scheduler != "pbt")
+        throw UsageError("--scheduler: expected fifo, asha, median or pbt, got '" + o.scheduler + "'");
+    if (o.perturbation_interval < 1) throw UsageError("--perturbation_interval: expected at least 1 epoch");
+    if (!(o.pbt_quantile > 0 && o.pbt_quantile <= 0.5)) throw UsageError("--pbt_quantile: expected a fraction in (0, 0.5]");
     if (o.grace_period < 1) throw UsageError("--grace_period: expected at least 1 epoch");
     if (o.reduction_factor < 2) throw UsageError("--reduction_factor: expected at least 2");
     if (o.max_failures < 0) throw UsageError("--max_failures: expected 0 or more");

@@ -1,7 +1,9 @@
 #include "unet/tune/coordinator.h"
 
+#include <algorithm>
 #include <cstdarg>
 #include <cstdio>
+#include <map>
 #include <stdexcept>
 
 namespace unet {
@@ -62,12 +64,16 @@ int Coordinator::next_trial(int group) {
         t.status = "running";
         t.group = group;
         started_[size_t(t.id)] = std::chrono::steady_clock::now();
-        say("trial %d -> group %d%s: %s", t.id, group, t.failures ? " (retry)" : t.epochs() ? " (resumed)" : "",
+        if (pbt_) say("member %d round %d (epochs %d-%d) -> group %d%s: %s", t.id, ledger_.pbt_round,
+                      ledger_.pbt_round * pbt_config_.interval + 1,
+                      std::min(max_epochs_[size_t(t.id)], (ledger_.pbt_round + 1) * pbt_config_.interval), group,
+                      t.failures ? " (retry)" : "", params_label(t.params).c_str());
+        else say("trial %d -> group %d%s: %s", t.id, group, t.failures ? " (retry)" : t.epochs() ? " (resumed)" : "",
             params_label(t.params).c_str());
         save();
         return t.id;
     }
-    return -1;
+    return pbt_ && !search_finished() ? kWait : -1;
 }
 
 bool Coordinator::report_epoch(int trial, int epoch, double dice) {
@@ -97,12 +103,91 @@ void Coordinator::finish_trial(int trial, const TrialOutcome& outcome) {
         ++t.failures;
         t.reason = outcome.reason;
         t.status = t.failures > max_failures_ ? "failed" : "pending";
-        say("trial %d failed (%s)%s", trial, outcome.reason.c_str(), t.status == "pending" ? "; it will run again" : "");
+        const bool last_round = pbt_ && (ledger_.pbt_round + 1) * pbt_config_.interval >= max_epochs_[size_t(trial)];
+        if (pbt_ && t.status == "failed" && !last_round) {
+            t.status = "waiting", t.replace = true;
+            say("member %d failed in round %d (%s); a top member replaces it at the round's end", trial,
+                ledger_.pbt_round, outcome.reason.c_str());
+        } else {
+            say("trial %d failed (%s)%s", trial, outcome.reason.c_str(), t.status == "pending" ? "; it will run again" : "");
+        }
+    } else if (pbt_ && outcome.status == "stopped") {
+        t.status = "waiting";
+        say("member %d ended round %d: validation Dice %.4f", trial, ledger_.pbt_round, t.dice.empty() ? 0.0 : t.dice.back());
     } else {
         t.status = outcome.status;
         say("trial %d %s after %d epochs, best validation Dice %.4f", trial, outcome.status.c_str(), t.epochs(),
             t.best_dice());
     }
+    save();
+    end_round_if_due();
+}
+
+void Coordinator::set_pbt(const PbtConfig& config, const SearchSpace* space) {
+    pbt_ = true;
+    pbt_config_ = config;
+    space_ = space;
+    for (TrialRecord& t : ledger_.trials) {
+        if (t.schedule.empty()) t.schedule.push_back(t.params);
+        // The job ended under it and --max_failures is spent: replaced like a failed round.
+        const bool last_round = (ledger_.pbt_round + 1) * pbt_config_.interval >= max_epochs_[size_t(t.id)];
+        if (t.status == "failed" && t.reason == "the job ended while it ran" && !last_round) t.status = "waiting", t.replace = true;
+    }
+    save();
+    end_round_if_due();  // the job ended between a round's last report and its exploit
+}
+
+void Coordinator::end_round_if_due() {
+    if (!pbt_ || stopping_) return;
+    bool waiting = false;
+    for (const TrialRecord& t : ledger_.trials) {
+        if (t.status == "pending" || t.status == "running") return;
+        waiting = waiting || t.status == "waiting";
+    }
+    if (!waiting) return;
+    const int r = ledger_.pbt_round, end = (r + 1) * pbt_config_.interval;
+    std::vector<PbtMember> members;
+    for (const TrialRecord& t : ledger_.trials) {
+        if (t.status != "waiting") continue;
+        PbtMember m;
+        m.id = t.id;
+        m.failed = t.replace;
+        m.score = int(t.dice.size()) >= end ? t.dice[size_t(end - 1)] : t.dice.empty() ? 0.0 : t.dice.back();
+        members.push_back(m);
+    }
+    const std::vector<PbtExploit> exploits = pbt_exploit(members, pbt_config_, r);
+    // Every donor's hyperparameters as they were in this round, before any member changes.
+    std::map<int, TrialParams> donor_params;
+    for (const PbtExploit& e : exploits) donor_params[e.donor] = ledger_.trials[size_t(e.donor)].params;
+    for (const PbtExploit& e : exploits) {
+        TrialRecord& t = ledger_.trials[size_t(e.recipient)];
+        const auto t0 = std::chrono::steady_clock::now();
+        const uint64_t bytes = pbt_copy_checkpoint(ledger_.dir + "/trial_" + std::to_string(e.donor),
+                                                   ledger_.dir + "/trial_" + std::to_string(e.recipient));
+        const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        ledger_.exploit_seconds += s;
+        ++ledger_.exploits;
+        t.params = pbt_explore(*space_, donor_params[e.donor], pbt_config_, r, e.recipient);
+        t.lineage.emplace_back(r, e.donor);
+        t.replace = false;
+        say("round %d: member %d (Dice %.4f%s) copies member %d's checkpoint (%.1f kB in %.4f s) -> %s", r, e.recipient,
+            t.dice.empty() ? 0.0 : t.dice.back(), t.failures ? ", failed" : "", e.donor, double(bytes) / 1024, s,
+            params_label(t.params).c_str());
+    }
+    for (TrialRecord& t : ledger_.trials) {
+        if (t.status != "waiting") continue;
+        if (t.replace) {  // nothing to copy from: every member failed
+            t.status = "failed";
+            t.replace = false;
+            continue;
+        }
+        t.status = "pending";
+        t.schedule.resize(size_t(r + 1));
+        t.schedule.push_back(t.params);
+    }
+    ledger_.pbt_round = r + 1;
+    say("round %d ended: %zu exploits; exploit steps so far %.4f s of %.1f s (%.3f%%)", r, exploits.size(),
+        ledger_.exploit_seconds, clock(), 100.0 * ledger_.exploit_seconds / std::max(1e-9, clock()));
     save();
 }
 

@@ -74,7 +74,20 @@ void Ledger::save() const {
                                {"seconds", t.seconds},
                                {"best_at", t.best_at},
                                {"group", t.group}});
+        if (!t.schedule.empty() || !t.lineage.empty() || t.replace) {
+            json& r = j["trials"].back();
+            r["schedule"] = json::array();
+            for (const TrialParams& s : t.schedule) {
+                json q = json::array();
+                for (const auto& kv : s) q.push_back({kv.first, kv.second});
+                r["schedule"].push_back(q);
+            }
+            r["lineage"] = json::array();
+            for (const auto& rd : t.lineage) r["lineage"].push_back({{"round", rd.first}, {"from", rd.second}});
+            r["replace"] = t.replace;
+        }
     }
+    if (pbt_round > 0 || exploits > 0) j["pbt"] = {{"round", pbt_round}, {"exploits", exploits}, {"exploit_s", exploit_seconds}};
     write_file_atomically(dir + "/state.json", j.dump(1) + "\n");
     write_file_atomically(dir + "/trials.csv", trials_csv(*this));
 }
@@ -90,6 +103,11 @@ Ledger Ledger::load(const std::string& dir) {
         const json j = json::parse(in);
         l.fingerprint = j.at("fingerprint").get<std::string>();
         l.elapsed = j.at("elapsed_s").get<double>();
+        if (j.contains("pbt")) {
+            l.pbt_round = j.at("pbt").at("round").get<int>();
+            l.exploits = j.at("pbt").at("exploits").get<int>();
+            l.exploit_seconds = j.at("pbt").at("exploit_s").get<double>();
+        }
         for (const json& t : j.at("trials")) {
             TrialRecord r;
             r.id = t.at("id").get<int>();
@@ -101,6 +119,15 @@ Ledger Ledger::load(const std::string& dir) {
             r.seconds = t.at("seconds").get<double>();
             r.best_at = t.at("best_at").get<double>();
             r.group = t.at("group").get<int>();
+            if (t.contains("schedule"))
+                for (const json& s : t.at("schedule")) {
+                    TrialParams q;
+                    for (const json& kv : s) q.emplace_back(kv.at(0).get<std::string>(), kv.at(1).get<std::string>());
+                    r.schedule.push_back(std::move(q));
+                }
+            if (t.contains("lineage"))
+                for (const json& rd : t.at("lineage")) r.lineage.emplace_back(rd.at("round").get<int>(), rd.at("from").get<int>());
+            if (t.contains("replace")) r.replace = t.at("replace").get<bool>();
             l.trials.push_back(std::move(r));
         }
     } catch (const json::exception& e) {
@@ -118,7 +145,19 @@ std::vector<const TrialRecord*> rank_trials(const Ledger& l) {
     return out;
 }
 
-std::string write_ranking(const Ledger& l) {
+std::string schedule_text(const TrialRecord& t, int interval) {
+    std::ostringstream os;
+    for (size_t r = 0; r < t.schedule.size(); ++r) {
+        os << "- round " << r << " (epochs " << r * size_t(interval) + 1 << "-" << (r + 1) * size_t(interval) << "): "
+           << params_label(t.schedule[r]);
+        for (const auto& rd : t.lineage)
+            if (rd.first + 1 == int(r)) os << " (copied member " << rd.second << "'s checkpoint after round " << rd.first << ")";
+        os << "\n";
+    }
+    return os.str();
+}
+
+std::string write_ranking(const Ledger& l, int pbt_interval) {
     const std::vector<const TrialRecord*> ranked = rank_trials(l);
     const std::vector<std::string> names = param_names(l);
     std::ostringstream csv, md;
@@ -139,6 +178,8 @@ std::string write_ranking(const Ledger& l) {
         csv << "\n";
         md << "\n";
     }
+    if (pbt_interval > 0 && !ranked.empty())
+        md << "\nschedule of the best member, trial " << ranked.front()->id << ":\n" << schedule_text(*ranked.front(), pbt_interval);
     int failed = 0;
     for (const TrialRecord& t : l.trials) failed += t.status == "failed";
     if (failed) {

@@ -8,8 +8,9 @@
 namespace unet {
 
 void validate(const SchedulerConfig& c) {
-    if (c.kind != "fifo" && c.kind != "asha" && c.kind != "median")
-        throw UsageError("--scheduler: expected fifo, asha or median, got '" + c.kind + "'");
+    if (c.kind != "fifo" && c.kind != "asha" && c.kind != "median" && c.kind != "pbt")
+        throw UsageError("--scheduler: expected fifo, asha, median or pbt, got '" + c.kind + "'");
+    if (c.perturbation_interval < 1) throw UsageError("--perturbation_interval: expected at least 1 epoch");
     if (c.grace_period < 1) throw UsageError("--grace_period: expected at least 1 epoch");
     if (c.reduction_factor < 2) throw UsageError("--reduction_factor: expected at least 2");
 }
@@ -60,6 +61,10 @@ bool should_continue(const SchedulerConfig& c, const std::vector<std::vector<dou
     if (histories[size_t(trial)].empty()) return true;
     if (c.kind == "asha") return asha_continue(c, histories, trial, max_epochs);
     if (c.kind == "median") return median_continue(c, histories, trial);
+    if (c.kind == "pbt") {
+        const int epochs = int(histories[size_t(trial)].size());
+        return epochs >= max_epochs || epochs % c.perturbation_interval != 0;
+    }
     return true;
 }
 

@@ -149,10 +149,11 @@ SearchSpace parse_search_space(const std::string& text, const std::string& file)
         };
         if (section == "tune") {
             static const char* tuning[] = {"search", "trials", "startup_trials", "scheduler", "grace_period",
-                                           "reduction_factor", "max_failures", "group_size"};
+                                           "reduction_factor", "max_failures", "group_size",
+                                           "perturbation_interval", "pbt_quantile"};
             if (std::find(std::begin(tuning), std::end(tuning), key) == std::end(tuning))
                 bad_line(file, line, "[tune] takes search, trials, startup_trials, scheduler, grace_period, "
-                                     "reduction_factor, max_failures and group_size, not '" + key + "'");
+                                     "reduction_factor, max_failures, group_size, perturbation_interval and pbt_quantile, not '" + key + "'");
             if (s.tune.count(key)) bad_line(file, line, key + " is set twice");
             s.tune[key] = value;
         } else if (seen(key)) {

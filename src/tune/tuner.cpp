@@ -16,7 +16,10 @@
 #include "unet/train/trainer.h"
 #include "unet/tune/coordinator.h"
 #include "unet/tune/ledger.h"
+#include "unet/tune/pbt.h"
 #include "unet/tune/tpe.h"
+#include "unet/log/event_writer.h"
+#include "unet/log/summaries.h"
 
 namespace fs = std::filesystem;
 
@@ -50,6 +53,8 @@ class LocalLink : public CoordinatorLink {
     explicit LocalLink(Coordinator& c) : c_(c) {}
     int request(int group, TrialParams* params) override {
         const int trial = c_.next_trial(group);
+        // One group: a pbt round ends when this group's last member of it reports.
+        if (trial == Coordinator::kWait) throw std::logic_error("tuner: a lone group was told to wait");
         if (trial >= 0) *params = c_.ledger().trials[size_t(trial)].params;
         return trial;
     }
@@ -171,6 +176,7 @@ Coordinator make_coordinator(const SearchPlan& plan, const TrainOptions& o) {
     sc.kind = o.scheduler;
     sc.grace_period = o.grace_period;
     sc.reduction_factor = o.reduction_factor;
+    sc.perturbation_interval = o.perturbation_interval;
     // A trial's --epochs (the scheduler's horizon); a drawn trial whose settings the parser
     // rejects fails when its group parses them, so any horizon does until then.
     const int default_epochs = o.epochs;
@@ -196,7 +202,46 @@ Coordinator make_coordinator(const SearchPlan& plan, const TrainOptions& o) {
         c.set_drawer([space, tpe](const Ledger& l, int trial) { return tpe_suggest(*space, tpe, tpe_history(l), trial); },
                      epochs_of);
     }
+    if (o.scheduler == "pbt") {
+        PbtConfig pc;
+        pc.interval = o.perturbation_interval;
+        pc.quantile = o.pbt_quantile;
+        pc.seed = o.seed;
+        c.set_pbt(pc, &plan.space);
+    }
     return c;
+}
+
+// pbt: each member's hyperparameters over its rounds as TensorBoard scalars pbt/<name> (numeric
+// values; step = the epoch the round starts at), in <trial>/pbt/, rewritten whole each time. Each
+// round's run of the trainer opened an HParams session in the trial's directory; TensorBoard shows
+// the first one it reads, so only the newest (the last round's hyperparameters) is kept.
+void write_pbt_scalars(const Ledger& l, int interval) {
+    for (const TrialRecord& t : l.trials) {
+        const std::string run = l.dir + "/trial_" + std::to_string(t.id), dir = run + "/pbt";
+        std::vector<std::pair<fs::file_time_type, fs::path>> sessions;
+        std::error_code ec;
+        for (const auto& e : fs::directory_iterator(run, ec))
+            if (e.is_regular_file() && e.path().filename().string().rfind("events.out.tfevents.", 0) == 0)
+                sessions.emplace_back(e.last_write_time(), e.path());
+        std::sort(sessions.begin(), sessions.end());
+        for (size_t i = 0; i + 1 < sessions.size(); ++i) fs::remove(sessions[i].second, ec);
+        try {
+            std::error_code ec;
+            fs::create_directories(dir, ec);
+            EventWriter w(dir + "/events.out.tfevents.0.pbt_schedule");
+            for (size_t r = 0; r < t.schedule.size(); ++r)
+                for (const auto& kv : t.schedule[r]) {
+                    char* end = nullptr;
+                    const double v = std::strtod(kv.second.c_str(), &end);
+                    if (end && *end == 0 && end != kv.second.c_str())
+                        w.write_value(int64_t(r) * interval, scalar_summary("pbt/" + kv.first, v));
+                }
+            w.flush();
+        } catch (const std::exception& e) {
+            std::printf("warning: pbt schedule of trial %d not written to TensorBoard: %s\n", t.id, e.what());
+        }
+    }
 }
 
 std::string search_label(const TrainOptions& o) {
@@ -207,7 +252,13 @@ std::string search_label(const TrainOptions& o) {
 // The ranking, and the best trial's checkpoint and settings in <logdir>/best/.
 void finish_search(const Coordinator& c, const SearchPlan& plan, const TrainOptions& o, double seconds) {
     const Ledger& l = c.ledger();
-    const std::string md = write_ranking(l);
+    const bool pbt = o.scheduler == "pbt";
+    const std::string md = write_ranking(l, pbt ? o.perturbation_interval : 0);
+    if (pbt) {
+        write_pbt_scalars(l, o.perturbation_interval);
+        std::printf("pbt: %d exploit steps (checkpoint copies) took %.4f s of %.1f s wall time (%.3f%%)\n", l.exploits,
+                    l.exploit_seconds, l.elapsed, 100.0 * l.exploit_seconds / std::max(1e-9, l.elapsed));
+    }
     int completed = 0, stopped = 0, failed = 0;
     for (const TrialRecord& t : l.trials)
         completed += t.status == "completed", stopped += t.status == "stopped", failed += t.status == "failed";
@@ -242,6 +293,16 @@ void finish_search(const Coordinator& c, const SearchPlan& plan, const TrainOpti
 void coordinate(Comm& world, Coordinator& c, int groups) {
     catch_stop_signals();
     int released = 0;
+    std::vector<std::pair<int, int>> waiting;  // pbt: (rank, group) told nothing yet: the round is not over
+    auto answer = [&](int from, int group) {
+        const int trial = c.next_trial(group);
+        if (trial == Coordinator::kWait) return false;
+        released += trial < 0;
+        world.send_text(from, kAssign,
+                        std::to_string(trial) +
+                            (trial >= 0 ? "\n" + params_text(c.ledger().trials[size_t(trial)].params) : std::string()));
+        return true;
+    };
     while (released < groups) {
         int from = 0, tag = 0;
         const std::string msg = world.receive_text(-1, -1, &from, &tag);
@@ -250,11 +311,7 @@ void coordinate(Comm& world, Coordinator& c, int groups) {
         if (tag == kRequest) {
             int group = 0;
             in >> group;
-            const int trial = c.next_trial(group);
-            released += trial < 0;
-            world.send_text(from, kAssign,
-                            std::to_string(trial) +
-                                (trial >= 0 ? "\n" + params_text(c.ledger().trials[size_t(trial)].params) : std::string()));
+            if (!answer(from, group)) waiting.emplace_back(from, group);
         } else if (tag == kReport) {
             int trial = 0, epoch = 0;
             double dice = 0;
@@ -267,6 +324,11 @@ void coordinate(Comm& world, Coordinator& c, int groups) {
             in.ignore(1);
             std::getline(in, o.reason, '\0');
             c.finish_trial(trial, o);
+            // A round may have ended (or the search stopped): the groups that wait get their answer.
+            std::vector<std::pair<int, int>> still;
+            for (const auto& w : waiting)
+                if (!answer(w.first, w.second)) still.push_back(w);
+            waiting.swap(still);
         } else {
             throw std::runtime_error("tuner: unexpected message tag " + std::to_string(tag) + " from rank " +
                                      std::to_string(from));
@@ -333,6 +395,8 @@ SearchPlan plan_search(int argc, char** argv, const TrainOptions& o) {
     plan.argv = argv;
     plan.logdir = o.logdir;
     plan.space = read_search_space(o.tune_file);
+    if (o.scheduler == "pbt" && o.search != "random")
+        throw UsageError("--scheduler: pbt starts from a random population: use --search random, not " + o.search);
     if (o.search == "grid") {
         plan.trials = grid_trials(plan.space, o.trials);
     } else if (o.search == "random") {
@@ -358,6 +422,13 @@ SearchPlan plan_search(int argc, char** argv, const TrainOptions& o) {
         // the seed, the counts and the space itself.
         all = "search tpe\nseed " + std::to_string(o.seed) + "\ntrials " + std::to_string(o.trials) +
               "\nstartup_trials " + std::to_string(o.startup_trials) + "\n" + plan.space.search_text() + all;
+    }
+    if (o.scheduler == "pbt") {
+        pbt_check(plan.space, o.search, o.perturbation_interval, o.pbt_quantile,
+                  plan.options.empty() ? o.epochs : plan.options.front().epochs);
+        // A resumed population must keep its rounds and its exploit rule.
+        all += "pbt interval " + std::to_string(o.perturbation_interval) + " quantile " + std::to_string(o.pbt_quantile) +
+               " seed " + std::to_string(o.seed) + "\n";
     }
     plan.fingerprint = fnv1a_hex(all + plan.space.fixed_text());
     return plan;

@@ -68,10 +68,12 @@ struct TrainOptions {
     int trials = 0;                  // random, tpe: samples; grid: at most this many (0: the whole grid)
     std::string search = "grid";     // grid | random | tpe
     int startup_trials = 10;         // tpe: random trials before the estimator takes over
-    std::string scheduler = "fifo";  // fifo | asha | median
+    std::string scheduler = "fifo";  // fifo | asha | median | pbt
     int grace_period = 1;            // epochs before a trial can be stopped
     int reduction_factor = 3;        // asha: keep the best 1/reduction_factor at each rung
     int max_failures = 0;            // retries of a failed trial
+    int perturbation_interval = 2;   // pbt: epochs per round
+    double pbt_quantile = 0.25;      // pbt: the bottom fraction copies the top fraction
     // DistMIS config keys (usable as flags too): replicas per trial and the batch on each.
     int num_replicas = 0;
     int batch_size_per_replica = 0;

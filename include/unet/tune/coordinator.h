@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "unet/tune/ledger.h"
+#include "unet/tune/pbt.h"
 #include "unet/tune/scheduler.h"
 
 namespace unet {
@@ -31,6 +32,12 @@ class Coordinator {
     // max_epochs from epochs_of(params). Without a drawer every trial must have its parameters.
     using TrialDrawer = std::function<TrialParams(const Ledger&, int trial)>;
     void set_drawer(TrialDrawer draw, std::function<int(const TrialParams&)> epochs_of);
+    // --scheduler pbt (pbt.h): members stop at each round's end and wait for the others; when
+    // the last one of a round has reported, the bottom ones copy a top one's checkpoint (in
+    // <ledger dir>/trial_<k>/) and take its perturbed hyperparameters. A member whose round fails
+    // (beyond --max_failures) is replaced so too. Call before handing out trials.
+    void set_pbt(const PbtConfig& config, const SearchSpace* space);
+    static constexpr int kWait = -2;  // next_trial under pbt: nothing now, ask again after a result
     int next_trial(int group);  // -1: nothing left to hand out
     bool report_epoch(int trial, int epoch, double dice);
     void finish_trial(int trial, const TrialOutcome& outcome);
@@ -41,6 +48,7 @@ class Coordinator {
 
    private:
     double clock() const;
+    void end_round_if_due();
     void say(const char* format, ...) const;
     void save();
     Ledger ledger_;
@@ -50,6 +58,9 @@ class Coordinator {
     TrialDrawer draw_;
     std::function<int(const TrialParams&)> epochs_of_;
     bool stopping_ = false, quiet_ = false;
+    bool pbt_ = false;
+    PbtConfig pbt_config_;
+    const SearchSpace* space_ = nullptr;
     std::vector<std::chrono::steady_clock::time_point> started_;
     std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
     double elapsed_before_ = 0;

@@ -22,6 +22,11 @@ struct TrialRecord {
     double seconds = 0;              // wall time over all attempts
     double best_at = 0;              // search clock (s) when the best Dice was reported
     int group = -1;                  // group that ran it last
+    // pbt: schedule[r] = the hyperparameters of round r (params is the current round's); lineage:
+    // (round, member) for each exploit, the member whose checkpoint it copied at the end of round.
+    std::vector<TrialParams> schedule;
+    std::vector<std::pair<int, int>> lineage;
+    bool replace = false;  // pbt: its round failed; it copies a top member at the round's end
     double best_dice() const;
     int epochs() const { return int(dice.size()); }
     bool finished() const { return status == "completed" || status == "stopped" || status == "failed"; }
@@ -31,6 +36,9 @@ struct Ledger {
     std::string dir;          // <logdir>/tune
     std::string fingerprint;  // search space, search kind, seed: a resumed search must match
     double elapsed = 0;       // search clock over all runs of the job (s)
+    double exploit_seconds = 0;  // pbt: time spent copying checkpoints (exploit steps)
+    int exploits = 0;            // pbt: checkpoints copied
+    int pbt_round = 0;           // pbt: the round the population trains now
     std::vector<TrialRecord> trials;
 
     void save() const;                         // state.json and trials.csv
@@ -38,9 +46,12 @@ struct Ledger {
     static bool exists(const std::string& dir);
 };
 
+// pbt: "round r (epochs a-b): params [copied member d's checkpoint]" lines of a member's schedule.
+std::string schedule_text(const TrialRecord& t, int interval);
+
 // Trials that ran at least one epoch and did not fail, best validation Dice first (ties: lower
 // id). Written as ranking.csv and ranking.md in the ledger's directory; returns the Markdown.
 std::vector<const TrialRecord*> rank_trials(const Ledger& l);
-std::string write_ranking(const Ledger& l);
+std::string write_ranking(const Ledger& l, int pbt_interval = 0);  // pbt: the best member's schedule too
 
 }  // namespace unet

@@ -11,6 +11,9 @@
 // median: the median stopping rule (Golovin et al. 2017): after grace_period epochs, a trial stops
 //         when its best Dice so far is below the median, over the other trials with at least as
 //         many epochs (at least 3 of them), of their mean Dice over the same first epochs.
+// pbt:    population-based training (pbt.h): a trial (member) stops at the end of each round of
+//         perturbation_interval epochs, before its last epoch, and the coordinator continues it
+//         after the round's exploit and explore.
 #pragma once
 
 #include <string>
@@ -19,10 +22,11 @@
 namespace unet {
 
 struct SchedulerConfig {
-    std::string kind = "fifo";  // fifo | asha | median
+    std::string kind = "fifo";  // fifo | asha | median | pbt
     int grace_period = 1;       // epochs before any trial can be stopped
     int reduction_factor = 3;   // asha: keep the best 1/reduction_factor at each rung
     int min_peers = 3;          // median: trials needed to compare against
+    int perturbation_interval = 2;  // pbt: epochs per round
 };
 
 // histories[t] = trial t's Dice after each epoch so far (histories[trial] already holds the
