@@ -414,7 +414,9 @@ TEST(PbtPopulation, LineageScheduleAndBounds) {
                     const double lr = value(t.schedule[r], "learningrate");
                     EXPECT_GE(lr, 1e-4); EXPECT_LE(lr, 1e-1);
                 }
-            if (!copied) EXPECT_EQ(t.schedule[r], t.schedule[r - 1]);
+            if (!copied) {
+                EXPECT_EQ(t.schedule[r], t.schedule[r - 1]);
+            }
         }
         exploited += int(t.lineage.size());
     }
