@@ -61,6 +61,14 @@ def host_name(path, section, key, text):
     return text
 
 
+def run_choice(parser, path, key, allowed):
+    """[run] KEY: one of `allowed`, the first being the default."""
+    value = parser.get("run", key, fallback=allowed[0]).strip()
+    if value not in allowed:
+        raise ClusterError(f"{path}: [run] {key}: expected {' or '.join(allowed)}, got '{value}'")
+    return value
+
+
 def read_cluster(path):
     """Returns a dict: ps, workers [(host, slots)], threads, project_dir, binding, ssh_user,
     tensorboard, build, network."""
@@ -97,18 +105,14 @@ def read_cluster(path):
     project_dir = parser.get("run", "project_dir", fallback="").strip()
     if project_dir and not re.fullmatch(r"/[A-Za-z0-9._/+-]*", project_dir):
         raise ClusterError(f"{path}: [run] project_dir: expected an absolute path of plain characters, got '{project_dir}'")
-    binding = parser.get("run", "binding", fallback="cores").strip()
-    if binding not in ("cores", "none"):
-        raise ClusterError(f"{path}: [run] binding: expected cores or none, got '{binding}'")
+    binding = run_choice(parser, path, "binding", ("cores", "none"))
     ssh_user = parser.get("run", "ssh_user", fallback="").strip()
     if ssh_user and not re.fullmatch(r"[a-z_][a-z0-9_.-]*", ssh_user):
         raise ClusterError(f"{path}: [run] ssh_user: '{ssh_user}' is not a user name")
     tensorboard = parser.get("run", "tensorboard", fallback="false").strip().lower()
     if tensorboard not in ("true", "false", "yes", "no"):
         raise ClusterError(f"{path}: [run] tensorboard: expected true or false, got '{tensorboard}'")
-    build = parser.get("run", "build", fallback="hosts").strip()
-    if build not in ("hosts", "ship"):
-        raise ClusterError(f"{path}: [run] build: expected hosts or ship, got '{build}'")
+    build = run_choice(parser, path, "build", ("hosts", "ship"))
     network = parser.get("run", "network", fallback="").strip()
     if network and not re.fullmatch(r"[0-9]{1,3}(\.[0-9]{1,3}){3}/[0-9]{1,2}|[A-Za-z][A-Za-z0-9_.-]{0,14}", network):
         raise ClusterError(f"{path}: [run] network: expected a subnet (10.1.0.0/16) or an interface name (eth1), got '{network}'")
