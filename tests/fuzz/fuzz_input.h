@@ -1,5 +1,6 @@
 // Shared by the fuzz harnesses: the input bytes as a file (the readers take paths), in a folder of
-// this process's own under /dev/shm (or TMPDIR), removed at exit.
+// this process's own under TMPDIR (else /dev/shm), removed at exit (run_fuzz.sh also removes the
+// TMPDIR it gives, since libFuzzer ends a hung or crashed run without exit handlers).
 #pragma once
 
 #include <unistd.h>
@@ -15,7 +16,7 @@ inline const std::string& scratch_dir() {
     // Never destroyed: the exit handler that removes the folder runs after static destructors.
     static const std::string* dir = [] {
         const char* tmp = std::getenv("TMPDIR");
-        const char* base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : (tmp ? tmp : "/tmp");
+        const char* base = tmp ? tmp : access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
         auto* d = new std::string(std::string(base) + "/unet_fuzz_" + std::to_string(getpid()));
         if (std::system(("mkdir -p '" + *d + "'").c_str()) != 0) std::abort();
         std::atexit([] {

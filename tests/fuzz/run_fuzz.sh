@@ -26,9 +26,11 @@ for bin in "$F"/fuzz_*; do
   cp tests/fuzz/corpus/"$name"/* "$work"/ 2>/dev/null
   [ -d tests/fuzz/regressions/"$name" ] && cp tests/fuzz/regressions/"$name"/* "$work"/ 2>/dev/null
   log=$F/$name.log
-  "$bin" -max_total_time="$SECONDS_EACH" -timeout=10 -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 \
+  rm -rf "$F/tmp"; mkdir -p "$F/tmp"
+  TMPDIR=$F/tmp "$bin" -max_total_time="$SECONDS_EACH" -timeout=10 -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 \
       -artifact_prefix="$F/findings/$name-" "$work" >"$log" 2>&1
   rc=$?
+  rm -rf "$F/tmp"
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
   cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
