@@ -14,7 +14,9 @@ for src in tests/fuzz/fuzz_*.cpp; do
   [ -x "$bin" ] || fail "$bin missing (make test builds it)"
   dirs=(tests/fuzz/corpus/"$name")
   [ -d tests/fuzz/regressions/"$name" ] && dirs+=(tests/fuzz/regressions/"$name")
-  out=$("$bin" "${dirs[@]}" 2>&1) || fail "$name: $(echo "$out" | grep -m3 'ERROR\|runtime error\|SUMMARY' | tr '\n' ' ')"
+  out=$(timeout 300 "$bin" "${dirs[@]}" 2>&1); rc=$?
+  [ "$rc" -ne 124 ] || fail "$name: the replay hung (a reader loops on one of its inputs)"
+  [ "$rc" -eq 0 ] || fail "$name: exit $rc: $(echo "$out" | grep -m3 'ERROR\|runtime error\|SUMMARY' | tr '\n' ' ')"
   count=$(echo "$out" | sed -n 's/^replayed \([0-9]*\) inputs$/\1/p')
   [ "${count:-0}" -gt 0 ] || fail "$name: no inputs replayed"
   echo "$name: $count inputs, no sanitizer report"
