@@ -31,6 +31,17 @@ TESTS      := $(patsubst tests/unit/%.cpp,$(BUILD)/tests/%,$(TEST_SRCS))
 MPI_TESTS  := $(patsubst tests/mpi/%.cpp,$(BUILD)/tests/mpi/%,$(wildcard tests/mpi/test_*.cpp))
 TEST_SUPPORT_OBJS := $(patsubst %.cpp,$(BUILD)/obj/%.o,$(wildcard tests/support/*.cpp))
 BENCH_BINS := $(BUILD)/bin/fma_peak
+# The fuzz harnesses (rules below, at make fuzz): the readers they instrument, and their replay
+# builds, which make test needs.
+FUZZ_READERS := src/data/nifti.cpp src/data/npy.cpp src/data/msd_index.cpp src/train/train_options.cpp \
+                src/train/flags.cpp src/train/json_config.cpp src/tune/search_space.cpp src/log/records.cpp \
+                src/log/crc32c.cpp
+FUZZ_NAMES   := $(patsubst tests/fuzz/fuzz_%.cpp,%,$(wildcard tests/fuzz/fuzz_*.cpp))
+SANITIZE     := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+REPLAY_BINS  := $(FUZZ_NAMES:%=$(BUILD)/fuzz_replay/fuzz_%)
+FUZZ_CXX     ?= clang++
+FUZZ_CXXFLAGS = $(subst -fopenmp,-fopenmp=libgomp,$(CXXFLAGS)) -O1
+FUZZ_BINS    := $(FUZZ_NAMES:%=$(BUILD)/fuzz/fuzz_%)
 DEPS_STAMP := $(BUILD)/.deps_runtime_ok
 TEST_DEPS_STAMP := $(BUILD)/.deps_ok
 
@@ -105,15 +116,6 @@ asan:
 # the readers' own sources are built instrumented (libFuzzer coverage, ASan, UBSan); the rest comes
 # from the library as it is. The same harnesses with a plain main() (tests/fuzz/replay_main.cpp),
 # built by g++ with ASan and UBSan, replay the committed corpora in make test.
-FUZZ_READERS := src/data/nifti.cpp src/data/npy.cpp src/data/msd_index.cpp src/train/train_options.cpp \
-                src/train/flags.cpp src/train/json_config.cpp src/tune/search_space.cpp src/log/records.cpp \
-                src/log/crc32c.cpp
-FUZZ_NAMES   := $(patsubst tests/fuzz/fuzz_%.cpp,%,$(wildcard tests/fuzz/fuzz_*.cpp))
-SANITIZE     := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
-REPLAY_BINS  := $(FUZZ_NAMES:%=$(BUILD)/fuzz_replay/fuzz_%)
-FUZZ_CXX     ?= clang++
-FUZZ_CXXFLAGS = $(subst -fopenmp,-fopenmp=libgomp,$(CXXFLAGS)) -O1
-FUZZ_BINS    := $(FUZZ_NAMES:%=$(BUILD)/fuzz/fuzz_%)
 
 $(BUILD)/fuzz_replay/obj/%.o: %.cpp | $(DEPS_STAMP) $(PROTO_HDRS)
 	@mkdir -p $(dir $@)
