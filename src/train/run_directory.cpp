@@ -21,12 +21,6 @@ namespace fs = std::filesystem;
 
 enum Verdict { kFree = 0, kHoldsRun = 1, kInUse = 2 };
 
-std::string this_host() {
-    char host[256] = {};
-    if (gethostname(host, sizeof host - 1) != 0) return "localhost";
-    return host;
-}
-
 struct LockOwner {
     long pid = 0;
     std::string host, since;
@@ -105,6 +99,12 @@ bool write_lock(const std::string& path) {
 }
 
 }  // namespace
+
+std::string this_host() {
+    char host[256] = {};
+    if (gethostname(host, sizeof host - 1) != 0) return "localhost";
+    return host;
+}
 
 RunDirectoryLock::~RunDirectoryLock() {
     // Only our own lock: a run that took over a stale one wrote its pid in it.

@@ -196,8 +196,7 @@ void RunLoop::banner() {
     log_.line("run directory %s; %d rank%s%s; command: %s", o_.logdir.c_str(), comm_.size(), comm_.size() > 1 ? "s" : "",
               roles.c_str(), o_.command_line.c_str());
     // Each rank's host (consecutive ranks on one host as one item), so a run across hosts shows where it ran.
-    char name[256] = {};
-    if (gethostname(name, sizeof name - 1) != 0) name[0] = '?';
+    const std::string name = this_host();
     std::vector<std::string> hosts;
     for (int r = 0; r < comm_.size(); ++r) hosts.push_back(comm_.broadcast_text(r, name));
     std::string placed;

@@ -34,4 +34,7 @@ class RunDirectoryLock {
 // not start; otherwise rank 0 gets the lock (created with the directory) and the others null.
 std::unique_ptr<RunDirectoryLock> claim_run_directory(const TrainOptions& o, Comm& comm);
 
+// This machine's host name (what run.lock and training.log's hosts line record; "localhost" if unknown).
+std::string this_host();
+
 }  // namespace unet
