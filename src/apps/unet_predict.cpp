@@ -489,6 +489,7 @@ int run(int argc, char** argv) {
     unet::Comm& comm = unet::Comm::world();
     unet::parse_empty_rule(o.empty);
     unet::TrainedModel t = unet::load_trained_model(o.checkpoint);
+    t.model->drop_gradients();  // forwards only
     const unet::Regions regions = model_regions(o, t);
     const unet::WindowOptions w = window_options(o, t);
     std::unique_ptr<unet::DatasetReader> dataset;
