@@ -11,7 +11,21 @@ BIN=$(pwd)/$BUILD/bin
 fail() { echo "FAIL: $*"; exit 1; }
 for b in unet_prepare unet_train unet_predict; do [ -x "$BIN/$b" ] || fail "$BIN/$b missing (make)"; done
 command -v mpirun >/dev/null || { echo "SKIPPED: no mpirun"; exit 77; }
-T=$(mktemp -d "${TMPDIR:-/tmp}/placement.XXXXXX"); trap 'rm -rf "$T"' EXIT
+T=$(mktemp -d "${TMPDIR:-/tmp}/placement.XXXXXX")
+NS=(); NETNS_DIR_EXISTED=0; [ -d /run/netns ] && NETNS_DIR_EXISTED=1
+cleanup() {  # the namespaces of part 7 (with every process in them), then the files
+  local ns p
+  for ns in "${NS[@]+"${NS[@]}"}"; do
+    for p in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
+    ip netns del "$ns" 2>/dev/null
+  done
+  if [ "${#NS[@]}" -gt 0 ] && [ "$NETNS_DIR_EXISTED" -eq 0 ] && [ -d /run/netns ] && [ -z "$(ls -A /run/netns)" ]; then
+    mountpoint -q /run/netns && umount /run/netns; rmdir /run/netns
+  fi
+  rm -rf "$T"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 # --bind-to none: every rank may use every core this shell may (nproc counts the affinity mask).
 MPI=(env -u OMP_NUM_THREADS mpirun --oversubscribe --bind-to none -x OMP_WAIT_POLICY=passive)
@@ -71,4 +85,50 @@ out=$("${MPI[@]}" -np 2 "$BIN/unet_predict" --checkpoint "$T/run/checkpoint_late
       --split test --output_dir "$T/pred" 2>&1) || fail "unet_predict under mpirun: $out"
 grep -qF "threads: $P per rank ($C cores / 2 ranks on this node); set --num_threads to change" <<<"$out" ||
   fail "unet_predict: $(grep '^threads' <<<"$out")"
-echo "thread placement: ok ($C cores; ps $S+$W+$W, ps+1 $C, allreduce $A x 3, OMP_NUM_THREADS=$O warned, predict $P x 2)"
+
+# 7. across hosts (root only): 3 hosts, each a network and UTS namespace (Open MPI sees 3 nodes;
+# mpirun starts the remote ranks through an agent that enters the host's namespaces instead of ssh),
+# TCP only. The server alone on host 1, one worker on each of hosts 2 and 3: every node has one
+# computing rank (or none), so each takes the node's cores. (The namespaces share this machine's
+# CPUs but each sees all of them: that the 3 ranks then oversubscribe the real cores is invisible
+# to them, as it would be to any program.) With more threads than cores, one warning per worker
+# host, naming it; none from the server's host, whose rank is not counted.
+across="skipped (needs root and ip netns)"
+if [ "$(id -u)" -eq 0 ] && command -v ip >/dev/null && command -v unshare >/dev/null; then
+  ID=pl$$; SUB=10.79.0
+  BR=$ID-br; NS=("$BR")
+  if ip netns add "$BR" 2>/dev/null && ip -n "$BR" link add br0 type bridge 2>/dev/null; then
+    ip -n "$BR" link set br0 up
+    for i in 1 2 3; do
+      NS+=("$ID-$i"); ip netns add "$ID-$i" || fail "ip netns add $ID-$i"
+      ip -n "$BR" link add "p$i" type veth peer name eth0 netns "$ID-$i" || fail "veth for host $i"
+      ip -n "$BR" link set "p$i" master br0 up
+      ip -n "$ID-$i" addr add "$SUB.$i/24" dev eth0 && ip -n "$ID-$i" link set eth0 up && ip -n "$ID-$i" link set lo up ||
+        fail "address of host $i"
+    done
+    printf '#!/bin/bash\nhost=$1; shift\nexec ip netns exec %s-${host##*.} unshare --uts /bin/sh -c "hostname plhost${host##*.}; exec /bin/sh -c \\"\\$0\\"" "$*"\n' "$ID" > "$T/agent"
+    chmod +x "$T/agent"
+    printf '%s slots=1\n' "$SUB.1" "$SUB.2" "$SUB.3" > "$T/hostfile"
+    H1=(ip netns exec "$ID-1" unshare --uts /bin/sh -c 'hostname plhost1; exec "$@"' sh)
+    XMPI=(env -u OMP_NUM_THREADS mpirun --hostfile "$T/hostfile" --map-by node --bind-to none --mca plm_rsh_agent "$T/agent"
+          --mca plm_rsh_no_tree_spawn 1 --mca btl tcp,self --mca btl_tcp_if_include "$SUB.0/24"
+          --mca oob_tcp_if_include "$SUB.0/24" -x OMP_WAIT_POLICY=passive)
+    out=$(timeout 120 "${H1[@]}" "${XMPI[@]}" -np 3 "$BIN/unet_train" "${ARGS[@]}" --logdir "$T/hosts" 2>&1) ||
+      fail "across hosts: $out"
+    grep -q "hosts: rank 0 on plhost1, rank 1 on plhost2, rank 2 on plhost3$" "$T/hosts/training.log" ||
+      fail "across hosts: not one rank per host: $(grep 'hosts:' "$T/hosts/training.log")"
+    grep -qxF "threads: $C per rank ($C cores / 1 rank on this node); set --num_threads to change" <<<"$out" ||
+      fail "across hosts: $(grep '^threads' <<<"$out")"
+    [ "$(log_threads "$T/hosts")" = "$C $C $C" ] || fail "across hosts: training.log threads '$(log_threads "$T/hosts")'"
+    grep -q "warning: " <<<"$out" && fail "across hosts: a warning although each node's threads fit: $out"
+    out=$(timeout 120 "${H1[@]}" "${XMPI[@]}" -np 3 -x OMP_NUM_THREADS=$O "$BIN/unet_train" "${ARGS[@]}" \
+          --logdir "$T/hosts2" 2>&1) || fail "across hosts, OMP_NUM_THREADS=$O: $out"
+    [ "$(grep -c "warning: 1 rank x $O threads on $C cores of plhost[23]:" <<<"$out")" -eq 2 ] &&
+      grep -q "of plhost2:" <<<"$out" && grep -q "of plhost3:" <<<"$out" && ! grep -q "of plhost1:" <<<"$out" ||
+      fail "across hosts, OMP_NUM_THREADS=$O: expected one warning from each worker host: $out"
+    across="3 hosts: $C threads per rank, warnings from plhost2 and plhost3"
+  else
+    across="skipped (cannot create a namespace or bridge here)"
+  fi
+fi
+echo "thread placement: ok ($C cores; ps $S+$W+$W, ps+1 $C, allreduce $A x 3, OMP_NUM_THREADS=$O warned, predict $P x 2; across hosts: $across)"
