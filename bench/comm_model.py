@@ -250,6 +250,26 @@ def project(out):
                            f"{rule_servers(model, nodes, RATE_BPS[rate])} | {1e3 * sa:.0f}, {100 * ea:.0f}% ({100 * na:.0f}%) | {winner} |")
 
 
+def project_buckets(out):
+    """Ring all-reduce at scale by --bucket_mb: each bucket's ring is 2 (N - 1) messages."""
+    global BUCKET_BYTES
+    keep = BUCKET_BYTES
+    out.append("")
+    out.append("ring all-reduce efficiency (with overlap) by --bucket_mb:")
+    out.append("")
+    out.append("| model | link | nodes | 1 MiB | 4 MiB | 16 MiB |")
+    out.append("|---|---|---|---|---|---|")
+    for model in ("2d", "3d"):
+        for rate in ("25gbit", "100gbit"):
+            for nodes in (128, 256, 512):
+                cells = []
+                for mb in (1, 4, 16):
+                    BUCKET_BYTES = mb << 20
+                    cells.append(f"{100 * step_time(model, 'allreduce', nodes, 0, RATE_BPS[rate])[1]:.0f}%")
+                out.append(f"| {model} | {rate.replace('gbit', ' Gb/s')} | {nodes} | " + " | ".join(cells) + " |")
+    BUCKET_BYTES = keep
+
+
 def main():
     if len(sys.argv) < 2:
         print(__doc__.strip().splitlines()[2].strip())
@@ -268,6 +288,7 @@ def main():
     if len(sys.argv) > 2:
         predict_other(fits, load(sys.argv[2]), out)
     project(out)
+    project_buckets(out)
     print("\n".join(out))
     return 0
 
