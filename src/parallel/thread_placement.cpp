@@ -155,10 +155,10 @@ int place_threads(Comm& world, int num_threads_flag, bool computes, const std::s
             if (first >= 0) {
                 const int* f = &all[size_t(4 * first)];
                 std::string line = placement_line(f[1], f[2], f[3], waits[size_t(first)], waiting_name);
-                if (!others.empty()) {
-                    line += " (on other nodes:";
-                    for (int t : others) line += " " + std::to_string(t);
-                    line += " per rank)";
+                if (!others.empty()) {  // inside the brackets, before the flag's hint
+                    std::string more = "; on other nodes:";
+                    for (int t : others) more += " " + std::to_string(t);
+                    line.insert(line.rfind("); set --num_threads"), more + " per rank");
                 }
                 std::printf("%s\n", line.c_str());
                 std::fflush(stdout);

@@ -106,7 +106,8 @@ if [ "$(id -u)" -eq 0 ] && command -v ip >/dev/null && command -v unshare >/dev/
       ip -n "$ID-$i" addr add "$SUB.$i/24" dev eth0 && ip -n "$ID-$i" link set eth0 up && ip -n "$ID-$i" link set lo up ||
         fail "address of host $i"
     done
-    printf '#!/bin/bash\nhost=$1; shift\nexec ip netns exec %s-${host##*.} unshare --uts /bin/sh -c "hostname plhost${host##*.}; exec /bin/sh -c \\"\\$0\\"" "$*"\n' "$ID" > "$T/agent"
+    # NARROW3=1 (passed down from mpirun's environment): host 3's daemon and rank run on CPU 0 only
+    printf '#!/bin/bash\nhost=$1; shift\npin=; [ -n "$NARROW3" ] && [ "${host##*.}" = 3 ] && pin="taskset -c 0"\nexec ip netns exec %s-${host##*.} unshare --uts /bin/sh -c "hostname plhost${host##*.}; exec $pin /bin/sh -c \\"\\$0\\"" "$*"\n' "$ID" > "$T/agent"
     chmod +x "$T/agent"
     printf '%s slots=1\n' "$SUB.1" "$SUB.2" "$SUB.3" > "$T/hostfile"
     H1=(ip netns exec "$ID-1" unshare --uts /bin/sh -c 'hostname plhost1; exec "$@"' sh)
@@ -126,7 +127,15 @@ if [ "$(id -u)" -eq 0 ] && command -v ip >/dev/null && command -v unshare >/dev/
     [ "$(grep -c "warning: 1 rank x $O threads on $C cores of plhost[23]:" <<<"$out")" -eq 2 ] &&
       grep -q "of plhost2:" <<<"$out" && grep -q "of plhost3:" <<<"$out" && ! grep -q "of plhost1:" <<<"$out" ||
       fail "across hosts, OMP_NUM_THREADS=$O: expected one warning from each worker host: $out"
-    across="3 hosts: $C threads per rank, warnings from plhost2 and plhost3"
+    # A host whose cpuset is narrower (one CPU): its rank takes 1 thread, and the line says so.
+    if [ "$C" -ge 2 ] && command -v taskset >/dev/null; then
+      out=$(NARROW3=1 timeout 120 "${H1[@]}" "${XMPI[@]}" -np 3 "$BIN/unet_train" "${ARGS[@]}" --logdir "$T/hosts3" 2>&1) ||
+        fail "across hosts, host 3 on one CPU: $out"
+      grep -qxF "threads: $C per rank ($C cores / 1 rank on this node; on other nodes: 1 per rank); set --num_threads to change" \
+        <<<"$out" || fail "across hosts, host 3 on one CPU: $(grep '^threads' <<<"$out")"
+      [ "$(log_threads "$T/hosts3")" = "$C $C 1" ] || fail "host 3 on one CPU: training.log threads '$(log_threads "$T/hosts3")'"
+    fi
+    across="3 hosts: $C threads per rank, 1 on a host pinned to one CPU, warnings from plhost2 and plhost3"
   else
     across="skipped (cannot create a namespace or bridge here)"
   fi
