@@ -206,21 +206,25 @@ if [ -n "$HOSTS" ]; then
   # shellcheck source=/dev/null
   . "$GEN/cluster.env"
   # The playbook's variables (JSON, so that any flag survives quoting): unet_train_args are the
-  # flags after --config, --data and --logdir, which the launch role writes itself. A restart only
-  # launches again (the hosts are already set up), resuming.
+  # flags after --config, --data and --logdir, which the launch role writes itself. The hosts are
+  # prepared once (every role but launch); the job is the launch part alone, so a restart launches
+  # again, resuming (the resume role first gives every host the server's latest checkpoint), and a
+  # failed preparation is never mistaken for a job to restart.
   build_command() {  # RESTART
+    local resume=false
     train_flags "$TRAIN_DATA" "$1"
+    [[ " ${TRAIN_ARGS[*]} " =~ \ --resume(=|\ )auto\  ]] && resume=true
     scripts/cluster_config.py vars "$GEN/vars.json" \
       unet_source_dir="$PWD" unet_project_dir="${CLUSTER_PROJECT_DIR:-$PWD}" unet_settings="$SETTINGS" \
       unet_data="$DATA" unet_logdir="$LOGDIR" unet_np="$CLUSTER_NP" unet_omp_threads="$CLUSTER_THREADS" \
       unet_binding="$CLUSTER_BINDING" unet_tensorboard="$CLUSTER_TENSORBOARD" \
-      unet_build="$CLUSTER_BUILD" unet_network="$CLUSTER_NETWORK" \
-      unet_hdf5_file_locking="${HDF5_USE_FILE_LOCKING:-}" -- "${TRAIN_ARGS[@]:6}"
-    CMD=(ansible-playbook -i "$GEN/inventory.ini" ansible/distributed_train.yml -e "@$GEN/vars.json")
-    [ "$1" -eq 0 ] || CMD+=(--tags launch)
+      unet_build="$CLUSTER_BUILD" unet_network="$CLUSTER_NETWORK" unet_install_packages="$CLUSTER_INSTALL" \
+      unet_resume="$resume" unet_hdf5_file_locking="${HDF5_USE_FILE_LOCKING:-}" -- "${TRAIN_ARGS[@]:6}"
+    CMD=(ansible-playbook -i "$GEN/inventory.ini" ansible/distributed_train.yml -e "@$GEN/vars.json" --tags launch)
   }
   NO_RESTART_RC=none   # ansible-playbook exits 2 for any failed task
   build_command 0
+  PREPARE=(ansible-playbook -i "$GEN/inventory.ini" ansible/distributed_train.yml -e "@$GEN/vars.json" --skip-tags launch)
   PLAYBOOK=("${CMD[@]}")
   echo "cluster: $CLUSTER_NP ranks (parameter server on $CLUSTER_PS), hosts: $CLUSTER_HOSTS, OMP_NUM_THREADS=$CLUSTER_THREADS"
   if [ "$DRY_RUN" -eq 1 ]; then
@@ -228,9 +232,13 @@ if [ -n "$HOSTS" ]; then
     [ "$CLUSTER_BINDING" = none ] || BIND=(--map-by "slot:PE=$CLUSTER_THREADS" --bind-to core)
     [ -z "$CLUSTER_NETWORK" ] || BIND+=(--mca btl tcp,vader,self --mca btl_tcp_if_include "$CLUSTER_NETWORK"
                                         --mca oob_tcp_if_include "$CLUSTER_NETWORK")
+    # a host silent for 15 s ends the job (ansible/group_vars/all.yml: unet_link_timeout)
+    BIND+=(--mca plm_rsh_args "-o ServerAliveInterval=5 -o ServerAliveCountMax=3" --mca oob_tcp_keepalive_time 5
+           --mca oob_tcp_keepalive_intvl 5 --mca oob_tcp_keepalive_probes 3)
     [ "$CLUSTER_BUILD" = hosts ] || echo "would run: make -j$(nproc) all   (build = ship: build/bin is copied to every host)"
     echo "would run: scripts/install_deps.sh --hosts"
     echo "would check: ansible cluster -i $GEN/inventory.ini -m ansible.builtin.ping"
+    echo "would run: $(show "${PREPARE[@]}")"
     echo "would run: $(show "${PLAYBOOK[@]}")"
     echo "which runs on $CLUSTER_PS, in ${CLUSTER_PROJECT_DIR:-$PWD}: $(show mpirun -np "$CLUSTER_NP" \
       --hostfile "$LOGDIR/hostfile" "${BIND[@]}" -x OMP_NUM_THREADS="$CLUSTER_THREADS" build/bin/unet_train "${TRAIN_ARGS[@]}")"
@@ -247,10 +255,23 @@ if [ -n "$HOSTS" ]; then
     exit 1
   fi
   if [ "$CLUSTER_BUILD" = ship ]; then CORES=$(nproc); build_program; fi   # build/bin goes to every host
+  # The hosts' preparation: its output as it comes (and in build/cluster/prepare.log); a host that
+  # fails it stops every host (any_errors_fatal), and each such host gets one line at the end.
   rc=0
+  "${PREPARE[@]}" 2>&1 | tee "$GEN/prepare.log" || rc=$?
+  if [ "$rc" -ne 0 ]; then
+    sed -n -e 's/^fatal: \[\([^]]*\)\]: UNREACHABLE! => .*"msg": "\([^"]*\)".*/host \1 unreachable, nothing started: \2/p' \
+      -e 's/^fatal: \[\([^]]*\)\]: FAILED! => .*"msg": "\([^"]*\)".*/host \1: \2; nothing started/p' "$GEN/prepare.log" |
+      sed "s/^/$PROGRAM: /" >&2
+    grep -q '^fatal: ' "$GEN/prepare.log" || echo "$PROGRAM: preparing the hosts failed (ansible-playbook exit $rc); nothing started" >&2
+    exit 1
+  fi
   run_with_restarts || rc=$?
   [ "$rc" -eq 0 ] && report
-  exit "$rc"
+  # ansible-playbook exits 2 for any failed task: a job that failed is a runtime failure (1), not
+  # the usage error that 2 means here.
+  [ "$rc" -eq 0 ] || exit 1
+  exit 0
 fi
 
 # ---------------------------------------------------------------------------------------------

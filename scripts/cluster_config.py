@@ -29,6 +29,7 @@ The format (settings/cluster.example.ini is a commented example):
     build = hosts                    # hosts: every host builds (make); ship: build here, copy build/bin
     network = 10.1.0.0/16            # MPI's TCP traffic and runtime channel only on this subnet (or
                                      # interface name): --mca btl tcp,vader,self, btl_/oob_tcp_if_include
+    install = true                   # false: install no Debian package, stop naming what a host lacks
 """
 import configparser
 import json
@@ -40,7 +41,7 @@ HOST_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$")
 KNOWN = {
     "param_server": {"host"},
     "workers": {"hosts", "slots", "threads"},
-    "run": {"project_dir", "binding", "ssh_user", "tensorboard", "build", "network"},
+    "run": {"project_dir", "binding", "ssh_user", "tensorboard", "build", "network", "install"},
 }
 LOCAL_NAMES = {"localhost", "127.0.0.1"}
 
@@ -69,9 +70,16 @@ def run_choice(parser, path, key, allowed):
     return value
 
 
+def boolean(parser, path, key, default):
+    value = parser.get("run", key, fallback=default).strip().lower()
+    if value not in ("true", "false", "yes", "no"):
+        raise ClusterError(f"{path}: [run] {key}: expected true or false, got '{value}'")
+    return value in ("true", "yes")
+
+
 def read_cluster(path):
     """Returns a dict: ps, workers [(host, slots)], threads, project_dir, binding, ssh_user,
-    tensorboard, build, network."""
+    tensorboard, build, network, install."""
     parser = configparser.ConfigParser(inline_comment_prefixes=("#", ";"), interpolation=None)
     try:
         with open(path, encoding="utf-8") as f:
@@ -109,16 +117,15 @@ def read_cluster(path):
     ssh_user = parser.get("run", "ssh_user", fallback="").strip()
     if ssh_user and not re.fullmatch(r"[a-z_][a-z0-9_.-]*", ssh_user):
         raise ClusterError(f"{path}: [run] ssh_user: '{ssh_user}' is not a user name")
-    tensorboard = parser.get("run", "tensorboard", fallback="false").strip().lower()
-    if tensorboard not in ("true", "false", "yes", "no"):
-        raise ClusterError(f"{path}: [run] tensorboard: expected true or false, got '{tensorboard}'")
+    tensorboard = boolean(parser, path, "tensorboard", "false")
+    install = boolean(parser, path, "install", "true")
     build = run_choice(parser, path, "build", ("hosts", "ship"))
     network = parser.get("run", "network", fallback="").strip()
     if network and not re.fullmatch(r"[0-9]{1,3}(\.[0-9]{1,3}){3}/[0-9]{1,2}|[A-Za-z][A-Za-z0-9_.-]{0,14}", network):
         raise ClusterError(f"{path}: [run] network: expected a subnet (10.1.0.0/16) or an interface name (eth1), got '{network}'")
     return {"ps": ps, "workers": workers, "threads": threads, "project_dir": project_dir,
-            "binding": binding, "ssh_user": ssh_user, "tensorboard": tensorboard in ("true", "yes"),
-            "build": build, "network": network}
+            "binding": binding, "ssh_user": ssh_user, "tensorboard": tensorboard,
+            "build": build, "network": network, "install": install}
 
 
 def total_slots(cluster):
@@ -176,6 +183,7 @@ def env_text(cluster, np):
         "CLUSTER_TENSORBOARD": "true" if cluster["tensorboard"] else "false",
         "CLUSTER_BUILD": cluster["build"],
         "CLUSTER_NETWORK": cluster["network"],
+        "CLUSTER_INSTALL": "true" if cluster["install"] else "false",
     }
     return "".join(f"{k}='{v}'\n" for k, v in values.items())
 
@@ -187,7 +195,8 @@ def write_atomically(path, text):
     os.replace(tmp, path)
 
 
-TYPED_VARS = {"unet_np": int, "unet_omp_threads": int, "unet_tensorboard": lambda v: v == "true"}
+TYPED_VARS = {"unet_np": int, "unet_omp_threads": int, "unet_tensorboard": lambda v: v == "true",
+              "unet_install_packages": lambda v: v == "true", "unet_resume": lambda v: v == "true"}
 
 
 def vars_json(assignments, train_args):

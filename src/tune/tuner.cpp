@@ -382,6 +382,51 @@ void finish_search(const Coordinator& c, const SearchPlan& plan, const TrainOpti
                 params_label(best.params).c_str(), dir.c_str());
 }
 
+// Across hosts without a shared file system, the best trial's checkpoint is on the host of the
+// group leader that ran it, not on rank 0's, which copies it to best/. Collective over the world
+// once the groups are done: rank 0 names the trial whose checkpoint_best.h5 it lacks (-1: none),
+// the lowest rank that holds it (a group leader) sends the file, and rank 0 writes it where that
+// trial's own would be, so finish_search copies it as on one host.
+constexpr int kBestCheckpoint = 321;
+
+std::string trial_checkpoint(const SearchPlan& plan, int trial) {
+    return plan.logdir + "/tune/trial_" + std::to_string(trial) + "/checkpoint_best.h5";
+}
+
+// Collective over the world: the lowest rank for which `have` is true (-1: none).
+int lowest_holder(Comm& world, bool have) {
+    const int top = world.max(have ? INT_MAX - world.rank() : -1);
+    return top < 0 ? -1 : INT_MAX - top;
+}
+
+void fetch_best_checkpoint(Comm& world, const Coordinator& c, const SearchPlan& plan) {
+    const std::vector<const TrialRecord*> ranked = rank_trials(c.ledger());
+    const int best = c.search_finished() && !ranked.empty() ? ranked.front()->id : -1;
+    const std::string path = best >= 0 ? trial_checkpoint(plan, best) : std::string();
+    const bool missing = best >= 0 && !fs::exists(path);
+    world.broadcast_text(0, std::to_string(missing ? best : -1));
+    if (!missing) return;
+    const int holder = lowest_holder(world, false);
+    if (holder < 0) return;  // nobody has it: finish_search says that it could not copy it
+    const std::string bytes = world.receive_text(holder, kBestCheckpoint);
+    std::error_code ec;
+    fs::create_directories(fs::path(path).parent_path(), ec);
+    write_file_atomically(path, bytes);
+    std::printf("best trial %d: its checkpoint_best.h5 (%zu bytes) came from rank %d's host\n", best, bytes.size(),
+                holder);
+}
+
+void send_best_checkpoint(Comm& world, const Comm& group, const SearchPlan& plan) {
+    const int trial = std::stoi(world.broadcast_text(0, ""));
+    if (trial < 0) return;
+    const std::string path = trial_checkpoint(plan, trial);
+    if (lowest_holder(world, group.is_root() && fs::exists(path)) != world.rank()) return;
+    std::ifstream in(path, std::ios::binary);
+    std::ostringstream bytes;
+    bytes << in.rdbuf();
+    world.send_text(0, kBestCheckpoint, bytes.str());
+}
+
 // World rank 0 under mpirun: answers the groups until every one has been told there is no more.
 void coordinate(Comm& world, Coordinator& c, int groups) {
     catch_stop_signals();
@@ -562,10 +607,12 @@ int run_tuning(int argc, char** argv, const TrainOptions& o) {
                     o.group_size > 1 ? "s" : "");
         std::fflush(stdout);
         coordinate(world, c, groups);
+        fetch_best_checkpoint(world, c, plan);
         finish_search(c, plan, o, seconds());
     } else {
         MpiLink link(world, plan.logdir + "/tune");
         run_group(plan, *group, link, color - 1);
+        send_best_checkpoint(world, *group, plan);
     }
     return 0;
 }

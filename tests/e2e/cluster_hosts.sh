@@ -1,163 +1,35 @@
 #!/usr/bin/env bash
-# The launcher's --hosts path across three real hosts built on this machine (issue 14): each host
-# is a network namespace with a veth pair to a bridge and its own address in a private /24, its
-# own host name (a UTS namespace, so Open MPI sees three nodes), its own sshd (a host key, a
-# client key made here, no password; root login by key only) and its own mount namespace, in
-# which the project directory, /root, /run and /dev/shm are its own: the hosts share no project
-# file except what the playbook copies. This machine (the root namespace) is the launching host.
+# The launcher's --hosts path across three real hosts built on this machine (issue 14; the hosts:
+# tests/e2e/lib/cluster.sh, one set-up for every case below), through the user's command
+# ./run_distributed_training.sh --hosts <cluster file>:
 #
-# Checks, through the user's command ./run_distributed_training.sh --hosts <cluster file>: every
-# host answers the ping; the deps role installs nothing (all present); the code is synced, build/bin
-# shipped (build = ship) and the dataset copied; one mpirun on the parameter server's host with
-# Open MPI's TCP transport and runtime channel on the test subnet; ranks 0, 1, 2 each on their own
-# host (training.log's hosts: line); the run directory comes back into a runs/ sub-directory that
-# did not exist (the bug of issue 14: rsync cannot create parents); the final parameters are
-# bit-identical to the same 3-rank run on one host. Then the playbook once more: the deps, sync,
-# build and data roles change nothing on any host.
+# 1. A run: every host answers the ping; the deps role installs nothing (all present); the code is
+#    synced, build/bin shipped (build = ship) and the dataset copied; one mpirun on the parameter
+#    server's host with Open MPI's TCP transport and runtime channel on the test subnet; ranks 0, 1, 2
+#    each on their own host (training.log's hosts: line); the run directory comes back into a runs/
+#    sub-directory that did not exist (the bug of issue 14: rsync cannot create parents); the final
+#    parameters are bit-identical to the same 3-rank run on one host.
+# 2. Before anything starts, one line naming the host and exit 1, no rank launched: a host that
+#    does not answer, a host lacking a Debian package with `install = false`, a host given more
+#    worker slots than it has cores.
+# 3. SIGKILL of the worker on host 3 mid-epoch: the job ends with one line naming the rank and host
+#    within --step_timeout, the launcher restarts it (--max_restarts 1), every host resumes from the
+#    server's latest checkpoint and the run finishes; prints the seconds from the kill to the first
+#    new step and the steps lost. Its preparation of the hosts (the playbook's second run) changes
+#    nothing on any host (changed=0).
+# 4. The link of host 3 cut (ip link set <its veth> down) mid-epoch: rank 0 names the silent rank
+#    within --step_timeout, the launcher exits 1, no process of the job is left on any host once the
+#    link is back (whether it ends while the link is still down is printed: not yet, see
+#    BENCHMARKS.md), the checkpoint is intact (h5py reads it).
+# 5. A search (--tune, ASHA) with its groups on hosts 2 and 3: the trials' directories, written by
+#    the group leaders on their hosts, all come back with the run directory; the ranking is complete.
 #
-# Root only. Without root, ip netns, unshare or sshd (scripts/install_deps.sh --sshd; make test asks
-# for it) it says SKIPPED and why (exit 77). Everything it made (sshds and every other process in
-# its namespaces, the namespaces, veths, bridge, temporary files) goes at exit, also on failure.
+# Root only; otherwise, or without ip netns, unshare or sshd, it says SKIPPED and why (exit 77).
 set -u
-skip() { echo "SKIPPED: $*"; exit 77; }
-[ "$(id -u)" -eq 0 ] || skip "the test hosts (network namespaces, sshd) need root"
-for b in ip unshare ssh ssh-keygen rsync ansible-playbook mpirun; do
-  command -v $b >/dev/null || skip "$b not installed"
-done
-[ -x /usr/sbin/sshd ] || skip "sshd not installed (scripts/install_deps.sh --sshd)"
-/usr/bin/python3 -c 'import h5py, numpy' 2>/dev/null || skip "python3-h5py not installed"
-[ -x build/bin/unet_train ] && [ -x build/bin/unet_prepare ] || { echo "FAIL: build/bin missing (make all)"; exit 1; }
-unshare --uts --mount true 2>/dev/null || skip "unshare --uts --mount is not permitted here"
+. tests/e2e/lib/cluster.sh
 
-ID=$$
-T=$(mktemp -d /tmp/unet-cluster.XXXXXX)
-chmod 755 "$T"
-BR=ucbr$ID
-NS=()
-SSHD_PIDS=()
-DATA=data/e2e-cluster-$ID.h5
-RUNS=runs/e2e-cluster-$ID     # absent: the pull-back must create it
-NETNS_DIR_EXISTED=0; [ -d /run/netns ] && NETNS_DIR_EXISTED=1
-START=$SECONDS
-
-teardown() {
-  local ns pid pids sock
-  # ssh connection masters Ansible left (ControlPersist), by their sockets in $T
-  for sock in "$T"/cp/*; do [ -S "$sock" ] && ssh -o ControlPath="$sock" -O exit none >/dev/null 2>&1; done
-  # Every process in our namespaces: the sshds started here, their sessions, any rank left over.
-  for ns in "${NS[@]+"${NS[@]}"}"; do
-    pids=$(ip netns pids "$ns" 2>/dev/null)
-    [ -z "$pids" ] || kill -TERM $pids 2>/dev/null
-  done
-  for pid in "${SSHD_PIDS[@]+"${SSHD_PIDS[@]}"}"; do kill -TERM "$pid" 2>/dev/null; done
-  for _ in $(seq 30); do
-    pids=""; for ns in "${NS[@]+"${NS[@]}"}"; do pids+=" $(ip netns pids "$ns" 2>/dev/null)"; done
-    [ -z "${pids// /}" ] && break; sleep 0.1
-  done
-  [ -z "${pids// /}" ] || kill -KILL $pids 2>/dev/null
-  wait 2>/dev/null
-  for ns in "${NS[@]+"${NS[@]}"}"; do ip netns del "$ns" 2>/dev/null; done   # takes its veth pair along
-  for i in 1 2 3; do ip link del "ucv$ID-$i" 2>/dev/null; done
-  ip link del "$BR" 2>/dev/null
-  # ip netns made /run/netns (a bind mount of itself): gone too when it was not here and is empty.
-  if [ "$NETNS_DIR_EXISTED" -eq 0 ] && [ -d /run/netns ] && [ -z "$(ls -A /run/netns)" ]; then
-    mountpoint -q /run/netns && umount /run/netns; rmdir /run/netns
-  fi
-  rm -rf "$T" "$DATA" "$RUNS"
-}
-trap teardown EXIT
-trap 'exit 1' INT TERM HUP
-fail() { echo "FAIL: $*"; for f in "$T"/h*/sshd.log; do [ -s "$f" ] && { echo "== $f"; tail -5 "$f"; }; done; exit 1; }
-
-# A private /24 that no interface or route here uses.
-SUB=""
-for n in $(seq 77 99); do
-  ip -4 route show | grep -q "^10\.$n\.0\." && continue
-  ip -4 -o addr show | grep -q " 10\.$n\.0\." && continue
-  SUB=10.$n.0; break
-done
-[ -n "$SUB" ] || skip "no free 10.N.0.0/24 subnet for the test hosts"
-NET=$SUB.0/24
-
-# Keys: one client key (the launching host's and every host's, for mpirun's ssh), one host key each.
-mkdir -p "$T/client" "$T/cp"
-ssh-keygen -q -t ed25519 -N '' -C unet-e2e -f "$T/client/id_ed25519" || fail "ssh-keygen"
-cp "$T/client/id_ed25519.pub" "$T/authorized_keys"
-
-mkdir -p "$T/project"   # empty here: each host mounts its own over it
-ip link add "$BR" type bridge 2>/dev/null || skip "cannot create a bridge (ip link add type bridge)"
-ip addr add "$SUB.254/24" dev "$BR" && ip link set "$BR" up || fail "bridge address"
-for i in 1 2 3; do
-  ns=uc$ID-$i h=$T/h$i
-  ip netns add "$ns" 2>/dev/null || skip "ip netns add is not permitted here"
-  NS+=("$ns")
-  ip link add "ucv$ID-$i" type veth peer name eth0 netns "$ns" || fail "veth pair for $ns"
-  ip link set "ucv$ID-$i" master "$BR" up && ip -n "$ns" link set lo up && ip -n "$ns" link set eth0 up &&
-    ip -n "$ns" addr add "$SUB.$i/24" dev eth0 || fail "addresses of $ns"
-  mkdir -p "$h/project" "$h/root/.ssh"
-  ssh-keygen -q -t ed25519 -N '' -f "$h/ssh_host_ed25519_key" || fail "host key"
-  cp "$T/client/id_ed25519" "$h/root/.ssh/id_ed25519"
-  printf 'Host *\n  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n  LogLevel ERROR\n' > "$h/root/.ssh/config"
-  chmod 700 "$h/root" "$h/root/.ssh"
-  cat > "$h/sshd_config" <<EOF
-ListenAddress $SUB.$i
-Port 22
-HostKey $h/ssh_host_ed25519_key
-PidFile none
-PermitRootLogin prohibit-password
-PubkeyAuthentication yes
-AuthorizedKeysFile $T/authorized_keys
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-UsePAM no
-StrictModes no
-PrintMotd no
-Subsystem sftp internal-sftp
-EOF
-  # The host: its namespace, name and mounts, then sshd in the foreground (this pid is sshd's).
-  ip netns exec "$ns" unshare --uts --mount --propagation private /bin/sh -c "
-    hostname e2e-node$i &&
-    mount --bind '$h/project' '$T/project' &&
-    mount --bind '$h/root' /root && mount -t tmpfs tmpfs /run && mkdir -m 755 /run/sshd &&
-    mount -t tmpfs tmpfs /dev/shm && exec /usr/sbin/sshd -D -e -f '$h/sshd_config'" > "$h/sshd.log" 2>&1 &
-  SSHD_PIDS+=($!)
-done
-
-# The launching host's ssh and Ansible: the test key, no host key checks, its own temp and sockets.
-export ANSIBLE_PRIVATE_KEY_FILE=$T/client/id_ed25519 ANSIBLE_HOST_KEY_CHECKING=False
-export ANSIBLE_SSH_ARGS="-o ControlMaster=auto -o ControlPersist=60s -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR"
-export ANSIBLE_SSH_CONTROL_PATH_DIR=$T/cp ANSIBLE_LOCAL_TEMP=$T/ansible-tmp ANSIBLE_PIPELINING=True
-export ANSIBLE_PYTHON_INTERPRETER=/usr/bin/python3 ANSIBLE_NOCOLOR=1 ANSIBLE_FORCE_COLOR=0 ANSIBLE_STDOUT_CALLBACK=default
-SSH=(ssh -i "$T/client/id_ed25519" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR
-     -o BatchMode=yes -o ConnectTimeout=5)
-for i in 1 2 3; do
-  for _ in $(seq 50); do "${SSH[@]}" "root@$SUB.$i" true 2>/dev/null && break; sleep 0.1; done
-  [ "$("${SSH[@]}" "root@$SUB.$i" hostname 2>&1)" = "e2e-node$i" ] || fail "ssh to host $i ($SUB.$i): $("${SSH[@]}" "root@$SUB.$i" hostname 2>&1)"
-done
-# The hosts share no project files: a file in host 1's project directory is not in host 2's.
-"${SSH[@]}" "root@$SUB.1" "touch $T/project/only-here" && "${SSH[@]}" "root@$SUB.2" "test ! -e $T/project/only-here" ||
-  fail "the hosts' project directories are not their own"
-"${SSH[@]}" "root@$SUB.1" "rm $T/project/only-here"
-echo "3 hosts up in $((SECONDS - START)) s: $SUB.1-3 (e2e-node1-3), subnet $NET"
-
-# A small dataset, inside the project (the data role copies it to every host).
-mkdir -p data
-build/bin/unet_prepare --synthetic 4 --output_dir "$T/syn" --synthetic_size 16,64,64 >/dev/null 2>&1 &&
-  build/bin/unet_prepare --source_dir "$T/syn" --output "$DATA" --mode 2d --slice_size 64 >/dev/null 2>&1 ||
-  fail "unet_prepare (a small dataset)"
-
-cat > "$T/cluster.ini" <<EOF
-[param_server]
-host = $SUB.1
-[workers]
-hosts = $SUB.2 $SUB.3
-threads = 1
-[run]
-project_dir = $T/project
-binding = none
-build = ship
-network = $NET
-EOF
+# 1. A run across the three hosts.
+cluster_file "$T/cluster.ini"
 TINY=(--epochs 2 --steps 4 --print_every 2 --checkpoint_every 2 --seed 7)
 RUN=$RUNS/run
 t0=$SECONDS
@@ -222,13 +94,170 @@ EOF
   { cat "$T/compare.out"; fail "the parameters differ from the one-host run"; }
 cat "$T/compare.out"
 
-# The playbook again, as the launcher ran it: the host roles change nothing.
+
+# 2. Refused before anything starts: one line on stderr naming the host, exit 1, no run directory on
+# any host (the launch role makes it before mpirun), nothing synced or launched.
+refused() {  # WHAT CLUSTER_FILE EXPECTED_LINE
+  local err=$T/refused.err rc=0 t0=$SECONDS i
+  timeout 300 ./run_distributed_training.sh --hosts "$2" --data "$DATA" --logdir "$RUNS/refused" --epochs 1 \
+    > "$T/refused.out" 2> "$err" || rc=$?
+  [ "$rc" -eq 1 ] || { tail -5 "$T/refused.out" "$err"; fail "$1: exit $rc, expected 1"; }
+  [ "$(grep -c . "$err")" -eq 1 ] && grep -qF -- "$3" "$err" || { cat "$err"; fail "$1: not one line with '$3'"; }
+  for i in 1 2 3; do [ ! -e "$T/h$i/project/$RUNS/refused" ] || fail "$1: a run directory on host $i"; done
+  grep -q '^TASK \[\(sync\|launch\) :' "$T/refused.out" && fail "$1: the playbook went on to sync or launch"
+  echo "$1: refused in $((SECONDS - t0)) s: $(cat "$err")"
+}
+# A host that does not answer: nothing at $SUB.9.
+cluster_file "$T/unreachable.ini" "$SUB.2 $SUB.9"
+refused "a host unreachable at start" "$T/unreachable.ini" "host $SUB.9 unreachable, nothing started"
+# A host lacking a package, installation off: host 2's dpkg database without libgif-dev (a copy
+# bound over it in host 2's own mount namespace; gone with the namespace, unmounted here before).
+/usr/bin/python3 - /var/lib/dpkg/status "$T/status" <<'EOF' || fail "cannot write a dpkg status without libgif-dev"
+import sys
+stanzas = open(sys.argv[1], encoding="utf-8").read().split("\n\n")
+kept = [s for s in stanzas if not s.startswith("Package: libgif-dev\n")]
+assert len(kept) == len(stanzas) - 1, "libgif-dev is not installed here"
+open(sys.argv[2], "w", encoding="utf-8").write("\n\n".join(kept))
+EOF
+nsenter --target "${SSHD_PIDS[1]}" --mount mount --bind "$T/status" /var/lib/dpkg/status || fail "cannot hide libgif-dev on host 2"
+cluster_file "$T/noinstall.ini" "" "install = false"
+refused "a host missing a package, install = false" "$T/noinstall.ini" "host $SUB.2: $SUB.2 lacks Debian packages: libgif-dev; nothing started"
+nsenter --target "${SSHD_PIDS[1]}" --mount umount /var/lib/dpkg/status || fail "cannot unmount host 2's dpkg status"
+# More worker slots than the host has cores (every host here sees this machine's cores).
+cores=$(nproc)
+cluster_file "$T/slots.ini" "$SUB.2:$((cores + 1)) $SUB.3"
+refused "more slots than a host has" "$T/slots.ini" "host $SUB.2: $SUB.2 has $cores cores; the cluster file puts $((cores + 1)) worker slots x 1 threads on it"
+
+# The first step line of training.log $1 after its line matching $2, as "STEP EPOCH" (empty: none).
+step_after() { sed -n "/$2/,\$p" "$1" 2>/dev/null | sed -n 's/^[0-9-]* [0-9:]* step \([0-9]*\)  epoch \([0-9]*\) .*/\1 \2/p' | head -1; }
+last_step() { sed -n 's/^[0-9-]* [0-9:]* step \([0-9]*\)  epoch .*/\1/p' "$1" 2>/dev/null | tail -1; }
+now() { date +%s.%N; }
+secs() { /usr/bin/python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$1" "$2"; }
+# Waits up to $1 seconds for the command to succeed.
+wait_for() { local end=$((SECONDS + $1)); shift; until "$@"; do [ $SECONDS -lt $end ] || return 1; sleep 0.1; done; }
+
+# 3. SIGKILL of the worker on host 3 mid-epoch, with --max_restarts 1: the quick profile (the
+# launcher's default settings), 3 steps per epoch, a checkpoint every 5 steps.
+KILL=$RUNS/kill
+KLOG=$T/h1/project/$KILL/training.log
+STEP_TIMEOUT=20
 t0=$SECONDS
-ansible-playbook -i build/cluster/inventory.ini ansible/distributed_train.yml -e @build/cluster/vars.json \
-  --tags deps,sync,build,data -v > "$T/again.out" 2>&1 || { tail -20 "$T/again.out"; fail "the second playbook run"; }
+timeout 600 ./run_distributed_training.sh --hosts "$T/cluster.ini" --data "$DATA" --logdir "$KILL" --epochs 6 \
+  --print_every 1 --checkpoint_every 5 --step_timeout $STEP_TIMEOUT --max_restarts 1 > "$T/kill.out" 2>&1 &
+launcher=$!
+# after the checkpoint at step 5 and step 6, before step 7 is done: mid-epoch 3 (steps 7-9)
+wait_for 300 grep -qs "checkpoint_latest.h5 at step 5" "$KLOG" || { tail -20 "$T/kill.out"; fail "no checkpoint at step 5"; }
+wait_for 60 grep -qs " step 6  epoch" "$KLOG" || fail "no step 6"
+victim=$(host_procs 3 unet_train)
+[ -n "$victim" ] || fail "no unet_train on host 3"
+kill -KILL $victim; killed=$(now); before=$(last_step "$KLOG")
+# the job's end (one line naming the rank and host) and the restart, within --step_timeout
+wait_for 120 grep -q "restart 1 of 1 with --resume auto" "$T/kill.out" || { tail -20 "$T/kill.out"; fail "no restart"; }
+restarted=$(now)
+line=$(grep "^fatal: .*training failed" "$T/kill.out" | head -1)
+echo "$line" | grep -q "mpirun noticed that process rank 2 with PID $victim on node $SUB.3 exited on signal 9" ||
+  fail "the job's end does not name rank 2 on $SUB.3: $line"
+ended=$(secs "$killed" "$restarted")
+/usr/bin/python3 -c "import sys; sys.exit(float(sys.argv[1]) > float(sys.argv[2]))" "$ended" $STEP_TIMEOUT ||
+  fail "the job ended $ended s after the kill, more than --step_timeout $STEP_TIMEOUT"
+new_step() { [ -n "$(step_after "$KLOG" "resumed from")" ]; }
+wait_for 120 new_step || { tail -20 "$T/kill.out"; fail "no step after the restart"; }
+first=$(now)
+resumed=$(sed -n 's/.*resumed from .* at step \([0-9]*\) .*/\1/p' "$KLOG" | tail -1)
+rc=0; wait $launcher || rc=$?
+[ "$rc" -eq 0 ] || { tail -20 "$T/kill.out"; fail "the restarted job failed (exit $rc)"; }
+[ "$resumed" = 5 ] || fail "resumed at step '$resumed', the latest checkpoint is at 5"
+lost=$((before - resumed))
+[ "$lost" -le 5 ] || fail "$lost steps lost, more than --checkpoint_every 5"
+grep -q "done: 18 steps" "$KLOG" && [ -f "$KILL/checkpoint_latest.h5" ] || fail "the restarted run did not finish or come back"
+# Its preparation was the playbook's second run on these hosts: nothing changed anywhere.
 for i in 1 2 3; do
-  grep -q "^$SUB.$i *: ok=[0-9]* *changed=0 *unreachable=0 *failed=0" "$T/again.out" ||
-    { sed -n '/PLAY RECAP/,$p' "$T/again.out"; grep '^changed:' "$T/again.out" | cut -c1-600; fail "the second run changed something on $SUB.$i"; }
+  sed -n '1,/^PLAY RECAP/d; /^$/q; p' "$T/kill.out" | grep -q "^$SUB.$i *: ok=[0-9]* *changed=0 *unreachable=0 *failed=0" ||
+    { sed -n '/PLAY RECAP/,/^$/p' "$T/kill.out" | head -5; grep '^changed:' "$T/kill.out" | head -5 | cut -c1-300; fail "the second preparation changed something on $SUB.$i"; }
 done
-echo "the playbook again (deps, sync, build, data): changed=0 on every host, $((SECONDS - t0)) s"
-echo "3 hosts, --hosts run, bit-identical to one host, idempotent: ok ($((SECONDS - START)) s)"
+echo "SIGKILL of rank 2 on host 3 at step $before: the job ended and restarted $ended s later (--step_timeout $STEP_TIMEOUT);" \
+  "first new step $(secs "$killed" "$first") s after the kill; resumed at step $resumed: $lost step(s) lost" \
+  "(checkpoint every 5); finished in $((SECONDS - t0)) s; the second preparation changed nothing"
+
+# 4. The link of host 3 cut mid-epoch (no restart): rank 0 names rank 2 within --step_timeout 10.
+CUT=$RUNS/cut
+CLOG=$T/h1/project/$CUT/training.log
+t0=$SECONDS
+timeout 600 ./run_distributed_training.sh --hosts "$T/cluster.ini" --data "$DATA" --logdir "$CUT" --epochs 100 \
+  --print_every 1 --checkpoint_every 5 --step_timeout 10 > "$T/cut.out" 2>&1 &
+launcher=$!
+wait_for 300 grep -qs "checkpoint_latest.h5 at step 5" "$CLOG" || { tail -20 "$T/cut.out"; fail "no checkpoint at step 5"; }
+# At the first step of epoch 3 (7 of 7-9), so that the cut lands in a step: at an epoch's end rank 0
+# waits in validation's collectives, which have no --step_timeout (see BENCHMARKS.md).
+wait_for 60 grep -qs " step 7  epoch 3" "$CLOG" || fail "no step 7"
+ip link set "ucv$ID-3" down || fail "cannot cut host 3's link"
+cut=$(now)
+# (the gradients' wait or the step's control message, whichever the cut lands in)
+wait_for 60 grep -Eqs "failed: worker rank 2 sent (no gradients|nothing) for step [0-9]* within --step_timeout 10 s" "$CLOG" ||
+  { tail -5 "$CLOG"; fail "rank 0 did not name the silent rank 2"; }
+named=$(now)
+named_s=$(secs "$cut" "$named")
+/usr/bin/python3 -c "import sys; sys.exit(float(sys.argv[1]) > 10 + 5)" "$named_s" || fail "rank 2 named $named_s s after the cut"
+# Does the job end while host 3 stays cut off? The keep-alives (unet_link_timeout 15 s) are meant
+# to end mpirun and the cut-off host's orted, but in this set-up they do not yet (the known gap in
+# BENCHMARKS.md): what is left then is printed, the link restored, and from there the whole job
+# must end, leaving no rank or daemon on any host.
+gone() { local i; for i in 1 2 3; do [ -z "$(host_procs $i unet_train; host_procs $i orted; host_procs $i mpirun)" ] || return 1; done; }
+left_on() { local i; for i in 1 2 3; do echo -n "host $i: $(host_procs $i mpirun | sed 's/^/mpirun /') $(host_procs $i orted | sed 's/^/orted /') $(host_procs $i unet_train | sed 's/^/unet_train /'); "; done | tr '\n' ' '; }
+down_end="no"
+if wait_for 60 eval '! kill -0 $launcher 2>/dev/null' && wait_for 20 gone; then down_end="yes" ended_down=$(now); else down_left=$(left_on); fi
+ip link set "ucv$ID-3" up || fail "cannot restore host 3's link"
+restored=$(now)
+wait_for 90 eval '! kill -0 $launcher 2>/dev/null' || fail "the launcher still runs 90 s after host 3's link came back"
+rc=0; wait $launcher || rc=$?
+ended=$(now)
+[ "$rc" -eq 1 ] || fail "the launcher exited $rc after the cut, expected 1"
+wait_for 60 gone || fail "ranks or daemons left 60 s after the job: $(left_on)"
+clean=$(now)
+line=$(grep "^fatal: .*training failed" "$T/cut.out" | head -1)
+echo "$line" | grep -Eq "worker rank 2 sent (no gradients|nothing) for step" || fail "the launcher's line does not name rank 2: $line"
+/usr/bin/python3 - "$T/h1/project/$CUT/checkpoint_latest.h5" <<'EOF' > "$T/cut-ck.out" 2>&1 || { cat "$T/cut-ck.out"; fail "the checkpoint after the cut is not intact"; }
+import sys, h5py, numpy as np
+f = h5py.File(sys.argv[1], "r")
+step = int(f["integers"].attrs["step"])
+params = f["arrays/params"][()]
+assert step >= 5 and params.size > 0 and np.isfinite(params).all(), (step, params.size)
+print(f"step {step}, {params.size} parameters, all finite")
+EOF
+if [ "$down_end" = yes ]; then
+  ended_how="the job ended with the link still down, nothing left $(secs "$cut" "$ended_down") s after the cut"
+else
+  ended_how="the job did NOT end in 80 s with the link down (left: ${down_left}); after the link came back it ended in $(secs "$restored" "$ended") s, nothing left after $(secs "$restored" "$clean") s"
+fi
+echo "link of host 3 cut at step $(last_step "$CLOG"): rank 2 named after $named_s s (--step_timeout 10); $ended_how;" \
+  "checkpoint_latest.h5 read by h5py: $(cat "$T/cut-ck.out")"
+
+# 5. A search across the hosts: rank 0 coordinates on host 1, one group of one rank on each of hosts
+# 2 and 3 (ASHA). Each group leader writes its trials' directories on its own host; they all come
+# back here with the run directory, and best/ gets the best trial's checkpoint from its host.
+TUNE=$RUNS/tune
+t0=$SECONDS
+rc=0
+timeout 600 ./run_distributed_training.sh --hosts "$T/cluster.ini" --tune settings/tune_quick.ini --data "$DATA" \
+  --logdir "$TUNE" --trials 4 > "$T/tune.out" 2>&1 || rc=$?
+[ "$rc" -eq 0 ] || { tail -30 "$T/tune.out"; fail "the search across hosts (exit $rc)"; }
+[ "$(tail -n +2 "$TUNE/tune/ranking.csv" | grep -c .)" -eq 4 ] || { cat "$TUNE/tune/ranking.csv"; fail "the ranking does not hold 4 trials"; }
+ran_on=""
+for k in 0 1 2 3; do
+  log=$TUNE/tune/trial_$k/training.log
+  [ -s "$log" ] || fail "trial $k's directory did not come back (no $log)"
+  # where it ran: the host whose project directory holds its log (a group of one rank writes no
+  # hosts: line), never the server's
+  host=""
+  for i in 1 2 3; do [ -e "$T/h$i/project/$TUNE/tune/trial_$k/training.log" ] && host+="e2e-node$i"; done
+  [ "$host" = e2e-node2 ] || [ "$host" = e2e-node3 ] || fail "trial $k ran on '$host', not on one worker host"
+  cmp -s "$log" "$T/h${host#e2e-node}/project/$log" || fail "trial $k's log here is not the one written on $host"
+  ran_on+=" $k:$host"
+done
+[[ "$ran_on" == *e2e-node2* && "$ran_on" == *e2e-node3* ]] || fail "the groups did not run on both worker hosts:$ran_on"
+best=$(sed -n '2s/^[^,]*,\([^,]*\),.*/\1/p' "$TUNE/tune/ranking.csv")
+cmp -s "$TUNE/best/checkpoint_best.h5" "$TUNE/tune/trial_$best/checkpoint_best.h5" ||
+  fail "best/checkpoint_best.h5 is not trial $best's (the best): $(grep 'best trial' "$TUNE/launch.log")"
+grep -q "^trial = $best$" "$TUNE/best/trial.txt" || fail "best/trial.txt does not name trial $best"
+echo "search across hosts: trials (trial:host)$ran_on all back here, best trial $best's checkpoint in best/, $((SECONDS - t0)) s"
+echo "3 hosts: a run bit-identical to one host, refusals, kill and restart, link cut, search: ok ($((SECONDS - START)) s)"
