@@ -27,6 +27,7 @@ cd "$T" || exit 1
 
 # Fixtures: a small synthetic MSD folder, its 2D dataset and a checkpoint of a tiny model.
 TINY=(--dims 2 --filters 4 --depth 2 --batch_size 4 --epochs 1 --steps 2)
+LONG=(--dims 2 --filters 4 --depth 2 --batch_size 4 --epochs 1000 --steps 300 --checkpoint_every 1)  # until a disk fills
 "$B/unet_prepare" --synthetic 4 --output_dir msd --synthetic_size 24,32,32 >/dev/null 2>&1 || fail "synthetic data"
 "$B/unet_prepare" --source_dir msd --output d2.h5 --mode 2d --slice_size 32 >/dev/null 2>&1 || fail "prepare"
 "$B/unet_train" --data d2.h5 "${TINY[@]}" --logdir ck >/dev/null 2>&1 || fail "fixture checkpoint"
@@ -152,8 +153,21 @@ bring_about() {
   "a full disk while preparing")
     tmpfs full1 100k; run prepare msd full1/d.h5; no_dataset full1/d.h5 ;;
   "a full disk at a checkpoint (events and training.log share the disk)")
-    tmpfs full2 4k; run "$B/unet_train" --data d2.h5 "${TINY[@]}" --logdir full2/run
+    # room for training.log, the lock and the event files so far, not for a checkpoint (96 KiB)
+    tmpfs full2 48k; run "$B/unet_train" --data d2.h5 "${TINY[@]}" --logdir full2/run
     ! ls full2/run/*.tmp >/dev/null 2>&1 || fail "a checkpoint's .tmp left behind" ;;
+  "a full disk while writing training.log")
+    # training.log alone on a 4 KiB disk (a link into it), so that it is what fills up
+    tmpfs full4 4k; mkdir -p tl; ln -s "$T/full4/training.log" tl/training.log
+    run "$B/unet_train" --data d2.h5 "${LONG[@]}" --print_every 1 --logdir tl
+    kept_checkpoint tl ;;
+  "a full disk while writing TensorBoard event files")
+    # the train/ event file alone on a 4 KiB disk: the epoch's histograms do not fit
+    mkdir -p ev/train; tmpfs ev/train 4k
+    run "$B/unet_train" --data d2.h5 "${LONG[@]}" --logdir ev
+    echo "$OUT" | tail -1 | grep -q "ev/train/events\.out\.tfevents\.[^ ]*: write failed (No space left on device)$" ||
+      fail "the event file's error is not the last line: $(echo "$OUT" | tail -2)"
+    kept_checkpoint ev ;;
   "a full disk while predicting")
     tmpfs full3 8k
     run "$B/unet_predict" --checkpoint ck/checkpoint_latest.h5 --input "$IMG" --output_dir full3/p --probabilities
