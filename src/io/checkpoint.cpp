@@ -459,7 +459,9 @@ Checkpoint read_checkpoint(const std::string& path, bool arrays) {
     if (::stat(path.c_str(), &st) != 0) wrong_file(path, "file", std::string("cannot open: ") + std::strerror(errno));
     if (S_ISDIR(st.st_mode)) wrong_file(path, "file", "is a directory (" + expect + ")");
     if (access(path.c_str(), R_OK) != 0) wrong_file(path, "file", std::string("cannot read: ") + std::strerror(errno));
-    if (st.st_size == 0) fail_format(path, "file", "is empty (0 bytes: a copy or a write cut short?)");
+    // Whether the file is ours at all goes by HDF5's signature: without it (an empty file too) it is
+    // another kind of file; with it, a file HDF5 cannot read is a damaged checkpoint.
+    if (st.st_size == 0) wrong_file(path, "file", "is empty (" + expect + ")");
     const htri_t is_h5 = H5Fis_hdf5(path.c_str());
     if (is_h5 == 0 && starts_as_hdf5(path))
         fail_format(path, "file", "the file is damaged (an HDF5 signature, but no superblock HDF5 can read: truncated?)");
