@@ -130,6 +130,15 @@ bring_about() {
       fail "unet_visualize on a truncated checkpoint: exit $RC: $OUT"
     run "$B/unet_train" --resume trunc.h5 --logdir r10
     one_error_line unet_train "$OUT"; [ ! -e r10 ] || fail "r10 made" ;;
+  "a damaged checkpoint of the first wave (no checksums), on which HDF5 itself crashes")
+    # kept by the fuzzer: a mangled attribute table that HDF5 1.10.8 follows into a segfault
+    run "$B/unet_predict" --checkpoint "$ROOT/tests/fuzz/regressions/checkpoint/first_wave_attribute_table_segv.h5" \
+        --input "$IMG" --output_dir p_segv
+    [ ! -e p_segv ] && one_error_line unet_predict "$OUT" || fail "p_segv made, or not one line: $OUT"
+    local rc=$RC out=$OUT
+    run "$B/unet_train" --resume "$ROOT/tests/fuzz/regressions/checkpoint/first_wave_attribute_table_segv.h5" --logdir r_segv
+    [ "$RC" = "$rc" ] && [ ! -e r_segv ] || fail "--resume of it: exit $RC: $(echo "$OUT" | tail -1)"
+    OUT=$out; RC=$rc ;;
   "a prepared dataset given as a checkpoint (\`--checkpoint\`, \`--resume\`)")
     run "$B/unet_train" --resume d2.h5 --logdir r10b
     [ "$RC" -eq 2 ] && [ ! -e r10b ] || fail "--resume of a dataset: exit $RC: $OUT"
