@@ -235,9 +235,14 @@ void read_in_child_first(const std::string& path, const std::function<void()>& r
         }
         usleep(2000);
     }
+    // The child ends with _exit(0) whatever the read threw: anything else is a crash (a signal; or,
+    // in a sanitizer build, its report on the library's wild memcpy and a non-zero exit).
     if (WIFSIGNALED(status))
         throw std::runtime_error(path + ": file: the file is damaged (the HDF5 library crashed reading it: " +
                                  strsignal(WTERMSIG(status)) + "; an old file without checksums)");
+    if (WIFEXITED(status) && WEXITSTATUS(status) != 0)
+        throw std::runtime_error(path + ": file: the file is damaged (the HDF5 library crashed reading it: exit " +
+                                 std::to_string(WEXITSTATUS(status)) + "; an old file without checksums)");
 }
 
 }  // namespace unet
