@@ -139,6 +139,11 @@ bring_about() {
     run "$B/unet_train" --resume "$ROOT/tests/fuzz/regressions/checkpoint/first_wave_attribute_table_segv.h5" --logdir r_segv
     [ "$RC" = "$rc" ] && [ ! -e r_segv ] || fail "--resume of it: exit $RC: $(echo "$OUT" | tail -1)"
     OUT=$out; RC=$rc ;;
+  "a damaged dataset of the first wave (no checksums), on which HDF5 itself crashes")
+    # kept by the fuzzer: a mangled global heap (the case ids) that HDF5 1.10.8 copies wildly from
+    run "$B/unet_train" --data "$ROOT/tests/fuzz/regressions/hdf5_dataset/first_wave_global_heap_memcpy.h5" \
+        "${TINY[@]}" --logdir r_heap
+    [ ! -e r_heap ] && one_error_line unet_train "$OUT" || fail "r_heap made, or not one line: $OUT" ;;
   "a prepared dataset given as a checkpoint (\`--checkpoint\`, \`--resume\`)")
     run "$B/unet_train" --resume d2.h5 --logdir r10b
     [ "$RC" -eq 2 ] && [ ! -e r10b ] || fail "--resume of a dataset: exit $RC: $OUT"
