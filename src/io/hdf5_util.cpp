@@ -1,6 +1,7 @@
 #include "unet/io/hdf5_util.h"
 
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -210,6 +211,9 @@ void read_in_child_first(const std::string& path, const std::function<void()>& r
     const pid_t pid = fork();
     if (pid < 0) return;
     if (pid == 0) {
+        // Dies with this process (a Ctrl-C, a timeout) instead of looping on in the library.
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() == 1) _exit(0);  // the parent is gone already
         // The kernel's own handling of a crash (a sanitizer's or libFuzzer's handler would report
         // the library's crash as ours and exit normally), without a core file.
         for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT}) signal(sig, SIG_DFL);
