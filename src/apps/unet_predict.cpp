@@ -29,6 +29,7 @@
 #include "unet/data/nifti.h"
 #include "unet/data/preprocess.h"
 #include "unet/parallel/comm.h"
+#include "unet/parallel/thread_placement.h"
 #include "unet/infer/case_prediction.h"
 #include "unet/infer/segmentation_metrics.h"
 #include "unet/log/progress.h"
@@ -95,7 +96,7 @@ bool parse(int argc, char** argv, PredictOptions& o) {
         ("empty", po::value(&o.empty)->default_value("brats"),
          "brats: empty truth and prediction score Dice 1, HD95 0, one empty Dice 0, HD95 374; "
          "ignore: cases with an empty truth are left out of the means (MONAI)")
-        ("num_threads", po::value(&o.num_threads)->default_value(0), "OpenMP threads (0: OMP_NUM_THREADS or all cores)")
+        ("num_threads", po::value(&o.num_threads)->default_value(0), "OpenMP threads (0: OMP_NUM_THREADS, else the cores of the node shared among its ranks)")
         ("help,h", "show this help");
     po::variables_map vm;
     if (!unet::parse_command_line(argc, argv, flags, vm)) return false;
@@ -485,10 +486,12 @@ std::string gather_rows(unet::Comm& comm, const std::string& mine) {
 int run(int argc, char** argv) {
     PredictOptions o;
     if (!parse(argc, argv, o)) return 0;
-    if (o.num_threads > 0) omp_set_num_threads(o.num_threads);
     unet::Comm& comm = unet::Comm::world();
+    // Every rank predicts its own cases: all of them count when the node's cores are shared.
+    unet::place_threads(comm, o.num_threads, true, "", "unet_predict");
     unet::parse_empty_rule(o.empty);
     unet::TrainedModel t = unet::load_trained_model(o.checkpoint);
+    t.model->drop_gradients();  // forwards only
     const unet::Regions regions = model_regions(o, t);
     const unet::WindowOptions w = window_options(o, t);
     std::unique_ptr<unet::DatasetReader> dataset;

@@ -5,6 +5,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -14,6 +15,8 @@
 #include "unet/cli/program.h"
 #include "unet/train/train_options.h"
 #include "unet/core/check.h"
+#include "unet/parallel/comm.h"
+#include "unet/parallel/thread_placement.h"
 #include "unet/train/tensorboard_hooks.h"
 #include "unet/train/trainer.h"
 #include "unet/tune/search_space.h"
@@ -40,6 +43,29 @@ static void apply_blocktime(int argc, char** argv) {
     execv("/proc/self/exe", argv);  // returns only on failure: then go on with the old policy
 }
 
+// Whether this rank mostly sleeps rather than computes: a parameter server (--sync ps, ranks below
+// --num_ps of its group) or, under --tune, the coordinator (world rank 0). Such ranks are not counted
+// when the cores are shared among the ranks (thread_placement.h says why).
+static bool rank_waits(const unet::TrainOptions& o, const unet::Comm& world) {
+    int rank = world.rank(), size = world.size();
+    if (size < 2) return false;
+    if (!o.tune_file.empty()) {
+        if (rank == 0) return true;
+        const int group = std::max(1, o.group_size);
+        rank = (rank - 1) % group;
+        size = group;
+    }
+    return size > 1 && o.sync == "ps" && rank < o.num_ps;
+}
+
+// What the waiting ranks are, for the placement line.
+static std::string waiting_name(const unet::TrainOptions& o) {
+    const bool servers = o.sync == "ps" && (o.tune_file.empty() || o.group_size > 1);
+    const std::string s = o.num_ps > 1 ? "parameter servers" : "parameter server";
+    if (o.tune_file.empty()) return "the " + s;
+    return servers ? "the coordinator and the groups' " + s : "the coordinator";
+}
+
 int main(int argc, char** argv) {
     apply_blocktime(argc, argv);
     return unet::run_program("unet_train", [&] {
@@ -49,7 +75,11 @@ int main(int argc, char** argv) {
             if (unet::Comm::world().is_root()) std::printf("unet_train: flags ok\n");
             return 0;
         }
-        if (opts.num_threads > 0) omp_set_num_threads(opts.num_threads);
+        unet::Comm& world = unet::Comm::world();
+        const bool waits = rank_waits(opts, world);
+        unet::place_threads(world, opts.num_threads, !waits,
+                            waiting_name(opts),
+                            "unet_train");
         // Flush denormals to zero on every compute thread: tiny activations and gradients late in
         // training otherwise run through microcode assists, many times slower.
         _mm_setcsr(_mm_getcsr() | 0x8040);

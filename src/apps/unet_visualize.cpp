@@ -66,6 +66,7 @@ unet::RgbImage render_slice(const std::vector<float>& img, const std::vector<flo
 std::vector<float> predict(const std::string& checkpoint, const std::vector<float>& img, int channels,
                            const std::vector<int64_t>& spatial) {
     unet::TrainedModel t = unet::load_trained_model(checkpoint);
+    t.model->drop_gradients();  // forwards only
     const unet::UNetConfig& m = t.options.model;
     if (m.in_channels != channels || m.dims != int(spatial.size()))
         throw unet::UsageError("--checkpoint: " + checkpoint + " is a " + std::to_string(m.dims) + "D model for " +

@@ -12,6 +12,21 @@ DnnlContext& DnnlContext::get() {
     return ctx;
 }
 
+memory DnnlContext::scratchpad(const memory::desc& md) {
+    const size_t bytes = md.get_size();
+    if (bytes > shared_scratchpad_.size()) {
+        shared_scratchpad_ = AlignedVector<uint8_t>();  // free the old one before the larger one
+        shared_scratchpad_.resize(bytes);
+    }
+    return memory(md, engine, shared_scratchpad_.data());
+}
+
+dnnl::primitive_attr user_scratchpad_attr() {
+    dnnl::primitive_attr attr;
+    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    return attr;
+}
+
 Dims act_dims(int64_t n, int64_t c, const Dims& spatial) {
     Dims d{n, c};
     d.insert(d.end(), spatial.begin(), spatial.end());

@@ -121,6 +121,7 @@ Volume predict_source_case(UNet& model, Volume x, const InputPreprocessing& p, c
         const bool resize = Dims{D, H, W} != p.grid;
         if (resize) x = resize_linear(x, p.grid[0], p.grid[1], p.grid[2]);
         Volume y = predict_prepared_case(model, x, 3, o, progress);
+        x = Volume();  // the input is done with: its memory for the steps back to the source grid
         if (resize) y = resize_linear(y, D, H, W);
         return uncrop(std::move(y), source_depth);
     }
@@ -128,6 +129,7 @@ Volume predict_source_case(UNet& model, Volume x, const InputPreprocessing& p, c
     const bool resize = Dims{H, W} != p.grid;
     if (resize) x = resize_linear(x, D, p.grid[0], p.grid[1]);
     Volume y = predict_prepared_case(model, x, 2, o, progress);
+    x = Volume();
     if (resize) y = resize_linear(y, D, H, W);
     return uncrop(std::move(y), source_depth);
 }

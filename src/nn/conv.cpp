@@ -24,6 +24,20 @@ Dims torch_weight_shape(int64_t in_c, const ConvSpec& spec, int spatial_dims) {
     return d;
 }
 
+// The registered weight's PyTorch-order view for a layer using input channels
+// [in_offset, in_offset + in_c) of weight_in_c: its own dims, strides into the full tensor.
+memory::desc weight_view_desc(int64_t in_c, int64_t weight_in_c, const ConvSpec& spec, int spatial_dims) {
+    const Dims dims = weight_dims(in_c, spec, spatial_dims);
+    int64_t taps = 1;
+    for (int i = 0; i < spatial_dims; ++i) taps *= spec.kernel;
+    Dims strides{weight_in_c * taps, taps};
+    for (int i = 0; i < spatial_dims; ++i) {
+        taps /= spec.kernel;
+        strides.push_back(taps);
+    }
+    return memory::desc(dims, memory::data_type::f32, strides);
+}
+
 algorithm post_op_algorithm(PostOp p) {
     return p == PostOp::relu ? algorithm::eltwise_relu : algorithm::eltwise_logistic;
 }
@@ -38,6 +52,7 @@ struct ConvLayer::Impl {
     ConvSpec spec;
     int nd = 0;
     int64_t in_c = 0;
+    int64_t weight_in_c = 0;  // the registered weight's input channels (more when split)
     double flops = 0;
     float* weight = nullptr;  // flat, PyTorch order
     float* bias = nullptr;
@@ -52,6 +67,8 @@ struct ConvLayer::Impl {
     memory flat_weights, flat_diff_weights, bias_mem, diff_bias_mem;
     memory fwd_weights, bwd_data_weights, diff_weights;  // layouts the primitives chose
     memory src_copy, diff_src_copy;                       // only when src arrives in another layout
+    memory::desc fwd_scratchpad, bwd_data_scratchpad, bwd_weights_scratchpad;  // on DnnlContext's shared buffer
+    void* lent_fwd_scratchpad = nullptr;  // or the forward's on this one
 
     template <class Fwd, class BwdData, class BwdWeights>
     void build(algorithm alg, const Dims& strides, const Dims& pad, const Dims& dst_dims, bool free_layouts);
@@ -72,25 +89,30 @@ void ConvLayer::Impl::build(algorithm alg, const Dims& strides, const Dims& pad,
     const memory::desc src_any =
         free_layouts ? any_desc(src_dims) : plain_input ? conv_data_desc(src_dims) : given_src_md;
     const bool channels_last = src_any == f32_desc(src_dims, channels_last_tag(nd));
-    const memory::desc dst_any = channels_last ? f32_desc(dst_dims, channels_last_tag(nd)) : any_desc(dst_dims);
+    const memory::desc dst_any = !spec.dst_layout.is_zero() ? spec.dst_layout
+                                 : channels_last ? f32_desc(dst_dims, channels_last_tag(nd)) : any_desc(dst_dims);
     const memory::desc w_any = any_desc(w_dims);
     const memory::desc b_md = f32_desc({spec.out_channels}, Tag::x);
 
-    typename Fwd::desc fd(prop_kind::forward_training, alg, src_any, w_any, b_md, dst_any, strides, pad, pad);
-    dnnl::primitive_attr attr;
-    if (spec.post_op != PostOp::none) {
-        dnnl::post_ops ops;
-        ops.append_eltwise(1.f, post_op_algorithm(spec.post_op), 0.f, 0.f);
-        attr.set_post_ops(ops);
-    }
+    // The accumulating part of a split convolution has no bias: the first part added it.
+    typename Fwd::desc fd = spec.accumulate
+        ? typename Fwd::desc(prop_kind::forward_inference, alg, src_any, w_any, dst_any, strides, pad, pad)
+        : typename Fwd::desc(prop_kind::forward_training, alg, src_any, w_any, b_md, dst_any, strides, pad, pad);
+    dnnl::primitive_attr attr = user_scratchpad_attr();
+    dnnl::post_ops ops;
+    if (spec.accumulate) ops.append_sum(1.f);
+    if (spec.post_op != PostOp::none) ops.append_eltwise(1.f, post_op_algorithm(spec.post_op), 0.f, 0.f);
+    attr.set_post_ops(ops);
     typename Fwd::primitive_desc fpd(fd, attr, ctx.engine);
     src_md = fpd.src_desc();
     dst_md = fpd.dst_desc();
     fwd = Fwd(fpd);
+    fwd_scratchpad = fpd.scratchpad_desc();
     ctx.note_scratchpad(fpd);
 
     const Tag w_tag = spec.transposed ? deconv_weights_plain_tag(nd) : weights_plain_tag(nd);
-    flat_weights = memory(f32_desc(w_dims, w_tag), ctx.engine, weight);
+    flat_weights = weight_in_c == in_c ? memory(f32_desc(w_dims, w_tag), ctx.engine, weight)
+                                       : memory(weight_view_desc(in_c, weight_in_c, spec, nd - 2), ctx.engine, weight);
     flat_diff_weights = memory(f32_desc(w_dims, w_tag), ctx.engine, diff_weight);
     bias_mem = memory(b_md, ctx.engine, bias);
     diff_bias_mem = memory(b_md, ctx.engine, diff_bias);
@@ -102,9 +124,10 @@ void ConvLayer::Impl::build(algorithm alg, const Dims& strides, const Dims& pad,
     fwd_weights = weights_for(fpd.weights_desc(), flat_weights);
     if (has_bwd_data) {
         typename BwdData::desc bdd(alg, src_md, w_any, dst_md, strides, pad, pad);
-        typename BwdData::primitive_desc bdpd(bdd, ctx.engine, fpd);
+        typename BwdData::primitive_desc bdpd(bdd, user_scratchpad_attr(), ctx.engine, fpd);
         UNET_CHECK(bdpd.diff_src_desc() == src_md, "backward-data picked another src layout");
         bwd_data = BwdData(bdpd);
+        bwd_data_scratchpad = bdpd.scratchpad_desc();
         ctx.note_scratchpad(bdpd);
         bwd_data_weights = bdpd.weights_desc() == fpd.weights_desc()
                                ? fwd_weights
@@ -115,10 +138,11 @@ void ConvLayer::Impl::build(algorithm alg, const Dims& strides, const Dims& pad,
         return;
     }
     typename BwdWeights::desc bwd(alg, src_md, w_any, b_md, dst_md, strides, pad, pad);
-    typename BwdWeights::primitive_desc bwpd(bwd, ctx.engine, fpd);
+    typename BwdWeights::primitive_desc bwpd(bwd, user_scratchpad_attr(), ctx.engine, fpd);
     UNET_CHECK(bwpd.src_desc() == src_md && bwpd.diff_dst_desc() == dst_md,
                "backward-weights picked other data layouts");
     bwd_weights = BwdWeights(bwpd);
+    bwd_weights_scratchpad = bwpd.scratchpad_desc();
     ctx.note_scratchpad(bwpd);
     diff_weights = weights_for(bwpd.diff_weights_desc(), flat_diff_weights);
 
@@ -151,12 +175,19 @@ ConvLayer::ConvLayer(const memory::desc& src_desc, const ConvSpec& spec, ParamSt
     m.nd = src_desc.data.ndims;
     m.in_c = src_desc.dims()[1];
     m.has_bwd_data = need_diff_src && !spec.forward_only;
+    m.weight_in_c = spec.weight_in_channels > 0 ? spec.weight_in_channels : m.in_c;
+    const bool split = m.weight_in_c != m.in_c || spec.accumulate;
+    UNET_CHECK(!split || (spec.forward_only && !spec.transposed && spec.in_offset >= 0 &&
+                          spec.in_offset + m.in_c <= m.weight_in_c),
+               "ConvLayer " << name << ": a split convolution is forward-only, not transposed, within its weight");
     UNET_CHECK(store.finalized(), "ConvLayer " << name << ": store not finalized");
     const int wi = store.find(name + ".weight"), bi = store.find(name + ".bias");
     UNET_CHECK(wi >= 0 && bi >= 0, "ConvLayer " << name << ": parameters not registered");
-    UNET_CHECK(store.view(wi).shape == torch_weight_shape(m.in_c, spec, m.nd - 2),
+    UNET_CHECK(store.view(wi).shape == torch_weight_shape(m.weight_in_c, spec, m.nd - 2),
                "ConvLayer " << name << ": registered weight shape does not match the input");
-    m.weight = store.param(wi);
+    int64_t taps_per_channel = 1;
+    for (int i = 2; i < m.nd; ++i) taps_per_channel *= spec.kernel;
+    m.weight = store.param(wi) + spec.in_offset * taps_per_channel;
     m.bias = store.param(bi);
     m.diff_weight = store.grad(wi);
     m.diff_bias = store.grad(bi);
@@ -201,6 +232,8 @@ ConvLayer::ConvLayer(const memory::desc& src_desc, const ConvSpec& spec, ParamSt
 ConvLayer::~ConvLayer() = default;
 
 const memory::desc& ConvLayer::dst_desc() const { return impl_->dst_md; }
+size_t ConvLayer::forward_scratchpad_bytes() const { return impl_->fwd_scratchpad.get_size(); }
+void ConvLayer::use_forward_scratchpad(void* buffer) { impl_->lent_fwd_scratchpad = buffer; }
 bool ConvLayer::reorders_in_use() const { return bool(impl_->src_copy); }
 bool ConvLayer::uses_winograd() const { return impl_->winograd; }
 double ConvLayer::forward_flops() const { return impl_->flops; }
@@ -224,10 +257,15 @@ void ConvLayer::forward(const memory& src_in, const memory& dst) {
         dnnl::reorder(src_in, impl_->src_copy).execute(s, src, impl_->src_copy);
         src = impl_->src_copy;
     }
-    impl_->fwd.execute(s, {{DNNL_ARG_SRC, src},
-                           {DNNL_ARG_WEIGHTS, impl_->fwd_weights},
-                           {DNNL_ARG_BIAS, impl_->bias_mem},
-                           {DNNL_ARG_DST, dst}});
+    auto& ctx = DnnlContext::get();
+    std::unordered_map<int, memory> args{{DNNL_ARG_SRC, src},
+                                         {DNNL_ARG_WEIGHTS, impl_->fwd_weights},
+                                         {DNNL_ARG_DST, dst},
+                                         {DNNL_ARG_SCRATCHPAD, impl_->lent_fwd_scratchpad
+                                              ? memory(impl_->fwd_scratchpad, ctx.engine, impl_->lent_fwd_scratchpad)
+                                              : ctx.scratchpad(impl_->fwd_scratchpad)}};
+    if (!impl_->spec.accumulate) args[DNNL_ARG_BIAS] = impl_->bias_mem;
+    impl_->fwd.execute(s, args);
 }
 
 void ConvLayer::backward(const memory& src_in, const memory& dst, const memory& diff_dst,
@@ -237,17 +275,20 @@ void ConvLayer::backward(const memory& src_in, const memory& dst, const memory& 
     const memory src = m.src_copy ? m.src_copy : src_in;
     if (m.spec.post_op != PostOp::none)
         m.post_op_bwd.execute(s, {{DNNL_ARG_DST, dst}, {DNNL_ARG_DIFF_DST, diff_dst}, {DNNL_ARG_DIFF_SRC, diff_dst}});
+    auto& ctx = DnnlContext::get();
     m.bwd_weights.execute(s, {{DNNL_ARG_SRC, src},
                               {DNNL_ARG_DIFF_DST, diff_dst},
                               {DNNL_ARG_DIFF_WEIGHTS, m.diff_weights},
-                              {DNNL_ARG_DIFF_BIAS, m.diff_bias_mem}});
+                              {DNNL_ARG_DIFF_BIAS, m.diff_bias_mem},
+                              {DNNL_ARG_SCRATCHPAD, ctx.scratchpad(m.bwd_weights_scratchpad)}});
     if (m.diff_weights.get_data_handle() != m.diff_weight)
         dnnl::reorder(m.diff_weights, m.flat_diff_weights).execute(s, m.diff_weights, m.flat_diff_weights);
     if (m.has_bwd_data && diff_src) {
         const memory out = m.diff_src_copy ? m.diff_src_copy : diff_src;
         m.bwd_data.execute(s, {{DNNL_ARG_DIFF_DST, diff_dst},
                                {DNNL_ARG_WEIGHTS, m.bwd_data_weights},
-                               {DNNL_ARG_DIFF_SRC, out}});
+                               {DNNL_ARG_DIFF_SRC, out},
+                               {DNNL_ARG_SCRATCHPAD, ctx.scratchpad(m.bwd_data_scratchpad)}});
         if (m.diff_src_copy)
             dnnl::reorder(m.diff_src_copy, diff_src).execute(s, m.diff_src_copy, const_cast<memory&>(diff_src));
     }

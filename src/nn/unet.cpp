@@ -73,6 +73,10 @@ void register_block(ParamStore& s, const UNetConfig& c, const std::string& prefi
 // a1 == t1, a2 == t2; gradients run in place through the norm, so two diff buffers suffice.
 struct Block {
     std::unique_ptr<ConvLayer> conv1, conv2;
+    // An inference plan's decoder block: conv1 reads the up-sampled tensor, and conv1_skip adds
+    // the skip's part of the same convolution (no concatenated tensor).
+    std::unique_ptr<ConvLayer> conv1_skip;
+    memory skip;
     std::unique_ptr<NormRelu> norm1, norm2;
     std::unique_ptr<Dropout> dropout;
     memory t1, a1, t2, a2;  // conv1 out, block mid, conv2 out, block out
@@ -100,11 +104,15 @@ struct Level {  // decoder level
 //
 // An inference plan (a forward in eval mode with no training plan of that size: unet_predict,
 // unet_visualize) has no gradient buffers at all, and its forward tensors recycle three slots by
-// liveness, so only the skip tensors (the encoder blocks' outputs) have buffers of their own:
+// liveness, so only the skip tensors (the encoder blocks' outputs) have buffers of their own.
+// Its decoder never concatenates: the first convolution of a decoder block is split over its
+// inputs, the up-sampled tensor's channels and then the skip's, adding into one output.
 //   encoder  input/pooled (C) -> conv1 -> t1 (B) [-> norm1 -> a1 (A)] -> conv2 -> t2 (C with a
 //            norm, else the kept output) [-> norm2 -> a2 (kept)] -> pool -> pooled (C)
-//   decoder  below (C) -> up (A) + skip -> cat (C) -> conv1 -> t1 (B) [-> norm1 -> a1 (A)]
+//   decoder  below (C) -> up (A; a deconvolution's scratchpad in B); up + skip -> conv1 -> t1 (B) [-> norm1 -> a1 (A)]
 //            -> conv2 -> t2 (B with a norm, else C) [-> norm2 -> a2 (C)] -> below of the next
+//            level; at level 0 the block's output goes to A instead (nothing up-samples after it),
+//            so C only ever holds tensors of the smaller levels.
 // Each slot is read for the last time before it is written again.
 enum ScratchSlot { kScratchA = 0, kScratchB = 1, kScratchC = 2, kScratchSlots = 3, kOwnBuffer = -1 };
 
@@ -228,12 +236,23 @@ struct BlockSlots {
     int t1 = kOwnBuffer, a1 = kOwnBuffer, t2 = kOwnBuffer, a2 = kOwnBuffer;
 };
 
-BlockSlots block_slots(const UNet::Plan& P, bool encoder, bool fused_relu) {
+BlockSlots block_slots(const UNet::Plan& P, bool encoder, bool fused_relu, int level) {
     if (!P.inference) return {};
     if (encoder) return fused_relu ? BlockSlots{kScratchB, kOwnBuffer, kOwnBuffer, kOwnBuffer}
                                    : BlockSlots{kScratchB, kScratchA, kScratchC, kOwnBuffer};
-    return fused_relu ? BlockSlots{kScratchB, kOwnBuffer, kScratchC, kOwnBuffer}
-                      : BlockSlots{kScratchB, kScratchA, kScratchB, kScratchC};
+    const int out = level == 0 ? kScratchA : kScratchC;
+    return fused_relu ? BlockSlots{kScratchB, kOwnBuffer, out, kOwnBuffer}
+                      : BlockSlots{kScratchB, kScratchA, kScratchB, out};
+}
+
+// The norm<k> + ReLU after a convolution's output `t`; returns the stage's output (`t` itself when
+// the ReLU is fused into the convolution).
+memory build_norm(UNet::Plan& P, const PlanContext& x, std::unique_ptr<NormRelu>& norm, const std::string& name,
+                  int k, const memory& t, int64_t out, int slot_a) {
+    if (x.fused_relu) return t;
+    norm = std::make_unique<NormRelu>(t.get_desc(), x.c.norm, group_count(x.c, out), x.store,
+                                      name + ".norm" + std::to_string(k));
+    return P.forward_tensor(norm->dst_desc(), slot_a);
 }
 
 // conv<k> -> [norm<k> + ReLU] of a block named <prefix>.*: builds the two layers on `src_md`, sets
@@ -247,16 +266,38 @@ memory build_stage(UNet::Plan& P, const PlanContext& x, std::unique_ptr<ConvLaye
     P.reorders += conv->reorders_in_use();
     P.winograd_layers += conv->uses_winograd();
     t = P.forward_tensor(conv->dst_desc(), slot_t);
-    if (x.fused_relu) return t;
-    norm = std::make_unique<NormRelu>(t.get_desc(), x.c.norm, group_count(x.c, out), x.store, name + ".norm" + n);
-    return P.forward_tensor(norm->dst_desc(), slot_a);
+    return build_norm(P, x, norm, name, k, t, out, slot_a);
 }
 
-// conv1 -> norm1 + ReLU -> conv2 -> norm2 + ReLU named <prefix>.*, on `src_md`.
+// An inference decoder's conv1 -> [norm1 + ReLU] on the up-sampled tensor (`up_md`) and the skip
+// without concatenating them: conv1 convolves the up-sampled channels of the weight, conv1_skip
+// adds the skip's channels into the same output and applies the post-op to the sum.
+memory build_split_stage(UNet::Plan& P, const PlanContext& x, Block& b, const std::string& name,
+                         const memory::desc& up_md, const memory& skip, int64_t out, const BlockSlots& slot) {
+    const int64_t up_c = up_md.dims()[1], weight_in = up_c + skip.get_desc().dims()[1];
+    ConvSpec up_part{out, 3, PostOp::none, false, false, true};
+    up_part.weight_in_channels = weight_in;
+    b.conv1 = std::make_unique<ConvLayer>(up_md, up_part, x.store, name + ".conv1");
+    ConvSpec skip_part{out, 3, x.post, false, false, true};
+    skip_part.weight_in_channels = weight_in;
+    skip_part.in_offset = up_c;
+    skip_part.accumulate = true;
+    skip_part.dst_layout = b.conv1->dst_desc();
+    b.conv1_skip = std::make_unique<ConvLayer>(skip.get_desc(), skip_part, x.store, name + ".conv1");
+    P.reorders += b.conv1->reorders_in_use() + b.conv1_skip->reorders_in_use();
+    b.skip = skip;
+    b.t1 = P.forward_tensor(b.conv1->dst_desc(), slot.t1);
+    return build_norm(P, x, b.norm1, name, 1, b.t1, out, slot.a1);
+}
+
+// conv1 -> norm1 + ReLU -> conv2 -> norm2 + ReLU named <prefix>.*, on `src_md` (and, for an
+// inference decoder block, on `skip` too: src_md is then the up-sampled tensor's).
 void build_block(UNet::Plan& P, const PlanContext& x, Block& b, const std::string& prefix, const memory::desc& src_md,
-                 int64_t out, bool need_diff_src, bool own_output_grad, bool encoder) {
-    const BlockSlots slot = block_slots(P, encoder, x.fused_relu);
-    b.a1 = build_stage(P, x, b.conv1, b.norm1, prefix, 1, src_md, out, need_diff_src, slot.t1, slot.a1, b.t1);
+                 int64_t out, bool need_diff_src, bool own_output_grad, bool encoder, int level,
+                 const memory* skip = nullptr) {
+    const BlockSlots slot = block_slots(P, encoder, x.fused_relu, level);
+    b.a1 = skip ? build_split_stage(P, x, b, prefix, src_md, *skip, out, slot)
+                : build_stage(P, x, b.conv1, b.norm1, prefix, 1, src_md, out, need_diff_src, slot.t1, slot.a1, b.t1);
     b.a2 = build_stage(P, x, b.conv2, b.norm2, prefix, 2, b.a1.get_desc(), out, true, slot.t2, slot.a2, b.t2);
     if (P.inference) return;  // no gradients; FLOPs are counted by training plans
     b.d1 = P.shared(b.a1.get_desc(), kScratchA);
@@ -275,7 +316,7 @@ void build_encoder(UNet::Plan& P, const PlanContext& x) {
     memory::desc src_md = P.input.get_desc();
     for (int l = 0; l <= c.depth; ++l) {
         Block& b = P.enc[size_t(l)];
-        build_block(P, x, b, level_name("enc", l), src_md, c.filters(l), l > 0, l < c.depth, true);
+        build_block(P, x, b, level_name("enc", l), src_md, c.filters(l), l > 0, l < c.depth, true, l);
         if (c.dropout > 0.f && l >= c.depth - 1)
             b.dropout = std::make_unique<Dropout>(b.a2.get_desc(), c.dropout, c.seed, uint64_t(l + 1));
         if (l == c.depth) break;
@@ -302,19 +343,27 @@ void build_decoder(UNet::Plan& P, const PlanContext& x) {
                                                     x.store, level_name("up", l));
             P.reorders += L.up_conv->reorders_in_use();
             L.up = P.shared(L.up_conv->dst_desc(), kScratchA);
+            // Slot B is idle while the level up-samples (its tensors of the level below are
+            // dead): an inference plan lends it to the deconvolution's scratchpad.
+            if (P.inference)
+                P.scratch_bytes[kScratchB] = std::max(P.scratch_bytes[kScratchB], L.up_conv->forward_scratchpad_bytes());
             P.flops_per_sample += 3 * L.up_conv->forward_flops() / double(P.batch);
         } else {
             L.up_resample = std::make_unique<Resample>(
                 below.get_desc(), c.upsampling == Upsampling::nearest ? ResampleMode::nearest : ResampleMode::linear);
             L.up = P.shared(L.up_resample->dst_desc(), kScratchA);
         }
-        L.concat = std::make_unique<Concat>(L.up.get_desc(), P.enc[size_t(l)].a2.get_desc());
-        L.cat = P.forward_tensor(L.concat->dst_desc(), P.inference ? kScratchC : kOwnBuffer);
-        if (!P.inference) {
-            L.d_up = P.shared(L.up.get_desc(), kScratchA);
-            L.d_cat = P.shared(L.cat.get_desc(), kScratchB);
+        if (P.inference) {
+            build_block(P, x, P.dec[size_t(l)], level_name("dec", l), L.up.get_desc(), c.filters(l), true, false,
+                        false, l, &P.enc[size_t(l)].a2);
+            below = P.dec[size_t(l)].a2;
+            continue;
         }
-        build_block(P, x, P.dec[size_t(l)], level_name("dec", l), L.cat.get_desc(), c.filters(l), true, false, false);
+        L.concat = std::make_unique<Concat>(L.up.get_desc(), P.enc[size_t(l)].a2.get_desc());
+        L.cat = P.alloc(L.concat->dst_desc());
+        L.d_up = P.shared(L.up.get_desc(), kScratchA);
+        L.d_cat = P.shared(L.cat.get_desc(), kScratchB);
+        build_block(P, x, P.dec[size_t(l)], level_name("dec", l), L.cat.get_desc(), c.filters(l), true, false, false, l);
         below = P.dec[size_t(l)].a2;
     }
     P.out_conv = std::make_unique<ConvLayer>(below.get_desc(), ConvSpec{c.out_channels, 1, PostOp::sigmoid, false, false, P.inference},
@@ -336,6 +385,7 @@ UNet::Plan& UNet::plan_for(int64_t batch, const Dims& spatial, bool inference) {
     if (it != plans_.end()) return *it->second;
     config_.validate(spatial);
     UNET_CHECK(batch >= 1, "batch " << batch);
+    UNET_CHECK(inference || store_.has_grads(), "a training plan on a model whose gradients were dropped");
     const UNetConfig& c = config_;
     auto p = std::make_unique<Plan>();
     Plan& P = *p;
@@ -359,6 +409,9 @@ UNet::Plan& UNet::plan_for(int64_t batch, const Dims& spatial, bool inference) {
     const memory::desc plain_out = f32_desc(P.output.get_desc().dims(), plain_tag(c.dims + 2));
     if (P.output.get_desc() != plain_out) P.plain_output.resize(size_t(product(plain_out.dims())));
     P.bind_scratch();
+    if (inference)
+        for (Level& L : P.levels)
+            if (L.up_conv) L.up_conv->use_forward_scratchpad(P.scratch[kScratchB].data());
     return *(plans_[key] = std::move(p));
 }
 
@@ -373,6 +426,7 @@ static void add_into(const memory& dst, const memory& src) {
 
 static void block_forward(Block& b, const memory& src, bool training, uint64_t step) {
     b.conv1->forward(src, b.t1);
+    if (b.conv1_skip) b.conv1_skip->forward(b.skip, b.t1);
     if (b.norm1) b.norm1->forward(b.t1, b.a1, training);
     b.conv2->forward(b.a1, b.t2);
     if (b.norm2) b.norm2->forward(b.t2, b.a2, training);
@@ -411,8 +465,8 @@ const float* UNet::forward(const float* input, int64_t batch, const Dims& spatia
         Level& L = P.levels[size_t(l)];
         if (L.up_conv) L.up_conv->forward(below, L.up);
         else L.up_resample->forward(below, L.up);
-        L.concat->forward(L.up, P.enc[size_t(l)].a2, L.cat);
-        block_forward(P.dec[size_t(l)], L.cat, training, step);
+        if (L.concat) L.concat->forward(L.up, P.enc[size_t(l)].a2, L.cat);
+        block_forward(P.dec[size_t(l)], L.concat ? L.cat : L.up, training, step);
         below = P.dec[size_t(l)].a2;
     }
     P.out_conv->forward(below, P.output);

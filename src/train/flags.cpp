@@ -173,7 +173,7 @@ const std::vector<Flag>& flag_table() {
     {"Runtime", "bucket_mb", "gradients leave in buckets of about this many MiB while backward runs",
      [](TrainOptions& o, RawOptions& ) -> Value { return po::value(&o.bucket_mb)->default_value(1.0); },
      nullptr, 0, FlagKind::text, nullptr},
-    {"Runtime", "num_threads", "OpenMP threads (0: OMP_NUM_THREADS or all cores)",
+    {"Runtime", "num_threads", "OpenMP threads (0: OMP_NUM_THREADS, else the cores of the node shared among its computing ranks)",
      [](TrainOptions& o, RawOptions& ) -> Value { return po::value(&o.num_threads)->default_value(0); },
      [](const TrainOptions& o) { return setting_text(o.num_threads); }, kConfig, FlagKind::number, nullptr},
     {"Runtime", "num_inter_threads", "threads outside the compute pool (data prefetch)",

@@ -3,6 +3,8 @@
 // validation and the hooks.
 #include "unet/train/trainer.h"
 
+#include <omp.h>
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -206,6 +208,11 @@ void RunLoop::banner() {
                   (r - first == 1 ? "" : "-" + std::to_string(r - 1)) + " on " + hosts[first];
     }
     if (!placed.empty()) log_.line("hosts: %s", placed.c_str());
+    // Each rank's OpenMP threads as it runs them (thread_placement.h's default or what was asked).
+    std::string threads;
+    for (int r = 0; r < comm_.size() && comm_.size() > 1; ++r)
+        threads += (r ? " " : "") + comm_.broadcast_text(r, std::to_string(omp_get_max_threads()));
+    if (!threads.empty()) log_.line("OpenMP threads per rank: %s", threads.c_str());
     // The first worker's estimate, in MiB for the one small collective, for the run's last line.
     estimate_mib_ = comm_.max(int((role_.print_summary() + (1 << 19)) >> 20));
     log_.line("data: %s, %lld training samples, %lld validation samples of %s, %lld steps per epoch",

@@ -6,6 +6,8 @@
 #include <map>
 #include <stdexcept>
 
+#include "unet/tune/pbt_transfer.h"
+
 namespace unet {
 
 Coordinator::Coordinator(Ledger ledger, SchedulerConfig scheduler, std::vector<int> max_epochs, int max_failures)
@@ -51,10 +53,22 @@ void Coordinator::set_drawer(TrialDrawer draw, std::function<int(const TrialPara
     epochs_of_ = std::move(epochs_of);
 }
 
+PbtMoved pbt_move_by_file_copy(const PbtTransfer& x) {
+    PbtMoved m;
+    m.bytes = pbt_copy_checkpoint(x.from_dir, x.to_dir);
+    m.checksum = pbt_file_checksum(x.to_dir + "/checkpoint_latest.h5");
+    m.how = "file copy";
+    return m;
+}
+
 int Coordinator::next_trial(int group) {
     if (stopping_) return -1;
+    // pbt: a member this group trained before first (its checkpoint is in this group's directory).
+    const TrialRecord* own = nullptr;
+    for (const TrialRecord& t : ledger_.trials)
+        if (pbt_ && !own && t.status == "pending" && t.group == group) own = &t;
     for (TrialRecord& t : ledger_.trials) {
-        if (t.status != "pending") continue;
+        if (t.status != "pending" || (own && &t != own)) continue;
         if (t.params.empty()) {
             if (!draw_) throw std::logic_error("Coordinator: trial " + std::to_string(t.id) + " has no hyperparameters");
             // Drawn from the ledger as it stands now, before this trial counts as running.
@@ -123,9 +137,10 @@ void Coordinator::finish_trial(int trial, const TrialOutcome& outcome) {
     end_round_if_due();
 }
 
-void Coordinator::set_pbt(const PbtConfig& config, const SearchSpace* space) {
+void Coordinator::set_pbt(const PbtConfig& config, const SearchSpace* space, CheckpointMover mover) {
     pbt_ = true;
     pbt_config_ = config;
+    mover_ = std::move(mover);
     space_ = space;
     for (TrialRecord& t : ledger_.trials) {
         if (t.schedule.empty()) t.schedule.push_back(t.params);
@@ -161,17 +176,22 @@ void Coordinator::end_round_if_due() {
     for (const PbtExploit& e : exploits) donor_params[e.donor] = ledger_.trials[size_t(e.donor)].params;
     for (const PbtExploit& e : exploits) {
         TrialRecord& t = ledger_.trials[size_t(e.recipient)];
+        PbtTransfer x;
+        x.donor = e.donor, x.recipient = e.recipient;
+        x.from_group = ledger_.trials[size_t(e.donor)].group, x.to_group = t.group;
+        x.from_dir = ledger_.dir + "/trial_" + std::to_string(e.donor);
+        x.to_dir = ledger_.dir + "/trial_" + std::to_string(e.recipient);
         const auto t0 = std::chrono::steady_clock::now();
-        const uint64_t bytes = pbt_copy_checkpoint(ledger_.dir + "/trial_" + std::to_string(e.donor),
-                                                   ledger_.dir + "/trial_" + std::to_string(e.recipient));
+        const PbtMoved moved = mover_(x);
         const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         ledger_.exploit_seconds += s;
         ++ledger_.exploits;
         t.params = pbt_explore(*space_, donor_params[e.donor], pbt_config_, r, e.recipient);
         t.lineage.emplace_back(r, e.donor);
         t.replace = false;
-        say("round %d: member %d (Dice %.4f%s) copies member %d's checkpoint (%.1f kB in %.4f s) -> %s", r, e.recipient,
-            t.dice.empty() ? 0.0 : t.dice.back(), t.failures ? ", failed" : "", e.donor, double(bytes) / 1024, s,
+        say("round %d: member %d (Dice %.4f%s) copies member %d's checkpoint (%s, %.1f kB in %.4f s, checksum %016llx) -> %s",
+            r, e.recipient, t.dice.empty() ? 0.0 : t.dice.back(), t.failures ? ", failed" : "", e.donor,
+            moved.how.c_str(), double(moved.bytes) / 1024, s, (unsigned long long)moved.checksum,
             params_label(t.params).c_str());
     }
     for (TrialRecord& t : ledger_.trials) {

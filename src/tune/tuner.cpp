@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <tuple>
 
 #include "unet/core/check.h"
 #include "unet/core/stop_signals.h"
@@ -17,6 +18,7 @@
 #include "unet/tune/coordinator.h"
 #include "unet/tune/ledger.h"
 #include "unet/tune/pbt.h"
+#include "unet/tune/pbt_transfer.h"
 #include "unet/tune/tpe.h"
 #include "unet/log/event_writer.h"
 #include "unet/log/summaries.h"
@@ -29,6 +31,9 @@ namespace {
 
 // Message tags on the world communicator (apart from the trainer's, which use group communicators).
 constexpr int kRequest = 301, kReport = 302, kResult = 303, kAssign = 311, kDecision = 312;
+// pbt's exploit: a donor's checkpoint between two group leaders, and each leader's word that its
+// part is done ("<bytes> <checksum>" or "error <why>") to the coordinator.
+constexpr int kCheckpoint = 313, kMoved = 314;
 
 std::string fnv1a_hex(const std::string& text) {
     uint64_t h = 1469598103934665603ull;
@@ -65,14 +70,53 @@ class LocalLink : public CoordinatorLink {
     Coordinator& c_;
 };
 
+// A group leader's part of a pbt exploit, told by the coordinator while the leader waits for its
+// next member (coordinator_mover below):
+//   "pbt send <donor> <rank>"                 send trial_<donor>'s checkpoint to that leader,
+//   "pbt receive <donor> <recipient> <rank>"  write that leader's message into trial_<recipient>,
+//   "pbt copy <donor> <recipient>"            both directories are this group's: copy the files.
+// Each ends with a kMoved message to the coordinator.
+void leader_moves_checkpoint(Comm& world, const std::string& tune_dir, const std::string& command) {
+    std::istringstream in(command.substr(4));
+    std::string what;
+    int donor = -1, a = -1, b = -1;
+    in >> what >> donor >> a >> b;
+    auto dir = [&](int trial) { return tune_dir + "/trial_" + std::to_string(trial); };
+    char done[64];
+    try {
+        if (what == "send") {
+            const uint64_t sum = pbt_send_checkpoint(world, a, kCheckpoint, dir(donor));
+            std::snprintf(done, sizeof done, "0 %016llx", (unsigned long long)sum);
+        } else if (what == "receive") {
+            const PbtReceived got = pbt_receive_checkpoint(world, b, kCheckpoint, dir(a));
+            std::snprintf(done, sizeof done, "%llu %016llx", (unsigned long long)got.bytes, (unsigned long long)got.checksum);
+        } else if (what == "copy") {
+            const uint64_t bytes = pbt_copy_checkpoint(dir(donor), dir(a));
+            std::snprintf(done, sizeof done, "%llu %016llx", (unsigned long long)bytes,
+                          (unsigned long long)pbt_file_checksum(dir(a) + "/checkpoint_latest.h5"));
+        } else {
+            throw std::runtime_error("tuner: unknown pbt command '" + command + "'");
+        }
+    } catch (const std::exception& e) {
+        world.send_text(0, kMoved, std::string("error ") + e.what());
+        return;
+    }
+    world.send_text(0, kMoved, done);
+}
+
 class MpiLink : public CoordinatorLink {
    public:
-    explicit MpiLink(Comm& world) : world_(world) {}
+    MpiLink(Comm& world, std::string tune_dir) : world_(world), tune_dir_(std::move(tune_dir)) {}
     // The answer: the trial id, then its hyperparameters as "key = value" lines (a tpe trial's
-    // exist only once the coordinator has drawn them).
+    // exist only once the coordinator has drawn them). Before it, at a pbt round's end, the
+    // coordinator may have this leader send or receive a checkpoint.
     int request(int group, TrialParams* params) override {
         world_.send_text(0, kRequest, std::to_string(group));
-        const std::string answer = world_.receive_text(0, kAssign);
+        std::string answer = world_.receive_text(0, kAssign);
+        while (answer.rfind("pbt ", 0) == 0) {
+            leader_moves_checkpoint(world_, tune_dir_, answer);
+            answer = world_.receive_text(0, kAssign);
+        }
         const size_t eol = answer.find('\n');
         const int trial = std::stoi(answer.substr(0, eol));
         if (trial >= 0 && eol != std::string::npos) *params = parse_params_text(answer.substr(eol + 1));
@@ -90,7 +134,55 @@ class MpiLink : public CoordinatorLink {
 
    private:
     Comm& world_;
+    std::string tune_dir_;
 };
+
+// World rank 0's mover for pbt's exploits: the leader of the group that trained the donor sends
+// the checkpoint straight to the leader of the group that trained the recipient (each writes only
+// its own trial directories, so nothing passes through a disk the two share). Every group is
+// idle then, waiting for its next member (the round is over), so each leader takes the command
+// where it waits for an assignment. One exploit at a time: no two leaders ever wait on each other.
+// The file copy on rank 0 remains for a member whose group is not one of this job's (a --resume
+// with another -np or --group_size): where that job left its directory is known only as the run
+// directory rank 0 sees.
+CheckpointMover coordinator_mover(Comm& world, int groups, int group_size) {
+    return [&world, groups, group_size](const PbtTransfer& x) {
+        auto ours = [groups](int g) { return g >= 0 && g < groups; };
+        if (!ours(x.from_group) || !ours(x.to_group)) {
+            PbtMoved m = pbt_move_by_file_copy(x);
+            m.how = "file copy by rank 0: group " + std::to_string(ours(x.from_group) ? x.to_group : x.from_group) +
+                    " is not one of this job's";
+            return m;
+        }
+        const int from = 1 + x.from_group * group_size, to = 1 + x.to_group * group_size;
+        const std::string d = std::to_string(x.donor), r = std::to_string(x.recipient);
+        auto done = [&world](int leader) {  // "<bytes> <checksum>" from that leader
+            const std::string reply = world.receive_text(leader, kMoved);
+            if (reply.rfind("error ", 0) == 0) throw std::runtime_error(reply.substr(6));
+            std::istringstream in(reply);
+            unsigned long long bytes = 0;
+            std::string sum;
+            in >> bytes >> sum;
+            return std::make_pair(uint64_t(bytes), uint64_t(std::stoull(sum, nullptr, 16)));
+        };
+        PbtMoved m;
+        if (from == to) {
+            world.send_text(from, kAssign, "pbt copy " + d + " " + r);
+            std::tie(m.bytes, m.checksum) = done(from);
+            m.how = "file copy within group " + std::to_string(x.from_group);
+            return m;
+        }
+        world.send_text(from, kAssign, "pbt send " + d + " " + std::to_string(to));
+        world.send_text(to, kAssign, "pbt receive " + d + " " + r + " " + std::to_string(from));
+        const std::pair<uint64_t, uint64_t> sent = done(from), got = done(to);
+        if (sent.second != got.second)
+            throw std::runtime_error("pbt exploit: member " + r + " received a checkpoint whose checksum differs from member " +
+                                     d + "'s");
+        m.bytes = got.first, m.checksum = got.second;
+        m.how = "over MPI from group " + std::to_string(x.from_group) + " to group " + std::to_string(x.to_group);
+        return m;
+    };
+}
 
 // The trainer's epoch hook: the group leader asks the coordinator; the other ranks agree (the
 // trainer stops the whole group if any rank says stop).
@@ -171,7 +263,8 @@ Ledger open_ledger(const SearchPlan& plan, const TrainOptions& o) {
     return l;
 }
 
-Coordinator make_coordinator(const SearchPlan& plan, const TrainOptions& o) {
+Coordinator make_coordinator(const SearchPlan& plan, const TrainOptions& o,
+                             CheckpointMover mover = pbt_move_by_file_copy) {
     SchedulerConfig sc;
     sc.kind = o.scheduler;
     sc.grace_period = o.grace_period;
@@ -207,7 +300,7 @@ Coordinator make_coordinator(const SearchPlan& plan, const TrainOptions& o) {
         pc.interval = o.perturbation_interval;
         pc.quantile = o.pbt_quantile;
         pc.seed = o.seed;
-        c.set_pbt(pc, &plan.space);
+        c.set_pbt(pc, &plan.space, std::move(mover));
     }
     return c;
 }
@@ -256,7 +349,7 @@ void finish_search(const Coordinator& c, const SearchPlan& plan, const TrainOpti
     const std::string md = write_ranking(l, pbt ? o.perturbation_interval : 0);
     if (pbt) {
         write_pbt_scalars(l, o.perturbation_interval);
-        std::printf("pbt: %d exploit steps (checkpoint copies) took %.4f s of %.1f s wall time (%.3f%%)\n", l.exploits,
+        std::printf("pbt: %d exploit steps (checkpoint moves) took %.4f s of %.1f s wall time (%.3f%%)\n", l.exploits,
                     l.exploit_seconds, l.elapsed, 100.0 * l.exploit_seconds / std::max(1e-9, l.elapsed));
     }
     int completed = 0, stopped = 0, failed = 0;
@@ -463,7 +556,7 @@ int run_tuning(int argc, char** argv, const TrainOptions& o) {
     const int color = world.is_root() ? 0 : 1 + (world.rank() - 1) / o.group_size;
     std::unique_ptr<Comm> group = world.split(color);
     if (world.is_root()) {
-        Coordinator c = make_coordinator(plan, o);
+        Coordinator c = make_coordinator(plan, o, coordinator_mover(world, groups, o.group_size));
         std::printf("search: %zu trials (%s), scheduler %s, %d group%s of %d rank%s\n", plan.trials.size(),
                     search_label(o).c_str(), o.scheduler.c_str(), groups, groups > 1 ? "s" : "", o.group_size,
                     o.group_size > 1 ? "s" : "");
@@ -471,7 +564,7 @@ int run_tuning(int argc, char** argv, const TrainOptions& o) {
         coordinate(world, c, groups);
         finish_search(c, plan, o, seconds());
     } else {
-        MpiLink link(world);
+        MpiLink link(world, plan.logdir + "/tune");
         run_group(plan, *group, link, color - 1);
     }
     return 0;

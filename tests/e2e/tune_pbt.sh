@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# --scheduler pbt under real mpirun (rank 0 coordinates, two one-rank groups train the members):
-# a population of 4 tiny 2D models in 3 rounds of 2 epochs. Checks the lineage and schedules in
-# state.json, that every schedule value lies in the space, that a recipient resumed from the copied
-# checkpoint at the donor's step, the best member's schedule in ranking.md, the exploit's cost
-# (printed), TensorBoard's pbt/<name> scalars, a search stopped by SIGTERM mid-population that
-# finishes on --resume with the lineage it had, and the usage errors.
+# --scheduler pbt under real mpirun (rank 0 coordinates, one-rank groups train the members): a
+# population of 4 tiny 2D models in 3 rounds of 2 epochs on 4 groups. Checks the lineage and
+# schedules in state.json, that every schedule value lies in the space, that each exploit went over
+# MPI from the donor's group leader to the recipient's (a group keeps its member from round to
+# round, so with 4 groups every donor and recipient are in different groups) with the same checksum
+# on both sides (rank 0 compares them), that a recipient resumed from the received checkpoint at the
+# donor's step, the best member's schedule in ranking.md, the exploit's cost (printed),
+# TensorBoard's pbt/<name> scalars, a search on 2 groups stopped by SIGTERM mid-population that
+# finishes on --resume with the lineage it had (its exploits over MPI between two groups, or a copy
+# within one group where both members ran there), and the usage errors.
 set -u
 BIN=${BUILD:-build}/bin/unet_train
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
@@ -57,12 +61,41 @@ expect_usage "--pbt_quantile: expected a fraction in (0, 0.5]" --tune "$T/pbt.in
 
 # The whole population: 3 rounds, one exploit (25% of 4) at each of the 2 round ends.
 t0=$(date +%s.%N)
-out=$(timeout 300 "${MPI[@]}" -np 3 "$BIN" --tune="$T/pbt.ini" --logdir "$T/run" 2>&1) || fail "pbt search: $out"
+out=$(timeout 300 "${MPI[@]}" -np 5 "$BIN" --tune="$T/pbt.ini" --logdir "$T/run" 2>&1) || fail "pbt search: $out"
 wall=$(echo "$(date +%s.%N) - $t0" | bc)
-echo "$out" | grep -q "search: 4 trials (random), scheduler pbt, 2 groups of 1 rank" || fail "summary: $out"
+echo "$out" | grep -q "search: 4 trials (random), scheduler pbt, 4 groups of 1 rank" || fail "summary: $out"
 echo "$out" | grep -q "search finished: 4 trials (4 completed" || fail "not finished: $out"
 cost=$(echo "$out" | grep "^pbt: .* exploit steps") || fail "no exploit cost line: $out"
 echo "tune_pbt: $cost; mpirun wall time ${wall} s"
+# exploits_moved FILE MIN_OVER_MPI: in a search's output, each exploit moved the checkpoint from
+# the group that trained the donor in that round to the group that trained the recipient: over MPI
+# between two groups, a copy within one group; at least MIN_OVER_MPI of them over MPI.
+exploits_moved() {
+  python3 - "$1" "$2" <<'PYEOF'
+import re, sys
+group, mpi, seen = {}, 0, 0
+for line in open(sys.argv[1]):
+    m = re.search(r"member (\d+) round (\d+) \(epochs [\d-]+\) -> group (\d+)", line)
+    if m:
+        group[int(m.group(1)), int(m.group(2))] = int(m.group(3))
+    if "copies member" not in line:
+        continue
+    m = re.search(r"round (\d+): member (\d+) .* copies member (\d+)'s checkpoint \((.*?), [\d.]+ kB in [\d.]+ s, "
+                  r"checksum ([0-9a-f]{16})\)", line)
+    assert m, line
+    r, rec, don, how = int(m.group(1)), int(m.group(2)), int(m.group(3)), m.group(4)
+    gd, gr = group[don, r], group[rec, r]
+    want = f"over MPI from group {gd} to group {gr}" if gd != gr else f"file copy within group {gd}"
+    assert how == want, (line, want)
+    mpi += gd != gr
+    seen += 1
+assert seen > 0 and mpi >= int(sys.argv[2]), (seen, mpi)
+print(f"{mpi} of {seen}")
+PYEOF
+}
+echo "$out" >"$T/run_out.txt"
+n=$(exploits_moved "$T/run_out.txt" 2) || fail "exploits not moved between the groups' leaders: $out"
+echo "tune_pbt: exploits over MPI: $n"
 S=$T/run/tune/state.json
 python3 - "$S" "$T/run/tune" <<'PYEOF' || fail "state.json: $(cat "$S")"
 import json, re, sys
@@ -133,9 +166,13 @@ kill -TERM $(pgrep -f "^[^ ]*unet_train .*--logdir $T/cut")
 wait "$pid"; rc=$?
 [ "$rc" -eq 0 ] && grep -q "search interrupted" "$T/out.txt" || fail "SIGTERM: $rc $(tail -5 "$T/out.txt")"
 cp "$T/cut/tune/state.json" "$T/cut_state.json"
+cp "$T/out.txt" "$T/cut_out.txt"  # which group ran which member before the signal
 timeout 300 "${MPI[@]}" -np 3 "$BIN" --tune="$T/pbt.ini" --epochs 12 --logdir "$T/cut" --resume auto >"$T/out.txt" 2>&1 ||
   fail "resume: $(tail -20 "$T/out.txt")"
 grep -q "search finished: 4 trials (4 completed" "$T/out.txt" || fail "resume did not finish: $(tail -20 "$T/out.txt")"
+cat "$T/cut_out.txt" "$T/out.txt" >"$T/both_out.txt"
+n=$(exploits_moved "$T/both_out.txt" 0) || fail "resumed search's exploits: $(cat "$T/out.txt")"
+echo "tune_pbt: search on 2 groups, cut and resumed, exploits over MPI: $n"
 python3 - "$T/cut_state.json" "$T/cut/tune/state.json" <<'PYEOF' || fail "resumed lineage: $(cat "$T/cut/tune/state.json")"
 import json, sys
 a, b = (json.load(open(f)) for f in sys.argv[1:3])

@@ -19,6 +19,7 @@
 #include "unet/tune/coordinator.h"
 #include "unet/tune/ledger.h"
 #include "unet/tune/pbt.h"
+#include "unet/tune/pbt_transfer.h"
 #include "unet/tune/scheduler.h"
 #include "unet/tune/search_space.h"
 
@@ -564,6 +565,73 @@ TEST(PbtPopulation, ARoundThatEndedWhileStoppingIsExploitedOnResume) {
         EXPECT_EQ(resumed.trials[k].schedule, expected.trials[k].schedule) << k;
         EXPECT_EQ(resumed.trials[k].dice, expected.trials[k].dice) << k;
     }
+}
+
+}  // namespace
+
+namespace {
+
+// The exploit's mover sees the groups that trained the donor and the recipient in the round that
+// ended (under mpirun, whose leaders then exchange the checkpoint), and a group asking for its
+// next member gets the one it trained (its checkpoint is in that group's directory).
+TEST(PbtPopulation, TheMoverGetsTheDonorsAndRecipientsGroupsAndGroupsKeepTheirMembers) {
+    Population p;
+    p.dir = temp_dir("mover");
+    p.members = 4;
+    SchedulerConfig sc;
+    sc.kind = "pbt";
+    Coordinator c(fresh_ledger(p), sc, std::vector<int>(4, p.epochs), 0);
+    c.set_quiet(true);
+    std::vector<PbtTransfer> moves;
+    c.set_pbt(p.config, &p.space, [&moves](const PbtTransfer& x) {
+        moves.push_back(x);
+        return pbt_move_by_file_copy(x);
+    });
+    // Round 0: group g trains member 3 - g.
+    for (int g = 3; g >= 0; --g) ASSERT_EQ(c.next_trial(g), 3 - g);
+    for (int m = 0; m < 4; ++m) train_member(c, p, m);
+    ASSERT_EQ(c.ledger().pbt_round, 1);
+    ASSERT_EQ(moves.size(), 1u);
+    const PbtTransfer& x = moves[0];
+    EXPECT_EQ(x.from_group, 3 - x.donor);
+    EXPECT_EQ(x.to_group, 3 - x.recipient);
+    EXPECT_EQ(x.from_dir, p.dir + "/trial_" + std::to_string(x.donor));
+    EXPECT_EQ(x.to_dir, p.dir + "/trial_" + std::to_string(x.recipient));
+    EXPECT_EQ(checksum(x.to_dir + "/checkpoint_latest.h5"), p.sums_before.at({x.donor, 0}));
+    // Round 1, asked in another order: each group gets its own member back.
+    for (int g : {1, 3, 0, 2}) EXPECT_EQ(c.next_trial(g), 3 - g);
+}
+
+// The message an exploit sends (pbt_transfer.h), without MPI: what arrives is the donor's
+// checkpoint byte for byte, and a message that is cut short or says "error" is refused.
+TEST(PbtTransfer, TheMessageCarriesTheCheckpointExactly) {
+    const std::string from = temp_dir("msg_from"), to = temp_dir("msg_to");
+    Checkpoint ck;
+    ck.arrays["weights"] = {1.5f, -2.25f, 3.0f};
+    ck.arrays["optimizer/m"] = {0.125f};
+    ck.integers["step"] = 40;
+    write_checkpoint(from + "/checkpoint_latest.h5", ck);
+    ck.integers["step"] = 30;
+    write_checkpoint(from + "/checkpoint_best.h5", ck);
+    write_checkpoint(to + "/checkpoint_latest.h5", Checkpoint{});
+    const std::string message = pbt_pack_checkpoint(from);
+    const PbtReceived got = pbt_unpack_checkpoint(message, to);
+    EXPECT_EQ(got.checksum, checksum(from + "/checkpoint_latest.h5"));
+    EXPECT_EQ(checksum(to + "/checkpoint_latest.h5"), checksum(from + "/checkpoint_latest.h5"));
+    EXPECT_EQ(checksum(to + "/checkpoint_best.h5"), checksum(from + "/checkpoint_best.h5"));
+    EXPECT_EQ(got.bytes, fs::file_size(from + "/checkpoint_latest.h5") + fs::file_size(from + "/checkpoint_best.h5"));
+    EXPECT_EQ(read_checkpoint(to + "/checkpoint_latest.h5").arrays, read_checkpoint(from + "/checkpoint_latest.h5").arrays);
+    EXPECT_EQ(read_checkpoint(to + "/checkpoint_latest.h5").integers.at("step"), 40);
+    const std::string other = temp_dir("msg_other");
+    EXPECT_THROW(pbt_unpack_checkpoint(message.substr(0, message.size() - 10), other), std::runtime_error);
+    EXPECT_THROW(pbt_unpack_checkpoint(message + "x", other), std::runtime_error);
+    try {
+        pbt_unpack_checkpoint("error pbt exploit: no /x/checkpoint_latest.h5", other);
+        ADD_FAILURE() << "an error message was written as a checkpoint";
+    } catch (const std::runtime_error& e) {
+        EXPECT_STREQ(e.what(), "pbt exploit: no /x/checkpoint_latest.h5");
+    }
+    EXPECT_THROW(pbt_pack_checkpoint(other), std::runtime_error);  // nothing there to send
 }
 
 }  // namespace

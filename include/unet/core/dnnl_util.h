@@ -13,6 +13,8 @@
 #include <type_traits>
 #include <vector>
 
+#include "unet/core/aligned.h"
+
 #include "unet/core/dims.h"
 
 namespace unet {
@@ -23,17 +25,32 @@ using Tag = memory::format_tag;
 
 // One CPU engine and one in-order stream per process. oneDNN primitives created with the default
 // scratchpad must run on the thread that created them: all compute happens on the main thread.
-// The library-managed scratchpad is one buffer shared by all primitives (the default build), as
-// large as the largest primitive's: the layers report theirs so that memory estimates count it.
+// The library-managed scratchpad is one buffer shared by the primitives that use it, as large as
+// the largest primitive's; but oneDNN 2.6's gemm-based deconvolution (our up-sampling on AVX2)
+// allocates its own when it is created, 35 MB for a 64^3 window's first level, so the
+// convolution layers ask for user scratchpads (user_scratchpad_attr) and run on one buffer
+// shared through scratchpad(). Sharing is safe: one in-order stream, all compute on one thread.
+// The layers report their scratchpad sizes so that memory estimates count the larger of the two.
 struct DnnlContext {
     dnnl::engine engine{dnnl::engine::kind::cpu, 0};
     dnnl::stream stream{engine};
     size_t max_scratchpad_bytes = 0;
     void note_scratchpad(const dnnl::primitive_desc_base& pd) {
-        max_scratchpad_bytes = std::max(max_scratchpad_bytes, size_t(pd.query_s64(dnnl::query::memory_consumption_s64)));
+        const size_t bytes = std::max(size_t(pd.query_s64(dnnl::query::memory_consumption_s64)),
+                                      pd.scratchpad_desc().get_size());
+        max_scratchpad_bytes = std::max(max_scratchpad_bytes, bytes);
     }
+    // A memory of `md` (a user-mode primitive's scratchpad_desc) on the shared buffer, which grows
+    // to fit; valid until a larger one is asked for.
+    memory scratchpad(const memory::desc& md);
     static DnnlContext& get();
+
+   private:
+    AlignedVector<uint8_t> shared_scratchpad_;
 };
+
+// Attributes that make a primitive take its scratchpad from DnnlContext::scratchpad().
+dnnl::primitive_attr user_scratchpad_attr();
 
 Dims act_dims(int64_t n, int64_t c, const Dims& spatial);
 int64_t spatial_size(const memory::desc& md);  // D*H*W (H*W in 2D)

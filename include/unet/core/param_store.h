@@ -47,7 +47,11 @@ class ParamStore {
     float* grads() { return grads_.data(); }
     const float* grads() const { return grads_.data(); }
     float* param(int index) { return params_.data() + view(index).offset; }
-    float* grad(int index) { return grads_.data() + view(index).offset; }
+    float* grad(int index) { return grads_.empty() ? nullptr : grads_.data() + view(index).offset; }
+    // Frees the gradient buffer of a model that will only run forwards (unet_predict): grad() is
+    // then null, and has_grads() false.
+    void drop_grads() { grads_ = AlignedVector<float>(); }
+    bool has_grads() const { return !grads_.empty() || total_ == 0; }
 
     const std::vector<ParamView>& buffer_views() const { return buffer_views_; }
     int find_buffer(const std::string& name) const;  // -1 if absent

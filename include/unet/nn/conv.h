@@ -20,6 +20,9 @@
 // its input.
 //
 // forward(): src and dst are memories with src_desc_given / dst_desc().
+// A split part reads a strided view of the registered weight (no copy in the store) and must be
+// forward-only.
+//
 // backward(): recomputes nothing; reads src and dst of the last forward(), CLOBBERS diff_dst
 // (the post-op backward runs in place), overwrites diff_src (skipped when it is an empty memory,
 // as for a network's first layer) and overwrites the layer's slices of the gradient buffer.
@@ -41,6 +44,17 @@ struct ConvSpec {
     bool transposed = false;  // Deconv (kernel 2, stride 2)
     bool winograd = false;    // use Winograd where oneDNN has it (2D, 3x3, 16-channel multiples)
     bool forward_only = false;  // no backward primitives (an inference plan); backward() must not run
+    // A convolution split over its input channels: this layer convolves input channels
+    // [in_offset, in_offset + src channels) of a weight registered with weight_in_channels inputs
+    // (0: the src's channel count, the whole weight). An inference plan's decoder convolves the
+    // up-sampled tensor and the skip this way instead of concatenating them first.
+    int64_t weight_in_channels = 0;
+    int64_t in_offset = 0;
+    // dst += conv(src), without the bias (the second part of a split convolution; the post-op
+    // applies to the sum). Forward only.
+    bool accumulate = false;
+    // The dst layout to use (zero: the primitive picks); the parts of a split convolution share one.
+    memory::desc dst_layout{};
 };
 
 class ConvLayer {
@@ -63,6 +77,11 @@ class ConvLayer {
     double forward_flops() const;  // nominal: 2 * N * OC * IC * k^d * output (or input) voxels
 
     void forward(const memory& src, const memory& dst);
+    // The forward's scratchpad size, and a buffer of at least that size to use for it instead of
+    // DnnlContext's shared one: an inference plan lends the up-sampling a slot that is idle then
+    // (oneDNN 2.6's deconvolution needs an output-sized scratchpad).
+    size_t forward_scratchpad_bytes() const;
+    void use_forward_scratchpad(void* buffer);
     void backward(const memory& src, const memory& dst, const memory& diff_dst,
                   const memory& diff_src);
 

@@ -56,6 +56,9 @@ class UNet {
     static void register_params(ParamStore& store, const UNetConfig& config,
                                 std::map<std::string, int64_t>* unit_start = nullptr);
     ParamStore& store() { return store_; }
+    // For a model that will only run eval-mode forwards (unet_predict, unet_visualize): frees the
+    // gradient buffer, as large as the parameters. Training forwards and backward() are refused after.
+    void drop_gradients() { store_.drop_grads(); }
     const ParamStore& store() const { return store_; }
 
     // Re-initialises every parameter from `seed` (He normal for convolutions, zero biases,

@@ -33,7 +33,7 @@ struct TrainOptions {
     OptimizerConfig optimizer;
     LrSchedule schedule;
     uint64_t seed = 42;
-    int num_threads = 0;        // 0: OMP_NUM_THREADS or all cores
+    int num_threads = 0;        // 0: OMP_NUM_THREADS, else thread_placement.h's share of the node
     int num_inter_threads = 1;
     int blocktime = -1;         // applied before start-up by unet_train's main (apply_blocktime)
     bool benchmark = false;

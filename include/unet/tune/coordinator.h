@@ -5,6 +5,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <vector>
@@ -19,6 +20,23 @@ struct TrialOutcome {
     std::string status;  // completed | stopped | failed | interrupted
     std::string reason;  // for failed
 };
+
+// One exploit's move of a checkpoint: from the donor's trial directory (as the group that trained
+// the donor in the round that ended holds it) to the recipient's (as the group that trained the
+// recipient holds it). Groups are numbered as next_trial's; -1: the member has not run in a group.
+struct PbtTransfer {
+    int donor = 0, recipient = 0;
+    int from_group = -1, to_group = -1;
+    std::string from_dir, to_dir;
+};
+struct PbtMoved {
+    uint64_t bytes = 0;
+    uint64_t checksum = 0;  // pbt_file_checksum of the recipient's checkpoint_latest.h5 afterwards
+    std::string how;        // for the log line: "file copy", "over MPI from group 1 to group 0", ...
+};
+using CheckpointMover = std::function<PbtMoved(const PbtTransfer&)>;
+// The mover of one process: a file copy between its own trial directories (pbt_copy_checkpoint).
+PbtMoved pbt_move_by_file_copy(const PbtTransfer& t);
 
 class Coordinator {
    public:
@@ -36,7 +54,11 @@ class Coordinator {
     // the last one of a round has reported, the bottom ones copy a top one's checkpoint (in
     // <ledger dir>/trial_<k>/) and take its perturbed hyperparameters. A member whose round fails
     // (beyond --max_failures) is replaced so too. Call before handing out trials.
-    void set_pbt(const PbtConfig& config, const SearchSpace* space);
+    // `mover` moves each exploit's checkpoint (default: pbt_move_by_file_copy); under mpirun the
+    // tuner's sends it over MPI between the group leaders (tuner.cpp). Under pbt a free group
+    // gets a member it trained before when there is one, so a member's checkpoint stays where
+    // its directory is (a group's own host) as long as the population allows.
+    void set_pbt(const PbtConfig& config, const SearchSpace* space, CheckpointMover mover = pbt_move_by_file_copy);
     static constexpr int kWait = -2;  // next_trial under pbt: nothing now, ask again after a result
     int next_trial(int group);  // -1: nothing left to hand out
     bool report_epoch(int trial, int epoch, double dice);
@@ -60,6 +82,7 @@ class Coordinator {
     bool stopping_ = false, quiet_ = false;
     bool pbt_ = false;
     PbtConfig pbt_config_;
+    CheckpointMover mover_;
     const SearchSpace* space_ = nullptr;
     std::vector<std::chrono::steady_clock::time_point> started_;
     std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();

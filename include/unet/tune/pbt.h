@@ -7,8 +7,9 @@
 // round's last epoch and
 //   exploit: each member of the bottom quantile (--pbt_quantile of the population, rounded up, at
 //            most half of it; members whose round failed always count as bottom) copies the
-//            checkpoint of a member of the top quantile, drawn at random; the copy is a file copy
-//            of checkpoint_latest.h5 and checkpoint_best.h5 into its own trial directory;
+//            checkpoint of a member of the top quantile, drawn at random: checkpoint_latest.h5 and
+//            checkpoint_best.h5 into its own trial directory (under mpirun sent by the donor's
+//            group leader to the recipient's, pbt_transfer.h; in one process a file copy);
 //   explore: and takes that donor's hyperparameters, perturbed: a uniform, loguniform or range
 //            value is resampled from the space with probability 0.25, else multiplied by 0.8 or 1.2
 //            (even odds) and clipped to the space's bounds (range: rounded to its grid, one step
