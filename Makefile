@@ -35,7 +35,8 @@ BENCH_BINS := $(BUILD)/bin/fma_peak
 # builds, which make test needs.
 FUZZ_READERS := src/data/nifti.cpp src/data/npy.cpp src/data/msd_index.cpp src/train/train_options.cpp \
                 src/train/flags.cpp src/train/json_config.cpp src/tune/search_space.cpp src/log/records.cpp \
-                src/log/crc32c.cpp
+                src/log/crc32c.cpp src/io/checkpoint.cpp src/io/hdf5_util.cpp src/data/hdf5_dataset.cpp \
+                src/train/training_state.cpp
 FUZZ_NAMES   := $(patsubst tests/fuzz/fuzz_%.cpp,%,$(wildcard tests/fuzz/fuzz_*.cpp))
 SANITIZE     := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 REPLAY_BINS  := $(FUZZ_NAMES:%=$(BUILD)/fuzz_replay/fuzz_%)
@@ -130,7 +131,17 @@ $(BUILD)/fuzz/obj/%.o: %.cpp | $(DEPS_STAMP) $(PROTO_HDRS)
 $(BUILD)/fuzz/fuzz_%: $(BUILD)/fuzz/obj/tests/fuzz/fuzz_%.o $(FUZZ_READERS:%.cpp=$(BUILD)/fuzz/obj/%.o) $(LIB)
 	$(FUZZ_CXX) $(FUZZ_CXXFLAGS) -fsanitize=fuzzer,address,undefined $^ -o $@ $(subst -fopenmp,-fopenmp=libgomp,$(LDLIBS))
 
-fuzz: all $(FUZZ_BINS)
+# The cluster file parser's harness (Python) runs under atheris, libFuzzer for Python, from PyPI in
+# its own virtual environment; offline, make fuzz goes on without it.
+$(BUILD)/fuzz/fuzz_cluster_config: tests/fuzz/fuzz_cluster_config.py
+	@mkdir -p $(dir $@)
+	@if $(BUILD)/fuzzvenv/bin/python -c 'import atheris' 2>/dev/null || \
+	    { python3 -m venv $(BUILD)/fuzzvenv && $(BUILD)/fuzzvenv/bin/pip install -q atheris; }; then \
+	  printf '#!/bin/sh\nexec "%s/fuzzvenv/bin/python" "%s/tests/fuzz/fuzz_cluster_config.py" "$$@"\n' \
+	    "$(abspath $(BUILD))" "$(CURDIR)" > $@ && chmod +x $@; \
+	else echo "make fuzz: atheris did not install (offline?): the cluster file harness is left out"; fi
+
+fuzz: all $(FUZZ_BINS) $(BUILD)/fuzz/fuzz_cluster_config
 	@tests/fuzz/run_fuzz.sh $(BUILD)
 
 bench: all $(BENCH_BINS)

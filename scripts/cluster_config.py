@@ -47,7 +47,11 @@ LOCAL_NAMES = {"localhost", "127.0.0.1"}
 
 
 class ClusterError(Exception):
-    pass
+    """One line for the user: a value quoted from the file may hold a newline (configparser joins
+    indented continuation lines) or other control characters, shown as '?'."""
+
+    def __init__(self, message):
+        super().__init__("".join("?" if ord(c) < 0x20 or ord(c) == 0x7f else c for c in message))
 
 
 def positive_int(path, section, key, text):
@@ -82,10 +86,16 @@ def read_cluster(path):
     tensorboard, build, network, install."""
     parser = configparser.ConfigParser(inline_comment_prefixes=("#", ";"), interpolation=None)
     try:
-        with open(path, encoding="utf-8") as f:
-            parser.read_file(f)
+        with open(path, "rb") as f:
+            raw = f.read()
     except OSError as e:
         raise ClusterError(f"{path}: cannot read: {e.strerror}")
+    try:  # decoded here, whole: a decoder inside configparser reports offsets in its own buffer
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ClusterError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})")
+    try:
+        parser.read_string(text, source=path)
     except configparser.Error as e:
         raise ClusterError(f"{path}: malformed: {' '.join(str(e).split())}")
     for section in parser.sections():

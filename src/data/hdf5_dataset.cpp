@@ -231,6 +231,10 @@ struct DatasetReader::Impl {
     std::string attrs_layout() const { return attrs.mode == "3d" ? "NCDHW" : "NCHW"; }
 };
 
+namespace {
+bool g_probing = false;  // true in the child of read_in_child_first only
+}  // namespace
+
 DatasetReader::DatasetReader(const std::string& path) : impl_(new Impl) {
     Impl& m = *impl_;
     m.path = path;
@@ -241,6 +245,14 @@ DatasetReader::DatasetReader(const std::string& path) : impl_(new Impl) {
     const htri_t is_h5 = H5Fis_hdf5(path.c_str());
     if (is_h5 == 0) fail_format(path, "file", "not an HDF5 file (" + expect + ")");
     if (is_h5 < 0) fail_h5(path, "file", "cannot open as HDF5 (" + expect + ")");
+    // A first-wave dataset has no checksums (and its case ids are variable-length strings in the
+    // global heap, where damage crashed HDF5): its metadata are opened in a child first, so that
+    // a crash of the library ends in one line. Its samples are read unprotected.
+    if (!g_probing && unchecksummed_hdf5(path))
+        read_in_child_first(path, [&] {
+            g_probing = true;
+            const DatasetReader probe(path);
+        });
     Handle fapl = file_access_plist(path);
     const hid_t fid = H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl.get());
     if (fid < 0) {

@@ -431,6 +431,26 @@ void read_strings(hid_t file, Checkpoint& c, const std::string& path, uint64_t f
     }
 }
 
+// A file that is not a checkpoint at all (see WrongCheckpoint), in fail_format's words.
+[[noreturn]] void wrong_file(const std::string& path, const std::string& object, const std::string& what) {
+    throw WrongCheckpoint(path + ": " + object + ": " + what);
+}
+
+// Whether the file starts with HDF5's signature (our files have no user block before it): such a
+// file that HDF5 cannot read is a damaged HDF5 file, not some other kind of file.
+bool starts_as_hdf5(const std::string& path) {
+    static const char signature[8] = {'\x89', 'H', 'D', 'F', '\r', '\n', '\x1a', '\n'};
+    char head[8] = {};
+    std::FILE* f = std::fopen(path.c_str(), "rb");
+    if (!f) return false;
+    const size_t n = std::fread(head, 1, sizeof head, f);
+    std::fclose(f);
+    return n == sizeof head && std::memcmp(head, signature, sizeof head) == 0;
+}
+
+// Everything after the checks of read_checkpoint: the groups, arrays, integers and strings.
+Checkpoint read_contents(const std::string& path, bool arrays, uint64_t file_size, const std::string& expect);
+
 }  // namespace
 
 Checkpoint read_checkpoint(const std::string& path, bool arrays) {
@@ -439,12 +459,26 @@ Checkpoint read_checkpoint(const std::string& path, bool arrays) {
         "expected a unet checkpoint with checkpoint_format " + std::to_string(kCheckpointFormatVersion);
 
     struct stat st;
-    if (::stat(path.c_str(), &st) != 0) fail_format(path, "file", std::string("cannot open: ") + std::strerror(errno));
-    if (S_ISDIR(st.st_mode)) fail_format(path, "file", "is a directory (" + expect + ")");
+    if (::stat(path.c_str(), &st) != 0) wrong_file(path, "file", std::string("cannot open: ") + std::strerror(errno));
+    if (S_ISDIR(st.st_mode)) wrong_file(path, "file", "is a directory (" + expect + ")");
+    if (access(path.c_str(), R_OK) != 0) wrong_file(path, "file", std::string("cannot read: ") + std::strerror(errno));
+    // Whether the file is ours at all goes by HDF5's signature: without it (an empty file too) it is
+    // another kind of file; with it, a file HDF5 cannot read is a damaged checkpoint.
+    if (st.st_size == 0) wrong_file(path, "file", "is empty (" + expect + ")");
     const htri_t is_h5 = H5Fis_hdf5(path.c_str());
-    if (is_h5 == 0) fail_format(path, "file", "not an HDF5 file (" + expect + ")");
+    if (is_h5 == 0 && starts_as_hdf5(path))
+        fail_format(path, "file", "the file is damaged (an HDF5 signature, but no superblock HDF5 can read: truncated?)");
+    if (is_h5 == 0) wrong_file(path, "file", "not an HDF5 file (" + expect + ")");
     if (is_h5 < 0) fail_h5(path, "file", "cannot open as HDF5 (" + expect + ")");
+    // A first-wave checkpoint has no checksums: a crash of HDF5 on its damage is met in a child.
+    if (unchecksummed_hdf5(path))
+        read_in_child_first(path, [&] { read_contents(path, arrays, uint64_t(st.st_size), expect); });
+    return read_contents(path, arrays, uint64_t(st.st_size), expect);
+}
 
+namespace {
+
+Checkpoint read_contents(const std::string& path, bool arrays, uint64_t file_size, const std::string& expect) {
     Checkpoint c;
     {
         Handle fapl = checked(H5Pcreate(H5P_FILE_ACCESS), H5Pclose, path, "file access", "H5Pcreate");
@@ -460,19 +494,21 @@ Checkpoint read_checkpoint(const std::string& path, bool arrays) {
         if (!has_attr(root, kFormatAttr, path)) {
             std::string what = std::string("not a unet checkpoint: no root attribute ") + kFormatAttr;
             if (has_attr(root, "format_version", path)) what += ", but format_version (a prepared dataset?)";
-            fail_format(path, "/", what + "; " + expect);
+            wrong_file(path, "/", what + "; " + expect);
         }
         const int64_t version = read_int_attr(root, kFormatAttr, path, std::string("attribute ") + kFormatAttr);
         if (version != kCheckpointFormatVersion)
-            fail_format(path, "/",
-                        "checkpoint_format " + std::to_string(version) + ", this build reads checkpoint_format " +
-                            std::to_string(kCheckpointFormatVersion));
+            wrong_file(path, "/",
+                       "checkpoint_format " + std::to_string(version) + ", this build reads checkpoint_format " +
+                           std::to_string(kCheckpointFormatVersion));
 
-        if (arrays) read_arrays(root, c, path, uint64_t(st.st_size));
+        if (arrays) read_arrays(root, c, path, file_size);
         read_integers(root, c, path);
-        read_strings(root, c, path, uint64_t(st.st_size));
+        read_strings(root, c, path, file_size);
     }
     return c;
 }
+
+}  // namespace
 
 }  // namespace unet

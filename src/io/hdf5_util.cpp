@@ -1,8 +1,15 @@
 #include "unet/io/hdf5_util.h"
 
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
@@ -186,6 +193,60 @@ std::vector<hsize_t> space_dims(hid_t space, const std::string& path, const std:
     std::vector<hsize_t> dims(static_cast<size_t>(rank));
     check(H5Sget_simple_extent_dims(space, dims.data(), nullptr), path, object, "H5Sget_simple_extent_dims");
     return dims;
+}
+
+bool unchecksummed_hdf5(const std::string& path) {
+    static const unsigned char signature[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+    unsigned char head[9] = {};
+    std::FILE* f = std::fopen(path.c_str(), "rb");
+    if (!f) return false;
+    const size_t n = std::fread(head, 1, sizeof head, f);
+    std::fclose(f);
+    // Our files start with the superblock (no user block); anything else is HDF5's to judge.
+    return n == sizeof head && std::memcmp(head, signature, 8) == 0 && head[8] < 2;
+}
+
+void read_in_child_first(const std::string& path, const std::function<void()>& read, int seconds) {
+    std::fflush(nullptr);  // nothing buffered is written twice
+    const pid_t pid = fork();
+    if (pid < 0) return;
+    if (pid == 0) {
+        // Dies with this process (a Ctrl-C, a timeout) instead of looping on in the library.
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() == 1) _exit(0);  // the parent is gone already
+        // The kernel's own handling of a crash (a sanitizer's or libFuzzer's handler would report
+        // the library's crash as ours and exit normally), without a core file.
+        for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT}) signal(sig, SIG_DFL);
+        const rlimit no_core{0, 0};
+        setrlimit(RLIMIT_CORE, &no_core);
+        try {
+            read();
+        } catch (...) {
+        }
+        _exit(0);  // no exit handlers: they belong to the parent (MPI, HDF5, sanitizers)
+    }
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+    int status = 0;
+    for (;;) {
+        const pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid) break;
+        if (r < 0 && errno != EINTR) return;
+        if (std::chrono::steady_clock::now() > deadline) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            throw std::runtime_error(path + ": file: the file is damaged (the HDF5 library hung reading it for " +
+                                     std::to_string(seconds) + " s)");
+        }
+        usleep(2000);
+    }
+    // The child ends with _exit(0) whatever the read threw: anything else is a crash (a signal; or,
+    // in a sanitizer build, its report on the library's wild memcpy and a non-zero exit).
+    if (WIFSIGNALED(status))
+        throw std::runtime_error(path + ": file: the file is damaged (the HDF5 library crashed reading it: " +
+                                 strsignal(WTERMSIG(status)) + "; an old file without checksums)");
+    if (WIFEXITED(status) && WEXITSTATUS(status) != 0)
+        throw std::runtime_error(path + ": file: the file is damaged (the HDF5 library crashed reading it: exit " +
+                                 std::to_string(WEXITSTATUS(status)) + "; an old file without checksums)");
 }
 
 }  // namespace unet

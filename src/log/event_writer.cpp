@@ -49,8 +49,13 @@ EventWriter::EventWriter(const std::string& path, double flush_interval_s) : pat
     if (fd_ < 0) throw std::runtime_error(path + ": cannot create the event file (" + std::strerror(errno) + ")");
     tb::Event version;
     version.set_file_version("brain.Event:2");
-    write(std::move(version));
-    flush();
+    try {
+        write(std::move(version));
+        flush();
+    } catch (...) {  // no destructor runs for a constructor that throws
+        ::close(fd_);
+        throw;
+    }
     if (flush_interval_s > 0) flusher_ = std::thread([this, flush_interval_s] { flush_loop(flush_interval_s); });
 }
 
@@ -63,9 +68,14 @@ EventWriter::~EventWriter() {
         timer_cv_.notify_all();
         flusher_.join();
     }
-    flush();
-    if (::close(fd_) != 0 && !warned_)
-        std::fprintf(stderr, "warning: TensorBoard event file %s: close failed (%s)\n", path_.c_str(), std::strerror(errno));
+    write_queued();
+    std::lock_guard<std::mutex> io(io_mutex_);
+    int error = ::close(fd_) == 0 ? 0 : errno;
+    if (error_ != 0) error = error_;
+    // The run is over (or failing for another reason): a destructor cannot stop it, it can only say.
+    if (error != 0 && !reported_)
+        std::fprintf(stderr, "warning: TensorBoard event file %s: write failed (%s); its newest records are lost\n",
+                     path_.c_str(), std::strerror(error));
 }
 
 void EventWriter::flush_loop(double interval_s) {
@@ -73,12 +83,13 @@ void EventWriter::flush_loop(double interval_s) {
     std::unique_lock<std::mutex> lock(timer_mutex_);
     while (!timer_cv_.wait_for(lock, interval, [this] { return stopping_; })) {
         lock.unlock();
-        flush();
+        write_queued();  // a failure surfaces at the trainer's next write() or flush()
         lock.lock();
     }
 }
 
 void EventWriter::write(tb::Event event) {
+    if (error_ != 0) throw_error();
     if (event.wall_time() == 0) event.set_wall_time(unix_time_seconds());
     std::string data;
     if (!event.SerializeToString(&data)) throw std::logic_error("tb::Event does not serialize");
@@ -117,6 +128,19 @@ bool EventWriter::write_fully(const std::string& bytes, int& error) {
 }
 
 void EventWriter::flush() {
+    write_queued();
+    if (error_ != 0) throw_error();
+}
+
+void EventWriter::throw_error() {
+    {
+        std::lock_guard<std::mutex> io(io_mutex_);
+        reported_ = true;
+    }
+    throw std::runtime_error(path_ + ": write failed (" + std::strerror(error_) + ")");
+}
+
+void EventWriter::write_queued() {
     std::lock_guard<std::mutex> io(io_mutex_);
     std::string bytes;
     int64_t records = 0;
@@ -138,13 +162,7 @@ void EventWriter::flush() {
     // truncated and holds nothing anyway.)
     if (ftruncate(fd_, off_t(good_bytes_)) == 0) lseek(fd_, off_t(good_bytes_), SEEK_SET);
     dropped_ += records;
-    if (!warned_) {
-        warned_ = true;
-        std::fprintf(stderr,
-                     "warning: TensorBoard event file %s: write failed (%s); its newest records are dropped, "
-                     "training goes on\n",
-                     path_.c_str(), std::strerror(error));
-    }
+    if (error_ == 0) error_ = error;
 }
 
 int64_t EventWriter::records_written() const {

@@ -49,7 +49,13 @@ void TrainingLog::line(const char* fmt, ...) {
 }
 
 void TrainingLog::record_failure(const std::string& what) {
-    if (file_) write_file(("failed: " + what).c_str());
+    // Best effort: the run is failing already (perhaps on this very file), and its error is the
+    // line the user sees.
+    if (!file_) return;
+    try {
+        write_file(("failed: " + what).c_str());
+    } catch (const std::exception&) {
+    }
 }
 
 void TrainingLog::write_file(const char* text) {
@@ -58,8 +64,15 @@ void TrainingLog::write_file(const char* text) {
     std::tm tm{};
     localtime_r(&now, &tm);
     std::strftime(stamp, sizeof stamp, "%Y-%m-%d %H:%M:%S", &tm);
-    // A full disk must not stop training: the line is lost, the run goes on.
-    if (std::fprintf(file_, "%s %s\n", stamp, text) < 0 || std::fflush(file_) != 0) std::clearerr(file_);
+    // A full disk (or EIO, a quota) stops the run as a failed checkpoint does: a run that can no
+    // longer record what it does is not worth its cores, and its last checkpoint stays. The line
+    // may be partly in the file; the next writer appends after it.
+    errno = 0;
+    if (std::fprintf(file_, "%s %s\n", stamp, text) < 0 || std::fflush(file_) != 0) {
+        const int error = errno ? errno : EIO;
+        std::clearerr(file_);
+        throw std::runtime_error(path_ + ": write failed (" + std::strerror(error) + ")");
+    }
 }
 
 }  // namespace unet

@@ -165,9 +165,21 @@ void TensorBoardHooks::on_end(const RunSummary& s) {
 void TensorBoardHooks::on_failure(const std::string& why) {
     if (!writer_ || !session_ || ended_) return;
     ended_ = true;
-    train_->write_value(last_step_, text_summary("run/summary", "failed: " + why));
-    session_->write_value(last_step_, hparams_session_end(tb::hparams::STATUS_FAILURE, unix_time_seconds()));
-    flush_all();
+    // Best effort, each file on its own, from the caller's catch: the failure may be one of these
+    // files' disk being full, and the session's status is still worth recording in another.
+    auto best_effort = [](EventWriter& w, int64_t step, const tb::Summary::Value& v) {
+        try {
+            w.write_value(step, v);
+            w.flush();
+        } catch (const std::exception&) {
+        }
+    };
+    best_effort(*train_, last_step_, text_summary("run/summary", "failed: " + why));
+    best_effort(*session_, last_step_, hparams_session_end(tb::hparams::STATUS_FAILURE, unix_time_seconds()));
+    try {
+        validation_->flush();
+    } catch (const std::exception&) {
+    }
 }
 
 }  // namespace unet

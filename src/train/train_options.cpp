@@ -83,11 +83,13 @@ std::string resume_source(const po::variables_map& vm) {
 // What a resumed run takes from its checkpoint, as settings lines below the command line: the
 // configuration it trained with, its dataset and patch, and (without --logdir) its directory.
 std::string resumed_settings(const std::string& file, const po::variables_map& vm, TrainOptions* trained) {
+    // A file that is not a checkpoint of ours is what was typed (exit 2); a damaged one is found
+    // while reading (exit 1, the error as read_checkpoint words it, naming the file).
     Checkpoint c;
     try {
         c = read_checkpoint(file, false);
         *trained = options_of(c, file);
-    } catch (const std::runtime_error& e) {
+    } catch (const WrongCheckpoint& e) {
         throw UsageError(std::string("--resume: ") + e.what());
     }
     std::string text = c.strings.at("config") + "\n";

@@ -29,11 +29,9 @@ TrainedModel load_trained_model(const std::string& checkpoint) {
             t.preprocessing = InputPreprocessing::from_text(c.strings.at("preprocessing"), checkpoint);
             t.has_preprocessing = true;
         }
-    } catch (const UsageError&) {
-        throw;
-    } catch (const std::exception& e) {
+    } catch (const WrongCheckpoint& e) {  // not a checkpoint of ours: typed wrong (exit 2)
         throw UsageError(std::string("--checkpoint: ") + e.what());
-    }
+    }  // anything else (a damaged file) is found while reading: exit 1, naming the file
     // Checkpoints written before the record existed: the dataset file, when it is at hand.
     if (!t.has_preprocessing && !t.options.data.empty() && access(t.options.data.c_str(), R_OK) == 0) {
         t.preprocessing = preprocessing_of(DatasetReader(t.options.data));

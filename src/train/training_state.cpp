@@ -79,12 +79,12 @@ TrainOptions options_of(const Checkpoint& c, const std::string& source) {
 Progress restore_state(const Checkpoint& c, const std::string& source, ParamStore& s, Optimizer& opt) {
     auto layout = c.strings.find("param_layout");
     if (layout == c.strings.end() || layout->second != param_layout(s))
-        throw std::runtime_error(source + ": checkpoint is of another model (parameter layout differs: check --dims, "
+        throw WrongCheckpoint(source + ": checkpoint is of another model (parameter layout differs: check --dims, "
                                           "--filters, --depth, --norm, --upsampling, --in_channels)");
     auto kind = c.strings.find("optimizer");
     const std::string want = opt.config().kind + (opt.config().amsgrad ? "+amsgrad" : "");
     if (kind == c.strings.end() || kind->second != want)
-        throw std::runtime_error(source + ": checkpoint was trained with optimizer '" +
+        throw WrongCheckpoint(source + ": checkpoint was trained with optimizer '" +
                                  (kind == c.strings.end() ? std::string("?") : kind->second) + "', this run uses '" +
                                  want + "'");
     const auto& params = array_of(c, "params", source, size_t(s.size()));

@@ -27,6 +27,7 @@ cd "$T" || exit 1
 
 # Fixtures: a small synthetic MSD folder, its 2D dataset and a checkpoint of a tiny model.
 TINY=(--dims 2 --filters 4 --depth 2 --batch_size 4 --epochs 1 --steps 2)
+LONG=(--dims 2 --filters 4 --depth 2 --batch_size 4 --epochs 1000 --steps 300 --checkpoint_every 1)  # until a disk fills
 "$B/unet_prepare" --synthetic 4 --output_dir msd --synthetic_size 24,32,32 >/dev/null 2>&1 || fail "synthetic data"
 "$B/unet_prepare" --source_dir msd --output d2.h5 --mode 2d --slice_size 32 >/dev/null 2>&1 || fail "prepare"
 "$B/unet_train" --data d2.h5 "${TINY[@]}" --logdir ck >/dev/null 2>&1 || fail "fixture checkpoint"
@@ -63,10 +64,22 @@ flip_in() {  # SRC DATASET OUT: a copy of SRC with one bit flipped in the middle
     "$3" "$off" || fail "cannot flip a bit in $3"
 }
 prepare() { "$B/unet_prepare" --source_dir "$1" --output "$2" --mode 2d --slice_size 32; }
+# kept_checkpoint DIR: the run stopped with its latest checkpoint readable and no .tmp beside it.
+kept_checkpoint() {
+  /usr/bin/python3 -c 'import h5py, sys; assert int(h5py.File(sys.argv[1], "r")["integers"].attrs["step"]) >= 1' \
+    "$1/checkpoint_latest.h5" 2>/dev/null || fail "no readable checkpoint kept in $1"
+  ! ls "$1"/*.tmp >/dev/null 2>&1 || fail "a checkpoint's .tmp left in $1"
+}
 no_dataset() { [ ! -e "$1" ] && [ ! -e "$1.tmp" ] || fail "$1 or its .tmp left behind"; }
 
 OUT=""; RC=0
 run() { OUT=$("$@" 2>&1); RC=$?; }
+# one_error_line PROGRAM OUTPUT: the output ends with the program's one error line, its only one
+# (a damaged file is refused in one line, not with HDF5's error stack or a second complaint).
+one_error_line() {
+  [ "$(echo "$2" | grep -c "^$1: ")" -eq 1 ] && echo "$2" | tail -1 | grep -q "^$1: error: " ||
+    fail "$1: not one error line at the end: $(echo "$2" | tail -3)"
+}
 
 # Brings about the row named by its first cell; sets OUT and RC, and checks what is kept.
 bring_about() {
@@ -101,16 +114,40 @@ bring_about() {
   "a bit flipped in a checkpoint's parameters")
     flip_in ck/checkpoint_latest.h5 /arrays/params flipped_ck.h5
     run "$B/unet_predict" --checkpoint flipped_ck.h5 --input "$IMG" --output_dir p_flip
-    [ ! -e p_flip/BRATS_001.nii.gz ] || fail "a mask from a damaged checkpoint" ;;
+    [ ! -e p_flip/BRATS_001.nii.gz ] || fail "a mask from a damaged checkpoint"
+    one_error_line unet_predict "$OUT" ;;
   "\`--resume\` with a checkpoint of another model")
     local sum; sum=$(md5sum < ck/checkpoint_latest.h5)
     run "$B/unet_train" --data d2.h5 --dims 2 --filters 8 --depth 2 --resume ck/checkpoint_latest.h5 --logdir r9
     [ "$(md5sum < ck/checkpoint_latest.h5)" = "$sum" ] || fail "the checkpoint changed" ;;
-  "a truncated checkpoint (\`--resume\`, \`unet_predict\`)")
+  "a truncated checkpoint (\`--resume\`, \`unet_predict\`, \`unet_visualize\`)")
     head -c 20000 ck/checkpoint_latest.h5 > trunc.h5
     run "$B/unet_predict" --checkpoint trunc.h5 --input "$IMG" --output_dir p10
-    [ "$RC" -eq 2 ] && [ ! -e p10 ] || fail "unet_predict on a truncated checkpoint: exit $RC: $OUT"
-    run "$B/unet_train" --resume trunc.h5 --logdir r10 ;;
+    [ "$RC" -eq 1 ] && [ ! -e p10 ] && one_error_line unet_predict "$OUT" ||
+      fail "unet_predict on a truncated checkpoint: exit $RC: $OUT"
+    run "$B/unet_visualize" --dataset d2.h5 --sample 0 --checkpoint trunc.h5 --out v10.gif
+    [ "$RC" -eq 1 ] && [ ! -e v10.gif ] && one_error_line unet_visualize "$OUT" ||
+      fail "unet_visualize on a truncated checkpoint: exit $RC: $OUT"
+    run "$B/unet_train" --resume trunc.h5 --logdir r10
+    one_error_line unet_train "$OUT"; [ ! -e r10 ] || fail "r10 made" ;;
+  "a damaged checkpoint of the first wave (no checksums), on which HDF5 itself crashes")
+    # kept by the fuzzer: a mangled attribute table that HDF5 1.10.8 follows into a segfault
+    run "$B/unet_predict" --checkpoint "$ROOT/tests/fuzz/regressions/checkpoint/first_wave_attribute_table_segv.h5" \
+        --input "$IMG" --output_dir p_segv
+    [ ! -e p_segv ] && one_error_line unet_predict "$OUT" || fail "p_segv made, or not one line: $OUT"
+    local rc=$RC out=$OUT
+    run "$B/unet_train" --resume "$ROOT/tests/fuzz/regressions/checkpoint/first_wave_attribute_table_segv.h5" --logdir r_segv
+    [ "$RC" = "$rc" ] && [ ! -e r_segv ] || fail "--resume of it: exit $RC: $(echo "$OUT" | tail -1)"
+    OUT=$out; RC=$rc ;;
+  "a damaged dataset of the first wave (no checksums), on which HDF5 itself crashes")
+    # kept by the fuzzer: a mangled global heap (the case ids) that HDF5 1.10.8 copies wildly from
+    run "$B/unet_train" --data "$ROOT/tests/fuzz/regressions/hdf5_dataset/first_wave_global_heap_memcpy.h5" \
+        "${TINY[@]}" --logdir r_heap
+    [ ! -e r_heap ] && one_error_line unet_train "$OUT" || fail "r_heap made, or not one line: $OUT" ;;
+  "a prepared dataset given as a checkpoint (\`--checkpoint\`, \`--resume\`)")
+    run "$B/unet_train" --resume d2.h5 --logdir r10b
+    [ "$RC" -eq 2 ] && [ ! -e r10b ] || fail "--resume of a dataset: exit $RC: $OUT"
+    run "$B/unet_predict" --checkpoint d2.h5 --input "$IMG" --output_dir p10b; [ ! -e p10b ] || fail "p10b made" ;;
   "a settings file with an unknown key")
     printf 'filtres = 8\n' > bad_key.ini; run "$B/unet_train" --config bad_key.ini ;;
   "a settings file with a bad value")
@@ -130,8 +167,21 @@ bring_about() {
   "a full disk while preparing")
     tmpfs full1 100k; run prepare msd full1/d.h5; no_dataset full1/d.h5 ;;
   "a full disk at a checkpoint (events and training.log share the disk)")
-    tmpfs full2 4k; run "$B/unet_train" --data d2.h5 "${TINY[@]}" --logdir full2/run
+    # room for training.log, the lock and the event files so far, not for a checkpoint (96 KiB)
+    tmpfs full2 48k; run "$B/unet_train" --data d2.h5 "${TINY[@]}" --logdir full2/run
     ! ls full2/run/*.tmp >/dev/null 2>&1 || fail "a checkpoint's .tmp left behind" ;;
+  "a full disk while writing training.log")
+    # training.log alone on a 4 KiB disk (a link into it), so that it is what fills up
+    tmpfs full4 4k; mkdir -p tl; ln -s "$T/full4/training.log" tl/training.log
+    run "$B/unet_train" --data d2.h5 "${LONG[@]}" --print_every 1 --logdir tl
+    kept_checkpoint tl ;;
+  "a full disk while writing TensorBoard event files")
+    # the train/ event file alone on a 4 KiB disk: the epoch's histograms do not fit
+    mkdir -p ev/train; tmpfs ev/train 4k
+    run "$B/unet_train" --data d2.h5 "${LONG[@]}" --logdir ev
+    echo "$OUT" | tail -1 | grep -q "ev/train/events\.out\.tfevents\.[^ ]*: write failed (No space left on device)$" ||
+      fail "the event file's error is not the last line: $(echo "$OUT" | tail -2)"
+    kept_checkpoint ev ;;
   "a full disk while predicting")
     tmpfs full3 8k
     run "$B/unet_predict" --checkpoint ck/checkpoint_latest.h5 --input "$IMG" --output_dir full3/p --probabilities

@@ -9,9 +9,12 @@
 #   - refused: a non-zero exit whose last line is the one error line "unet_train: ...";
 # a signal (exit >= 128), a hang (124), HDF5's own error stack, an error of several lines or an
 # accepted run with another result fails the test.
-# Three aimed flips must be refused naming the damaged dataset: inside the checkpoint's
-# parameters (stored uncompressed: only the Fletcher32 checksum can see it), inside a training
-# image and inside a validation mask.
+# Aimed damage must be refused with exit 1 and one line naming the file (a damaged file is found
+# while reading, not a usage error): a flip inside the checkpoint's parameters (stored
+# uncompressed: only the Fletcher32 checksum can see it) given to unet_train --resume,
+# unet_predict --checkpoint and unet_visualize --checkpoint, naming /arrays/params; a flip inside
+# a training image and inside a validation mask, naming the dataset; and the checkpoint cut in
+# half, given to each of the three programs.
 #   HDF5_BITFLIPS=N (default 60 per file), HDF5_BITFLIPS_SEED=S (default 17),
 #   HDF5_BITFLIPS_KEEP=DIR keeps the copies that failed there (to replay them).
 set -u
@@ -46,8 +49,17 @@ CKPT=$T/r_ref_dataset/checkpoint_latest.h5
 [ -f "$CKPT" ] || fail "no checkpoint"
 run_checkpoint "$CKPT" ref_checkpoint || { tail -3 "$T/ref_checkpoint.err"; fail "--resume of the intact checkpoint"; }
 
-one_line() {  # one_line ERRFILE: the only "unet_train:" line is the last line
-  [ "$(grep -c '^unet_train: ' "$1")" -eq 1 ] && tail -1 "$1" | grep -q '^unet_train: '
+one_line() {  # one_line ERRFILE [PROGRAM]: the only "PROGRAM:" line (unet_train's) is the last line
+  local p=${2:-unet_train}
+  [ "$(grep -c "^$p: " "$1")" -eq 1 ] && tail -1 "$1" | grep -q "^$p: "
+}
+run_predict() {  # run_predict FILE TAG: unet_predict of one case with a (damaged) checkpoint
+  timeout -k 5 30 "$B"/unet_predict --checkpoint "$1" --input "$T/msd/imagesTr/BRATS_001.nii.gz" \
+    --output_dir "$T/p_$2" >"$T/$2.out" 2>"$T/$2.err"
+}
+run_visualize() {  # run_visualize FILE TAG: a sample's picture with a (damaged) checkpoint's prediction
+  timeout -k 5 30 "$B"/unet_visualize --dataset "$T/d.h5" --sample 0 --checkpoint "$1" --out "$T/$2.gif" \
+    >"$T/$2.out" 2>"$T/$2.err"
 }
 
 accepted=0 refused=0 crashed=0
@@ -82,19 +94,29 @@ check() {
 # ---- aimed: one flipped bit in the middle of a dataset's stored bytes must be refused with one
 # line naming the copy and the dataset, exit 1
 aim_failures=()
-aimed() {  # aimed SRC DATASET RUNNER TAG
-  local src=$1 ds=$2 runner=$3 tag=$4 off rc
+aimed() {  # aimed SRC DATASET RUNNER TAG [PROGRAM]
+  local src=$1 ds=$2 runner=$3 tag=$4 program=${5:-unet_train} off rc
   off=$("$PY" "$MUTATE" --raw "$src" "$ds") || fail "cannot locate $ds in $src"
   cp "$src" "$T/$tag.h5"
   "$PY" -c 'import sys; p, o = sys.argv[1], int(sys.argv[2]); f = open(p, "r+b"); f.seek(o); b = f.read(1); f.seek(o); f.write(bytes([b[0] ^ 0x10]))' \
     "$T/$tag.h5" "$off"
   "$runner" "$T/$tag.h5" "$tag"; rc=$?
-  [ "$rc" -eq 1 ] && one_line "$T/$tag.err" && tail -1 "$T/$tag.err" | grep -q "$T/$tag.h5: $ds" \
-    || aim_failures+=("a flipped bit in $ds of a copy of $(basename "$src"): exit $rc, last line: $(tail -1 "$T/$tag.err")")
+  [ "$rc" -eq 1 ] && one_line "$T/$tag.err" "$program" && tail -1 "$T/$tag.err" | grep -q "$T/$tag.h5: $ds" \
+    || aim_failures+=("$program: a flipped bit in $ds of a copy of $(basename "$src"): exit $rc, last line: $(tail -1 "$T/$tag.err")")
 }
 aimed "$CKPT" /arrays/params run_checkpoint aim_params
+aimed "$CKPT" /arrays/params run_predict aim_params_predict unet_predict
+aimed "$CKPT" /arrays/params run_visualize aim_params_visualize unet_visualize
 aimed "$T/d.h5" /train/images run_dataset aim_images
 aimed "$T/d.h5" /val/masks run_dataset aim_masks
+# A checkpoint cut in half (a copy interrupted): exit 1, one line naming the file.
+head -c $(($(stat -c %s "$CKPT") / 2)) "$CKPT" >"$T/half.h5"
+for pair in run_checkpoint:unet_train run_predict:unet_predict run_visualize:unet_visualize; do
+  runner=${pair%%:*} program=${pair##*:}
+  "$runner" "$T/half.h5" "half_$program"; rc=$?
+  [ "$rc" -eq 1 ] && one_line "$T/half_$program.err" "$program" && tail -1 "$T/half_$program.err" | grep -q "$T/half.h5: " \
+    || aim_failures+=("$program: a checkpoint cut in half: exit $rc, last line: $(tail -1 "$T/half_$program.err")")
+done
 
 # ---- random: N mutations of each file
 start=$(date +%s)
@@ -140,5 +162,5 @@ echo "$((2 * N)) damaged files (seed $SEED, $(($(date +%s) - start)) s): $accept
 [ ${#aim_failures[@]} -gt 0 ] && printf '  %s\n' "${aim_failures[@]}"
 [ ${#problems[@]} -eq 0 ] && [ ${#aim_failures[@]} -eq 0 ] ||
   fail "${#problems[@]} of $((2 * N)) damaged files crashed, hung, were refused without one clear line or" \
-    "changed the result; ${#aim_failures[@]} of 3 aimed flips were not refused naming the dataset"
+    "changed the result; ${#aim_failures[@]} of 8 aimed damages were not refused with exit 1 and one line naming the file"
 echo ok

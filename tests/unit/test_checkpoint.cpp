@@ -542,6 +542,44 @@ TEST_F(CheckpointTest, ReadingADamagedCheckpointThrows) {
     EXPECT_TRUE(contains(msg, "/strings")) << msg;
 }
 
+// What the programs report as a usage error (exit 2: the user named the wrong file) and what as
+// damage (exit 1): WrongCheckpoint only for a file that is intact but not a checkpoint of ours.
+TEST_F(CheckpointTest, WrongFilesAreWrongCheckpointDamagedOnesAreNot) {
+    auto kind = [](const std::string& path) {
+        try {
+            read_checkpoint(path);
+        } catch (const WrongCheckpoint&) {
+            return std::string("wrong");
+        } catch (const std::runtime_error&) {
+            return std::string("damaged");
+        }
+        return std::string("read");
+    };
+    const std::string good = file("good.h5");
+    Checkpoint c = small_checkpoint(1);
+    c.arrays["params"] = random_bits(100000, 1);
+    write_checkpoint(good, c);
+    const std::string bytes = read_bytes(good);
+    EXPECT_EQ(kind(good), "read");
+
+    EXPECT_EQ(kind(file("missing.h5")), "wrong");
+    EXPECT_EQ(kind(dir_), "wrong");
+    write_bytes(file("notes.txt"), "step 100, loss 0.3\n");
+    EXPECT_EQ(kind(file("notes.txt")), "wrong");
+    const hid_t f = H5Fcreate(file("other.h5").c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    ASSERT_GE(f, 0);
+    ASSERT_GE(H5Fclose(f), 0);
+    EXPECT_EQ(kind(file("other.h5")), "wrong");
+
+    write_bytes(file("empty.h5"), "");  // no HDF5 signature: another kind of file, as a text file
+    EXPECT_EQ(kind(file("empty.h5")), "wrong");
+    for (size_t keep : {size_t(16), size_t(200), bytes.size() / 2, bytes.size() - 1}) {
+        const std::string cut = file("cut" + std::to_string(keep) + ".h5");
+        write_bytes(cut, bytes.substr(0, keep));
+        EXPECT_EQ(kind(cut), "damaged") << "cut to " << keep << " bytes";
+    }
+}
+
 // A checkpoint as this program wrote them before fixed-length strings and checksums: the earliest
 // object format, contiguous arrays without filters, variable-length string attributes, and a
 // long value as a scalar variable-length string dataset. Only '/' is escaped in names (enough for

@@ -1,7 +1,7 @@
 // Event files: our reader against framed records (intact, torn at every byte, corrupted), and the
 // writer: file name, first record, timer and explicit flushes, and write errors (a file-size limit
-// that cuts a record in the middle, /dev/full) that warn once, never throw and never leave a torn
-// or corrupt record behind.
+// that cuts a record in the middle, /dev/full, a failed background flush) that throw naming the
+// file and the errno text, for good, and never leave a torn or corrupt record behind.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -142,13 +142,16 @@ TEST(EventWriter, UnwritableDirectoryThrowsNamingIt) {
     }
 }
 
-// The disk fills up in the middle of a record: the file is cut back to its last whole record, one
-// warning is printed, later writes fail quietly, and nothing throws.
-TEST(EventWriter, FullDiskMidRecordLeavesOnlyWholeRecordsAndWarnsOnce) {
+// The disk fills up in the middle of a record: the file is cut back to its last whole record,
+// the flush throws naming the file and the errno text, and so does every later write and flush
+// (the file misses records: the run must stop); the destructor then adds no warning.
+TEST(EventWriter, FullDiskMidRecordLeavesOnlyWholeRecordsAndThrows) {
     TempDir dir;
     const std::string big(3000, 'p');
     std::string path;
     int64_t written = 0, dropped = 0;
+    int failed_at = -1;
+    std::string what;
     testing::internal::CaptureStderr();
     {
         auto w = EventWriter::create_in(dir.path(), 0);
@@ -158,39 +161,64 @@ TEST(EventWriter, FullDiskMidRecordLeavesOnlyWholeRecordsAndWarnsOnce) {
         const uint64_t size = w->bytes_written();
         FileSizeLimit limit(rlim_t(size + 4000));  // room for one more record and part of the next
         ASSERT_TRUE(limit.ok());
-        for (int step = 2; step < 8; ++step) {
+        for (int step = 2; step < 8 && failed_at < 0; ++step) {
             w->write_value(step, text_summary("a", big));
-            w->flush();
+            try {
+                w->flush();
+            } catch (const std::runtime_error& e) {
+                failed_at = step;
+                what = e.what();
+            }
         }
+        EXPECT_THROW(w->write_value(9, text_summary("a", "late")), std::runtime_error);
+        EXPECT_THROW(w->flush(), std::runtime_error);
         written = w->records_written();
         dropped = w->records_dropped();
     }
     const std::string err = testing::internal::GetCapturedStderr();
+    EXPECT_EQ(failed_at, 3);
+    EXPECT_EQ(what, path + ": write failed (File too large)");
     EXPECT_EQ(written, 3);  // version, step 1, step 2
-    EXPECT_EQ(dropped, 5);
-    size_t warnings = 0;
-    for (size_t at = err.find("warning:"); at != std::string::npos; at = err.find("warning:", at + 1)) ++warnings;
-    EXPECT_EQ(warnings, 1u) << err;
-    EXPECT_NE(err.find(path), std::string::npos) << err;
+    EXPECT_EQ(dropped, 1);
+    EXPECT_EQ(err.find("warning:"), std::string::npos) << err;
     const RecordScan scan = read_records(path);
     EXPECT_TRUE(scan.clean()) << scan.corruption << (scan.torn_tail ? " torn tail" : "");
     ASSERT_EQ(scan.records.size(), 3u);
     EXPECT_EQ(parse_event(scan.records[2]).step(), 2);
 }
 
-TEST(EventWriter, DevFullWarnsOnceAndGoesOn) {
+TEST(EventWriter, DevFullThrowsAtOnceNamingTheFile) {
     if (access("/dev/full", W_OK) != 0) GTEST_SKIP() << "no /dev/full";
-    testing::internal::CaptureStderr();
-    {
+    try {
         EventWriter w("/dev/full", 0);
-        for (int i = 0; i < 10; ++i) {
-            w.write_value(i, scalar_summary("x", i));
-            w.flush();
-        }
-        EXPECT_EQ(w.records_written(), 0);
-        EXPECT_EQ(w.records_dropped(), 11);
+        FAIL() << "no exception";
+    } catch (const std::runtime_error& e) {
+        EXPECT_EQ(std::string(e.what()), "/dev/full: write failed (No space left on device)");
     }
-    const std::string err = testing::internal::GetCapturedStderr();
-    EXPECT_NE(err.find("No space left on device"), std::string::npos) << err;
-    EXPECT_EQ(err.find("warning:"), err.rfind("warning:")) << err;
+}
+
+// A timer flush cannot throw (it runs on the writer's thread): its failure comes out of the
+// trainer's next write(). Records already queued are dropped, none is torn.
+TEST(EventWriter, FailedBackgroundFlushThrowsAtTheNextWrite) {
+    TempDir dir;
+    std::string path;
+    {
+        auto w = EventWriter::create_in(dir.path(), 0.02);
+        path = w->path();
+        FileSizeLimit limit(rlim_t(w->bytes_written() + 100));
+        ASSERT_TRUE(limit.ok());
+        w->write_value(1, text_summary("a", std::string(3000, 'p')));
+        for (int i = 0; i < 200 && w->records_dropped() == 0; ++i)
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        ASSERT_EQ(w->records_dropped(), 1);
+        try {
+            w->write_value(2, scalar_summary("x", 2));
+            FAIL() << "no exception";
+        } catch (const std::runtime_error& e) {
+            EXPECT_EQ(std::string(e.what()), path + ": write failed (File too large)");
+        }
+    }
+    const RecordScan scan = read_records(path);
+    EXPECT_TRUE(scan.clean());
+    EXPECT_EQ(scan.records.size(), 1u);  // the version record
 }

@@ -16,7 +16,9 @@
 // Every string is fixed length (none in HDF5's global heap, which nothing checks: a damaged heap
 // crashed the library), and the file is in HDF5's 1.10 object format, whose superblock, object
 // headers, attribute heaps and chunk indexes carry checksums. Files written before (variable-
-// length strings, the earliest object format, no Fletcher32) read the same. A chunk whose
+// length strings, the earliest object format, no Fletcher32) read the same; their metadata are
+// opened in a child process first, so that the HDF5 library crashing on their damage ends in one
+// line (their samples are read unprotected). A chunk whose
 // checksum fails is refused when read, naming the file, the dataset and the sample; sizes the file
 // states (sample count, shape, chunk shape, string lengths) are bounded before they size a buffer.
 // Splits are "train", "val", "test"; a split with no samples is absent.

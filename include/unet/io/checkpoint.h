@@ -16,10 +16,21 @@
 
 #include <cstdint>
 #include <map>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
 namespace unet {
+
+// A checkpoint file that is intact but not what was asked for: missing, a directory, not an HDF5
+// file, another program's HDF5 file, another checkpoint_format, or (restore_state) another model.
+// The user named the wrong file, so the programs report it as a usage error (exit 2) naming their
+// flag. Every other error of read_checkpoint is damage found while reading (a truncated file, a
+// failed checksum): a plain std::runtime_error, exit 1.
+class WrongCheckpoint : public std::runtime_error {
+   public:
+    using std::runtime_error::runtime_error;
+};
 
 constexpr int kCheckpointFormatVersion = 1;
 
@@ -30,7 +41,8 @@ struct Checkpoint {
 };
 
 void write_checkpoint(const std::string& path, const Checkpoint& c);
-// Validates the format version; throws naming the file if it is missing, not HDF5, or not ours.
+// Validates the format version; throws WrongCheckpoint naming the file if it is missing, not HDF5,
+// or not ours, and std::runtime_error naming the file and the object when it is damaged.
 // `arrays` false reads only the integers and strings (the settings a resume starts from).
 Checkpoint read_checkpoint(const std::string& path, bool arrays = true);
 

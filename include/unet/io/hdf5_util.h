@@ -6,6 +6,7 @@
 #include <hdf5.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -106,5 +107,17 @@ std::string read_string(hid_t obj, bool is_attr, const std::string& path, const 
                         size_t max_bytes);
 // The size of the file at `path` in bytes (fails naming it): the bound for what it can hold.
 uint64_t file_bytes(const std::string& path);
+
+// Files in HDF5's earliest object format (superblock version 0 or 1: what this program wrote
+// before, and h5py's default) carry no metadata checksums, and HDF5 1.10.8 follows their damaged
+// metadata into a segmentation fault (found by fuzzing a first-wave checkpoint: H5Aiterate2 on a
+// mangled attribute table). Whether `path` is such a file.
+bool unchecksummed_hdf5(const std::string& path);
+// Runs `read` (a read of the file whose result is thrown away) first in a child process, so that a
+// crash or hang of the HDF5 library on a damaged file ends in one line naming the file instead of
+// the program: throws std::runtime_error "<path>: file: the file is damaged (the HDF5 library
+// crashed reading it: <signal>)" or "... hung ...". An error `read` throws is left to the real
+// read in this process, which meets it again. Without fork (out of memory), nothing is checked.
+void read_in_child_first(const std::string& path, const std::function<void()>& read, int seconds = 120);
 
 }  // namespace unet

@@ -4,13 +4,16 @@
 // when the writer is destroyed.
 //
 // A reader never meets a torn record we left: each flush writes whole records, and when a write
-// fails part-way (a full disk, a file-size limit) the file is cut back to its last whole record.
-// Write errors never throw: the first one prints one warning line on stderr, the records of that
-// flush are dropped, and later flushes try again (training goes on). Only opening the file throws.
+// fails part-way (a full disk, a file-size limit) the file is cut back to its last whole record
+// and the records of that flush are dropped. A write error then stops the run as a failed
+// checkpoint does: flush() throws std::runtime_error "<file>: write failed (<errno text>)", and
+// after a failed background flush so do the next write() and flush(), for good (the file misses
+// records from then on). The destructor never throws: an error it meets first is one warning line.
 //
 // Thread-safe: write() and flush() may be called from any thread.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
@@ -37,12 +40,13 @@ class EventWriter {
     EventWriter(const EventWriter&) = delete;
     EventWriter& operator=(const EventWriter&) = delete;
 
-    // Queues one event; wall_time 0 is replaced by the current time.
+    // Queues one event; wall_time 0 is replaced by the current time. Throws when a background
+    // flush failed (see above).
     void write(tb::Event event);
     // Queues an event holding these summary values at `step`.
     void write_summary(int64_t step, const tb::Summary& summary);
     void write_value(int64_t step, const tb::Summary::Value& value);
-    // Writes every queued record now.
+    // Writes every queued record now; throws when that or an earlier flush failed.
     void flush();
 
     const std::string& path() const { return path_; }
@@ -53,6 +57,8 @@ class EventWriter {
    private:
     void flush_loop(double interval_s);
     bool write_fully(const std::string& bytes, int& error);
+    void write_queued();  // never throws: a failure is kept in error_
+    [[noreturn]] void throw_error();
 
     std::string path_;
     int fd_ = -1;
@@ -61,7 +67,8 @@ class EventWriter {
     int64_t queued_records_ = 0;
     uint64_t good_bytes_ = 0;  // file size up to the last whole record written
     int64_t written_ = 0, dropped_ = 0;
-    bool warned_ = false;
+    std::atomic<int> error_{0};  // errno of the first failed write, for good
+    bool reported_ = false;      // error_ was thrown or warned about
     std::mutex timer_mutex_;
     std::condition_variable timer_cv_;
     bool stopping_ = false;

@@ -1,6 +1,8 @@
 // training.log in the run directory: the plain-text record of a run, one timestamped line per
 // event (start, every N steps, every epoch, checkpoints, the end), flushed at once so that a crash
-// loses nothing already logged. Lines also go to stderr.
+// loses nothing already logged. Lines also go to stderr. A line that cannot be written (a full
+// disk) throws std::runtime_error "<dir>/training.log: write failed (<errno text>)": the run stops
+// there as on a failed checkpoint, keeping its last checkpoint.
 #pragma once
 
 #include <cstdio>
@@ -22,7 +24,8 @@ class TrainingLog {
     TrainingLog& operator=(const TrainingLog&) = delete;
 
     void line(const char* fmt, ...) __attribute__((format(printf, 2, 3)));
-    // The error that ends the run, into the file only (the program prints it on stderr itself).
+    // The error that ends the run, into the file only (the program prints it on stderr itself);
+    // never throws (a failure to write it is dropped).
     void record_failure(const std::string& what);
     const std::string& path() const { return path_; }
 

@@ -16,8 +16,8 @@
 // Only the writer rank writes: pass `writer` = (rank 0 of the run's communicator); on every other
 // rank each hook does nothing. For tuning, construct one per trial (its logdir comes with that
 // trial's resolved options). Opening the files in on_start throws std::runtime_error naming the
-// directory when it cannot be written (before the first step); later write errors only warn once
-// per file (EventWriter).
+// directory when it cannot be written (before the first step); a later write error (a full disk)
+// throws from the hook that meets it, naming the file, and stops the run (EventWriter).
 #pragma once
 
 #include <memory>
@@ -40,7 +40,7 @@ class TensorBoardHooks : public TrainingHooks {
     bool on_epoch(const EpochReport& report, const ParamStore& model) override;
     void on_end(const RunSummary& summary) override;
     // For the caller when run_training threw (the trainer calls no hook then): marks the HParams
-    // session failed, records why, and flushes.
+    // session failed, records why, and flushes; never throws.
     void on_failure(const std::string& why);
 
     // The run directory in use (empty before on_start or on a non-writer rank).

@@ -25,7 +25,8 @@ struct TrainedModel {
     Dims training_window() const;
 };
 
-// Throws UsageError naming --checkpoint when the file is missing, not a checkpoint, or damaged.
+// Throws UsageError naming --checkpoint when the file is missing or not a checkpoint of ours (or
+// of another model), std::runtime_error naming the file when it is damaged.
 TrainedModel load_trained_model(const std::string& checkpoint);
 
 }  // namespace unet

@@ -41,8 +41,8 @@ Checkpoint capture_state(const ParamStore& store, Optimizer& opt, const Progress
 // The options a checkpoint's run resolved (its "config" string); throws naming `source`.
 TrainOptions options_of(const Checkpoint& c, const std::string& source);
 
-// Throws std::runtime_error naming `source` when the checkpoint belongs to another model or
-// optimizer.
+// Throws WrongCheckpoint naming `source` when the checkpoint belongs to another model or
+// optimizer, std::runtime_error when an array or counter is missing or out of range (damage).
 Progress restore_state(const Checkpoint& c, const std::string& source, ParamStore& store, Optimizer& opt);
 
 }  // namespace unet
