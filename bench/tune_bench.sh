@@ -77,6 +77,8 @@ if want reach; then
       case $m in
         random) a=(--tune=settings/tune_quick.ini --search random --scheduler fifo) ;;
         tpe) a=(--tune=settings/tune_quick.ini --search tpe --scheduler fifo) ;;
+        # not in the default set: TPE learning from trial 5 on (Optuna's default waits for 10)
+        tpe4) a=(--tune=settings/tune_quick.ini --search tpe --startup_trials 4 --scheduler fifo) ;;
         asha) a=(--tune=settings/tune_quick.ini --search random --scheduler asha) ;;
         tpe_asha) a=(--tune=settings/tune_quick.ini --search tpe --scheduler asha) ;;
         pbt) a=(--tune="$R/pbt.ini" --search random --scheduler pbt) ;;

@@ -105,7 +105,7 @@ def table(d):
         if m:
             recs.setdefault(m.group(1), {})[int(m.group(2))] = json.load(open(os.path.join(d, name)))
     seeds = sorted(recs["random"])
-    labels = {"random": "random, fifo", "tpe": "TPE, fifo", "asha": "random + ASHA", "tpe_asha": "TPE + ASHA",
+    labels = {"random": "random, fifo", "tpe": "TPE, fifo", "tpe4": "TPE, 4 start-up trials, fifo", "asha": "random + ASHA", "tpe_asha": "TPE + ASHA",
               "pbt": "PBT"}
     f1, f0 = (lambda v: f"{v:.1f}"), (lambda v: f"{v:.0f}")
     print(f"seeds {', '.join(map(str, seeds))}; min / median / max over the seeds. Target: the best validation Dice "
