@@ -131,17 +131,3 @@ TEST(StepControl, TotalsAndFlagsReachEveryRank) {
         EXPECT_EQ(m.checkpoint, step == 1 ? 1 : 0);
     }
 }
-
-int main(int argc, char** argv) {
-    ::testing::InitGoogleTest(&argc, argv);
-    Comm& comm = Comm::world();
-    // Only rank 0 prints gtest's report; every rank's failures still set its exit code.
-    if (!comm.is_root()) {
-        auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
-        delete listeners.Release(listeners.default_result_printer());
-    }
-    const int rc = RUN_ALL_TESTS();
-    int failed = comm.max(rc != 0 ? 1 : 0);
-    comm.finalize();
-    return failed;
-}
