@@ -354,8 +354,9 @@ class CasePredictor {
             for (int64_t ch = 0; ch < C; ++ch)
                 std::copy(img.begin() + ch * per, img.begin() + (ch + 1) * per, image.channel(ch) + k * per);
         }
+        std::vector<float>().swap(img);
         const auto t0 = Clock::now();
-        const unet::Volume prob = unet::predict_prepared_case(*t_.model, image, dims, w_, progress);
+        const unet::Volume prob = unet::predict_prepared_case(*t_.model, std::move(image), dims, w_, progress);
         out.network_s = std::chrono::duration<double>(Clock::now() - t0).count();
         const std::vector<uint8_t> mask = predicted_labels(prob, regions_, o_.threshold);
         unet::write_nifti(o_.output_dir + "/" + c.id + ".nii.gz", as_float(mask, prob), unet::NiftiType::uint8);

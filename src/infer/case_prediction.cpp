@@ -111,6 +111,15 @@ Volume predict_prepared_case(UNet& model, const Volume& image, int dims, const W
     return out;
 }
 
+Volume predict_prepared_case(UNet& model, Volume&& image, int dims, const WindowOptions& o,
+                             const WindowProgress& progress) {
+    if (dims != 3) return predict_prepared_case(model, image, dims, o, progress);
+    const int64_t D = image.depth, H = image.height, W = image.width;
+    std::vector<float> y = sliding_window_predict(model, std::move(image.data), spatial_of(image, 3), o, progress);
+    image = Volume();
+    return as_volume(std::move(y), model.config().out_channels, D, H, W);
+}
+
 Volume predict_source_case(UNet& model, Volume x, const InputPreprocessing& p, const WindowOptions& o,
                            const WindowProgress& progress) {
     const int64_t source_depth = x.depth;
@@ -120,8 +129,7 @@ Volume predict_source_case(UNet& model, Volume x, const InputPreprocessing& p, c
     if (p.dims == 3) {
         const bool resize = Dims{D, H, W} != p.grid;
         if (resize) x = resize_linear(x, p.grid[0], p.grid[1], p.grid[2]);
-        Volume y = predict_prepared_case(model, x, 3, o, progress);
-        x = Volume();  // the input is done with: its memory for the steps back to the source grid
+        Volume y = predict_prepared_case(model, std::move(x), 3, o, progress);  // its memory back early
         if (resize) y = resize_linear(y, D, H, W);
         return uncrop(std::move(y), source_depth);
     }

@@ -179,6 +179,21 @@ void divide_by_weight_sums(float* out, int64_t K, const std::vector<float>& weig
             }
 }
 
+// One window that is the whole (unpadded) image: the network's output as it is, without the
+// window copies (a whole 4 x 152 x 240 x 240 volume is 560 MB of them) and with no weighting to
+// undo (sum(w p) / sum(w) is p).
+bool is_whole_window(const Dims& spatial, const WindowOptions& o, size_t images) {
+    return images == 1 && o.batch == 1 && !o.mirror && Dims(spatial) == o.roi;
+}
+
+// The output of the forward of a whole-window image that stage_input() prepared.
+std::vector<float> whole_window_output(UNet& model, int64_t voxels, const WindowProgress& progress) {
+    std::vector<float> y(size_t(model.config().out_channels * voxels));
+    model.forward_staged(y.data());
+    if (progress) progress(1, 1);
+    return y;
+}
+
 }  // namespace
 
 int64_t window_count(const Dims& spatial, const WindowOptions& o) {
@@ -218,6 +233,14 @@ std::vector<float> sliding_window_predict(UNet& model, const float* input, const
     return std::move(sliding_window_predict(model, std::vector<const float*>{input}, spatial, o, progress)[0]);
 }
 
+std::vector<float> sliding_window_predict(UNet& model, std::vector<float>&& input, const Dims& spatial,
+                                          const WindowOptions& o, const WindowProgress& progress) {
+    o.validate(model.config());
+    if (!is_whole_window(spatial, o, 1)) return sliding_window_predict(model, input.data(), spatial, o, progress);
+    if (model.stage_input(input.data(), 1, o.roi)) std::vector<float>().swap(input);
+    return whole_window_output(model, product(spatial), progress);
+}
+
 std::vector<std::vector<float>> sliding_window_predict(UNet& model, const std::vector<const float*>& inputs,
                                                        const Dims& spatial, const WindowOptions& o,
                                                        const WindowProgress& progress) {
@@ -233,14 +256,9 @@ std::vector<std::vector<float>> sliding_window_predict(UNet& model, const std::v
     // 2D flips are W and H (bits 0, 1); 3D adds D (bit 2).
     const int flips = o.mirror ? (1 << cfg.dims) : 1;
     const int64_t per_image = int64_t(wins.size()), total = per_image * int64_t(inputs.size());
-    // One window that is the whole (unpadded) image: the network's output as it is, without the
-    // window copies (a whole 4 x 152 x 240 x 240 volume is 560 MB of them) and with no weighting
-    // to undo (sum(w p) / sum(w) is p).
-    const bool whole = per_image == 1 && padded.voxels() == V && inputs.size() == 1 && B == 1 && flips == 1;
-    if (whole) {
-        const float* y = model.forward(inputs[0], 1, o.roi, /*training=*/false);
-        if (progress) progress(1, 1);
-        return {std::vector<float>(y, y + K * V)};
+    if (is_whole_window(spatial, o, inputs.size())) {
+        model.stage_input(inputs[0], 1, o.roi);
+        return {whole_window_output(model, V, progress)};
     }
 
     std::vector<std::vector<float>> out(inputs.size(), std::vector<float>(size_t(K * V), 0.f));

@@ -68,7 +68,6 @@ struct ConvLayer::Impl {
     memory fwd_weights, bwd_data_weights, diff_weights;  // layouts the primitives chose
     memory src_copy, diff_src_copy;                       // only when src arrives in another layout
     memory::desc fwd_scratchpad, bwd_data_scratchpad, bwd_weights_scratchpad;  // on DnnlContext's shared buffer
-    void* lent_fwd_scratchpad = nullptr;  // or the forward's on this one
 
     template <class Fwd, class BwdData, class BwdWeights>
     void build(algorithm alg, const Dims& strides, const Dims& pad, const Dims& dst_dims, bool free_layouts);
@@ -233,7 +232,6 @@ ConvLayer::~ConvLayer() = default;
 
 const memory::desc& ConvLayer::dst_desc() const { return impl_->dst_md; }
 size_t ConvLayer::forward_scratchpad_bytes() const { return impl_->fwd_scratchpad.get_size(); }
-void ConvLayer::use_forward_scratchpad(void* buffer) { impl_->lent_fwd_scratchpad = buffer; }
 bool ConvLayer::reorders_in_use() const { return bool(impl_->src_copy); }
 bool ConvLayer::uses_winograd() const { return impl_->winograd; }
 double ConvLayer::forward_flops() const { return impl_->flops; }
@@ -261,9 +259,7 @@ void ConvLayer::forward(const memory& src_in, const memory& dst) {
     std::unordered_map<int, memory> args{{DNNL_ARG_SRC, src},
                                          {DNNL_ARG_WEIGHTS, impl_->fwd_weights},
                                          {DNNL_ARG_DST, dst},
-                                         {DNNL_ARG_SCRATCHPAD, impl_->lent_fwd_scratchpad
-                                              ? memory(impl_->fwd_scratchpad, ctx.engine, impl_->lent_fwd_scratchpad)
-                                              : ctx.scratchpad(impl_->fwd_scratchpad)}};
+                                         {DNNL_ARG_SCRATCHPAD, ctx.scratchpad(impl_->fwd_scratchpad)}};
     if (!impl_->spec.accumulate) args[DNNL_ARG_BIAS] = impl_->bias_mem;
     impl_->fwd.execute(s, args);
 }

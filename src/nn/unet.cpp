@@ -1,6 +1,7 @@
 #include "unet/nn/unet.h"
 
 #include <cmath>
+#include <cstring>
 #include <numeric>
 #include <optional>
 #include <vector>
@@ -12,6 +13,7 @@
 #include "unet/nn/dropout.h"
 #include "unet/nn/pool.h"
 #include "unet/nn/resample.h"
+#include "unet/nn/slab_deconv.h"
 
 namespace unet {
 
@@ -84,7 +86,8 @@ struct Block {
 };
 
 struct Level {  // decoder level
-    std::unique_ptr<ConvLayer> up_conv;
+    std::unique_ptr<ConvLayer> up_conv;     // a training plan's transposed convolution
+    std::unique_ptr<SlabDeconv> up_slabs;   // an inference plan's
     std::unique_ptr<Resample> up_resample;
     std::unique_ptr<Concat> concat;
     memory up, d_up, cat, d_cat;
@@ -109,10 +112,11 @@ struct Level {  // decoder level
 // inputs, the up-sampled tensor's channels and then the skip's, adding into one output.
 //   encoder  input/pooled (C) -> conv1 -> t1 (B) [-> norm1 -> a1 (A)] -> conv2 -> t2 (C with a
 //            norm, else the kept output) [-> norm2 -> a2 (kept)] -> pool -> pooled (C)
-//   decoder  below (C) -> up (A; a deconvolution's scratchpad in B); up + skip -> conv1 -> t1 (B) [-> norm1 -> a1 (A)]
+//   decoder  below (C) -> up (A; a deconvolution runs in slabs, src/nn/slab_deconv.h); up + skip -> conv1 -> t1 (B) [-> norm1 -> a1 (A)]
 //            -> conv2 -> t2 (B with a norm, else C) [-> norm2 -> a2 (C)] -> below of the next
 //            level; at level 0 the block's output goes to A instead (nothing up-samples after it),
-//            so C only ever holds tensors of the smaller levels.
+//            so C holds only tensors of the smaller levels, and the network's output.
+//   input    the caller's, reordered into the first convolution's layout in A (stage_input).
 // Each slot is read for the last time before it is written again.
 enum ScratchSlot { kScratchA = 0, kScratchB = 1, kScratchC = 2, kScratchSlots = 3, kOwnBuffer = -1 };
 
@@ -125,6 +129,10 @@ struct UNet::Plan {
     std::vector<Level> levels;
     std::unique_ptr<ConvLayer> out_conv;
     memory input, output, d_output;
+    // An inference plan's input in the first convolution's layout (channels-last), in slot A,
+    // which nothing else uses before that convolution has read it; absent (zero) in training plans,
+    // whose first convolution reorders the plain input into a buffer of its own.
+    memory staged;
     std::vector<float> plain_output;  // only if the output layout is not plain
     int64_t allocated_bytes = 0;
     double flops_per_sample = 0;
@@ -134,13 +142,15 @@ struct UNet::Plan {
     bool inference = false;  // built for eval-mode forwards only: no gradient buffers
     uint64_t step = 0;
 
-    AlignedVector<float> scratch[kScratchSlots];
+    std::vector<AlignedBuffer> own_buffers;
+    AlignedBuffer scratch[kScratchSlots];
     size_t scratch_bytes[kScratchSlots] = {0, 0, 0};
     std::vector<std::pair<memory, int>> scratch_users;
 
     memory alloc(const memory::desc& md) {
         allocated_bytes += int64_t(md.get_size());
-        return memory(md, DnnlContext::get().engine);
+        own_buffers.emplace_back(md.get_size());
+        return memory(md, DnnlContext::get().engine, own_buffers.back().data());
     }
     // A forward tensor: its own buffer, or a slot in an inference plan.
     memory forward_tensor(const memory::desc& md, int slot) { return slot == kOwnBuffer ? alloc(md) : shared(md, slot); }
@@ -153,7 +163,10 @@ struct UNet::Plan {
     }
     void bind_scratch() {
         for (int i = 0; i < kScratchSlots; ++i) {
-            scratch[i].assign((scratch_bytes[i] + 3) / 4, 0.f);
+            scratch[i] = AlignedBuffer(scratch_bytes[i]);
+            // A training plan's slots start zeroed, as they always have; an inference plan writes
+            // every tensor before reading it and leaves its pages to its first forward.
+            if (!inference) std::memset(scratch[i].data(), 0, scratch_bytes[i]);
             allocated_bytes += int64_t(scratch_bytes[i]);
         }
         for (auto& [m, slot] : scratch_users) m.set_data_handle(scratch[slot].data());
@@ -222,6 +235,11 @@ void UNet::initialize_params(ParamStore& store_, uint64_t seed) {
 
 
 namespace {
+
+// An inference plan's up-sampling runs in slabs whose deconvolution scratchpad stays under this.
+// seed3d's whole case (bench/predict_bench.sh) took about the same time with 4 to 64 MB, and 15%
+// longer unsliced (534 MB); see BENCHMARKS.md.
+constexpr size_t kSlabScratchpadBytes = size_t(16) << 20;
 
 // What building a plan needs besides the plan itself.
 struct PlanContext {
@@ -313,7 +331,7 @@ void build_encoder(UNet::Plan& P, const PlanContext& x) {
     P.pool.resize(size_t(c.depth));
     P.pooled.resize(size_t(c.depth));
     P.d_pooled.resize(size_t(c.depth));
-    memory::desc src_md = P.input.get_desc();
+    memory::desc src_md = P.staged ? P.staged.get_desc() : P.input.get_desc();
     for (int l = 0; l <= c.depth; ++l) {
         Block& b = P.enc[size_t(l)];
         build_block(P, x, b, level_name("enc", l), src_md, c.filters(l), l > 0, l < c.depth, true, l);
@@ -338,15 +356,16 @@ void build_decoder(UNet::Plan& P, const PlanContext& x) {
     memory below = P.enc[size_t(c.depth)].a2;
     for (int l = c.depth - 1; l >= 0; --l) {
         Level& L = P.levels[size_t(l)];
-        if (c.upsampling == Upsampling::transposed) {
-            L.up_conv = std::make_unique<ConvLayer>(below.get_desc(), ConvSpec{c.filters(l), 2, PostOp::none, true, false, P.inference},
+        if (c.upsampling == Upsampling::transposed && P.inference) {
+            L.up_slabs = std::make_unique<SlabDeconv>(below.get_desc(), ConvSpec{c.filters(l), 2, PostOp::none, true, false, true},
+                                                      x.store, level_name("up", l), kSlabScratchpadBytes);
+            P.reorders += L.up_slabs->reorders_in_use();
+            L.up = P.shared(L.up_slabs->dst_desc(), kScratchA);
+        } else if (c.upsampling == Upsampling::transposed) {
+            L.up_conv = std::make_unique<ConvLayer>(below.get_desc(), ConvSpec{c.filters(l), 2, PostOp::none, true, false, false},
                                                     x.store, level_name("up", l));
             P.reorders += L.up_conv->reorders_in_use();
             L.up = P.shared(L.up_conv->dst_desc(), kScratchA);
-            // Slot B is idle while the level up-samples (its tensors of the level below are
-            // dead): an inference plan lends it to the deconvolution's scratchpad.
-            if (P.inference)
-                P.scratch_bytes[kScratchB] = std::max(P.scratch_bytes[kScratchB], L.up_conv->forward_scratchpad_bytes());
             P.flops_per_sample += 3 * L.up_conv->forward_flops() / double(P.batch);
         } else {
             L.up_resample = std::make_unique<Resample>(
@@ -402,16 +421,17 @@ UNet::Plan& UNet::plan_for(int64_t batch, const Dims& spatial, bool inference) {
     // The caller's input buffer is used in place (the first convolution reorders it into its own).
     P.input = memory(f32_desc(act_dims(batch, c.in_channels, spatial), plain_tag(c.dims + 2)),
                      DnnlContext::get().engine, DNNL_MEMORY_NONE);
+    const memory::desc first_layer_md = conv_data_desc(P.input.get_desc().dims());
+    if (inference && first_layer_md.data.format_kind == dnnl_blocked && first_layer_md != P.input.get_desc())
+        P.staged = P.shared(first_layer_md, kScratchA);
     build_encoder(P, x);
     build_decoder(P, x);
-    P.output = P.alloc(P.out_conv->dst_desc());
+    // An inference plan's output goes to slot C: at level 0 it holds nothing (see above).
+    P.output = P.forward_tensor(P.out_conv->dst_desc(), inference ? kScratchC : kOwnBuffer);
     if (!inference) P.d_output = P.alloc(P.output.get_desc());
     const memory::desc plain_out = f32_desc(P.output.get_desc().dims(), plain_tag(c.dims + 2));
     if (P.output.get_desc() != plain_out) P.plain_output.resize(size_t(product(plain_out.dims())));
     P.bind_scratch();
-    if (inference)
-        for (Level& L : P.levels)
-            if (L.up_conv) L.up_conv->use_forward_scratchpad(P.scratch[kScratchB].data());
     return *(plans_[key] = std::move(p));
 }
 
@@ -446,13 +466,44 @@ const float* UNet::forward(const float* input, int64_t batch, const Dims& spatia
     // An eval-mode forward runs on the training plan of its size when there is one (validation
     // during training costs no memory), else on an inference plan.
     Plan& P = training ? plan_for(batch, spatial) : eval_plan(batch, spatial);
+    P.input.set_data_handle(const_cast<float*>(input));
+    if (P.staged) reorder_now(P.input, P.staged);
+    return run_forward(P, training, step);
+}
+
+bool UNet::stage_input(const float* input, int64_t batch, const Dims& spatial) {
+    Plan& P = eval_plan(batch, spatial);
+    staged_ = &P;
+    P.input.set_data_handle(const_cast<float*>(input));
+    if (!P.staged) return false;
+    reorder_now(P.input, P.staged);
+    P.input.set_data_handle(nullptr);  // the caller may free it now
+    return true;
+}
+
+void UNet::forward_staged(float* output) {
+    UNET_CHECK(staged_, "forward_staged() without stage_input()");
+    Plan& P = *staged_;
+    staged_ = nullptr;
+    if (!P.plain_output.empty()) {  // the output is reordered into the plain layout anyway
+        const float* y = run_forward(P, /*training=*/false, 0);
+        std::copy(y, y + P.plain_output.size(), output);
+        return;
+    }
+    // The output convolution writes the caller's buffer: no copy out of the plan.
+    void* own = P.output.get_data_handle();
+    P.output.set_data_handle(output);
+    run_forward(P, /*training=*/false, 0);
+    P.output.set_data_handle(own);
+}
+
+const float* UNet::run_forward(Plan& P, bool training, uint64_t step) {
     last_ = &P;
     P.training = training;
     P.step = step;
     auto& s = DnnlContext::get().stream;
-    P.input.set_data_handle(const_cast<float*>(input));
     const int depth = config_.depth;
-    memory src = P.input;
+    memory src = P.staged ? P.staged : P.input;
     for (int l = 0; l <= depth; ++l) {
         Block& b = P.enc[size_t(l)];
         block_forward(b, src, training, step);
@@ -463,7 +514,8 @@ const float* UNet::forward(const float* input, int64_t batch, const Dims& spatia
     memory below = P.enc[size_t(depth)].a2;
     for (int l = depth - 1; l >= 0; --l) {
         Level& L = P.levels[size_t(l)];
-        if (L.up_conv) L.up_conv->forward(below, L.up);
+        if (L.up_slabs) L.up_slabs->forward(below, L.up);
+        else if (L.up_conv) L.up_conv->forward(below, L.up);
         else L.up_resample->forward(below, L.up);
         if (L.concat) L.concat->forward(L.up, P.enc[size_t(l)].a2, L.cat);
         block_forward(P.dec[size_t(l)], L.concat ? L.cat : L.up, training, step);

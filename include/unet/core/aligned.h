@@ -3,6 +3,7 @@
 
 #include <cstddef>
 #include <cstdlib>
+#include <memory>
 #include <new>
 #include <vector>
 
@@ -29,5 +30,22 @@ struct AlignedAllocator {
 
 template <class T>
 using AlignedVector = std::vector<T, AlignedAllocator<T>>;
+
+// Aligned storage left uninitialised (zero-filling a tensor that is written before it is read
+// would only touch its pages early), freed with the owner.
+class AlignedBuffer {
+public:
+    AlignedBuffer() = default;
+    explicit AlignedBuffer(std::size_t bytes) : p_(AlignedAllocator<unsigned char>().allocate(bytes)), bytes_(bytes) {}
+    void* data() const { return p_.get(); }
+    std::size_t size() const { return bytes_; }
+
+private:
+    struct Free {
+        void operator()(unsigned char* p) const { std::free(p); }
+    };
+    std::unique_ptr<unsigned char, Free> p_;
+    std::size_t bytes_ = 0;
+};
 
 }  // namespace unet

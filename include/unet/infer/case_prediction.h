@@ -49,5 +49,8 @@ Volume predict_source_case(UNet& model, Volume image, const InputPreprocessing& 
 // windows), 2D a stack of prepared slices (C x N x H x W, one forward per window batch of slices).
 Volume predict_prepared_case(UNet& model, const Volume& image, int dims, const WindowOptions& o,
                              const WindowProgress& progress = {});
+// The same, taking the image's memory: a 3D image is freed as soon as the network no longer reads it.
+Volume predict_prepared_case(UNet& model, Volume&& image, int dims, const WindowOptions& o,
+                             const WindowProgress& progress = {});
 
 }  // namespace unet

@@ -62,6 +62,10 @@ using WindowProgress = std::function<void(int64_t done, int64_t total)>;
 // The model runs in eval mode (batch-norm running statistics, no dropout).
 std::vector<float> sliding_window_predict(UNet& model, const float* input, const Dims& spatial,
                                           const WindowOptions& o, const WindowProgress& progress = {});
+// The same, taking the input's memory: where one window is the whole volume and the model keeps
+// its own copy of the input (an inference plan), the input is freed before the network runs.
+std::vector<float> sliding_window_predict(UNet& model, std::vector<float>&& input, const Dims& spatial,
+                                          const WindowOptions& o, const WindowProgress& progress = {});
 // The same over several images of one size (MONAI's batch dimension): the windows of all images
 // share the window batches, so that many small images (2D slices) fill every forward.
 std::vector<std::vector<float>> sliding_window_predict(UNet& model, const std::vector<const float*>& inputs,

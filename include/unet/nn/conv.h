@@ -77,11 +77,9 @@ class ConvLayer {
     double forward_flops() const;  // nominal: 2 * N * OC * IC * k^d * output (or input) voxels
 
     void forward(const memory& src, const memory& dst);
-    // The forward's scratchpad size, and a buffer of at least that size to use for it instead of
-    // DnnlContext's shared one: an inference plan lends the up-sampling a slot that is idle then
-    // (oneDNN 2.6's deconvolution needs an output-sized scratchpad).
+    // The forward's scratchpad size (on DnnlContext's shared buffer; oneDNN 2.6's deconvolution
+    // needs one as large as its output: see slab_deconv.h).
     size_t forward_scratchpad_bytes() const;
-    void use_forward_scratchpad(void* buffer);
     void backward(const memory& src, const memory& dst, const memory& diff_dst,
                   const memory& diff_src);
 

@@ -73,6 +73,14 @@ class UNet {
     // backward() has run.
     const float* forward(const float* input, int64_t batch, const Dims& spatial, bool training,
                          uint64_t step = 0);
+    // An eval-mode forward in two steps, for a caller that wants its input's memory back before
+    // the network runs (a whole volume is 140 MB): stage_input() copies `input` into the plan's
+    // own input buffer where the plan has one (an inference plan, whose first layers take
+    // channels-last) and returns true, after which the caller may free `input`; otherwise the
+    // input stays read in place and it returns false. forward_staged() then runs the forward and
+    // writes its output (plain layout) to `output`.
+    bool stage_input(const float* input, int64_t batch, const Dims& spatial);
+    void forward_staged(float* output);
     // Called during backward() each time a further part of the network is done: from then on
     // every gradient at flat offset >= ready_from holds its final value for this step, and the
     // parameters there are no longer read by this step. Lets the caller send gradients (and take
@@ -98,11 +106,13 @@ class UNet {
    private:
     Plan& plan_for(int64_t batch, const Dims& spatial, bool inference = false);
     Plan& eval_plan(int64_t batch, const Dims& spatial);  // the training plan of that size, or an inference one
+    const float* run_forward(Plan& P, bool training, uint64_t step);  // from P's input (staged or in place)
 
     UNetConfig config_;
     ParamStore store_;
     std::map<std::tuple<int64_t, Dims, bool>, std::unique_ptr<Plan>> plans_;  // (batch, size, inference)
     Plan* last_ = nullptr;
+    Plan* staged_ = nullptr;  // the plan stage_input() prepared
     // Each unit's ("enc0", "up1", "out", ...) first flat offset, recorded as it is registered.
     // Units are registered in the reverse of the order backward() finishes them, so each finished
     // unit moves the ready frontier down to its first offset.
