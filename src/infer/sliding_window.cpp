@@ -78,26 +78,60 @@ std::vector<float> gaussian_1d(int64_t n) {
     return g;
 }
 
-// Copies one window of the (virtually zero-padded) input into dst (C x roi), flipped along the
-// axes set in `flip` (bit 0: W, bit 1: H, bit 2: D).
-void gather(const float* input, int64_t C, const Grid& in, const Grid& pad_before, const Grid& roi, const Window& win,
-            int flip, float* dst) {
+// The input voxel a window voxel reads, as an offset into one channel of the unpadded input, or -1
+// in the padding; flipped along the axes set in `flip` (bit 0: W, bit 1: H, bit 2: D).
+struct WindowSource {
+    const Grid &in, &pad_before, &roi;
+    const Window& win;
+    int flip;
+    // The row (z, y) of the window: its start in a channel of the input, or -1 in the padding.
+    int64_t row(int64_t z, int64_t y) const {
+        const int64_t iz = win.z + ((flip & 4) ? roi.d - 1 - z : z) - pad_before.d;
+        const int64_t iy = win.y + ((flip & 2) ? roi.h - 1 - y : y) - pad_before.h;
+        return iz < 0 || iz >= in.d || iy < 0 || iy >= in.h ? -1 : (iz * in.h + iy) * in.w;
+    }
+    int64_t column(int64_t x) const {  // x's input column, or -1 in the padding
+        const int64_t ix = win.x + ((flip & 1) ? roi.w - 1 - x : x) - pad_before.w;
+        return ix >= 0 && ix < in.w ? ix : -1;
+    }
+};
+
+// Copies one window of the (virtually zero-padded) input into dst, plain (C x roi).
+void gather(const float* input, int64_t C, const WindowSource& w, float* dst) {
+    const Grid& roi = w.roi;
 #pragma omp parallel for collapse(2) schedule(static)
     for (int64_t c = 0; c < C; ++c)
-        for (int64_t z = 0; z < roi.d; ++z) {
-            const int64_t iz = win.z + ((flip & 4) ? roi.d - 1 - z : z) - pad_before.d;
+        for (int64_t z = 0; z < roi.d; ++z)
             for (int64_t y = 0; y < roi.h; ++y) {
-                float* row = dst + ((c * roi.d + z) * roi.h + y) * roi.w;
-                const int64_t iy = win.y + ((flip & 2) ? roi.h - 1 - y : y) - pad_before.h;
-                if (iz < 0 || iz >= in.d || iy < 0 || iy >= in.h) {
-                    std::fill(row, row + roi.w, 0.f);
+                float* out = dst + ((c * roi.d + z) * roi.h + y) * roi.w;
+                const int64_t r = w.row(z, y);
+                if (r < 0) {
+                    std::fill(out, out + roi.w, 0.f);
                     continue;
                 }
-                const float* src = input + ((c * in.d + iz) * in.h + iy) * in.w;
+                const float* src = input + c * w.in.voxels() + r;
                 for (int64_t x = 0; x < roi.w; ++x) {
-                    const int64_t ix = win.x + ((flip & 1) ? roi.w - 1 - x : x) - pad_before.w;
-                    row[x] = ix >= 0 && ix < in.w ? src[ix] : 0.f;
+                    const int64_t ix = w.column(x);
+                    out[x] = ix >= 0 ? src[ix] : 0.f;
                 }
+            }
+}
+
+// The same window channels-last (roi x C), straight into the network's own input buffer.
+void gather_channels_last(const float* input, int64_t C, const WindowSource& w, float* dst) {
+    const Grid& roi = w.roi;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t z = 0; z < roi.d; ++z)
+        for (int64_t y = 0; y < roi.h; ++y) {
+            float* out = dst + (z * roi.h + y) * roi.w * C;
+            const int64_t r = w.row(z, y);
+            if (r < 0) {
+                std::fill(out, out + roi.w * C, 0.f);
+                continue;
+            }
+            for (int64_t x = 0; x < roi.w; ++x) {
+                const int64_t ix = w.column(x);
+                for (int64_t c = 0; c < C; ++c) out[x * C + c] = ix >= 0 ? input[c * w.in.voxels() + r + ix] : 0.f;
             }
         }
 }
@@ -262,18 +296,24 @@ std::vector<std::vector<float>> sliding_window_predict(UNet& model, const std::v
     }
 
     std::vector<std::vector<float>> out(inputs.size(), std::vector<float>(size_t(K * V), 0.f));
-    std::vector<float> batch_in(size_t(B * C * R)), acc(size_t(B * K * R));
+    // Windows go straight into the network's own (channels-last) input buffer where it has one;
+    // else through a plain batch buffer of ours.
+    const bool staged = model.staging_area(B, o.roi) != nullptr;
+    std::vector<float> batch_in(staged ? 0 : size_t(B * C * R));
+    std::vector<float> acc(size_t(B * K * R));
     for (int64_t first = 0; first < total; first += B) {
         const int64_t n = std::min(B, total - first);
         std::fill(acc.begin(), acc.end(), 0.f);
         for (int f = 0; f < flips; ++f) {
+            float* dst = staged ? model.staging_area(B, o.roi) : batch_in.data();
             for (int64_t b = 0; b < n; ++b) {
                 const int64_t k = first + b;
-                gather(inputs[size_t(k / per_image)], C, in, pad_before, roi, wins[size_t(k % per_image)], f,
-                       &batch_in[size_t(b * C * R)]);
+                const WindowSource w{in, pad_before, roi, wins[size_t(k % per_image)], f};
+                if (staged) gather_channels_last(inputs[size_t(k / per_image)], C, w, dst + b * C * R);
+                else gather(inputs[size_t(k / per_image)], C, w, dst + b * C * R);
             }
-            if (n < B) std::fill(batch_in.begin() + n * C * R, batch_in.end(), 0.f);
-            const float* y = model.forward(batch_in.data(), B, o.roi, /*training=*/false);
+            if (n < B) std::fill(dst + n * C * R, dst + B * C * R, 0.f);
+            const float* y = staged ? model.forward_staged() : model.forward(batch_in.data(), B, o.roi, /*training=*/false);
             for (int64_t b = 0; b < n; ++b)
                 add_unflipped(y + b * K * R, K, roi, f, 1.f / float(flips), &acc[size_t(b * K * R)]);
         }

@@ -481,20 +481,29 @@ bool UNet::stage_input(const float* input, int64_t batch, const Dims& spatial) {
     return true;
 }
 
-void UNet::forward_staged(float* output) {
-    UNET_CHECK(staged_, "forward_staged() without stage_input()");
+float* UNet::staging_area(int64_t batch, const Dims& spatial) {
+    Plan& P = eval_plan(batch, spatial);
+    if (!P.staged) return nullptr;
+    staged_ = &P;
+    return static_cast<float*>(P.staged.get_data_handle());
+}
+
+const float* UNet::forward_staged(float* output) {
+    UNET_CHECK(staged_, "forward_staged() without stage_input() or staging_area()");
     Plan& P = *staged_;
     staged_ = nullptr;
+    if (!output) return run_forward(P, /*training=*/false, 0);
     if (!P.plain_output.empty()) {  // the output is reordered into the plain layout anyway
         const float* y = run_forward(P, /*training=*/false, 0);
         std::copy(y, y + P.plain_output.size(), output);
-        return;
+        return output;
     }
     // The output convolution writes the caller's buffer: no copy out of the plan.
     void* own = P.output.get_data_handle();
     P.output.set_data_handle(output);
     run_forward(P, /*training=*/false, 0);
     P.output.set_data_handle(own);
+    return output;
 }
 
 const float* UNet::run_forward(Plan& P, bool training, uint64_t step) {

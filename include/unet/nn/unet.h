@@ -74,13 +74,18 @@ class UNet {
     const float* forward(const float* input, int64_t batch, const Dims& spatial, bool training,
                          uint64_t step = 0);
     // An eval-mode forward in two steps, for a caller that wants its input's memory back before
-    // the network runs (a whole volume is 140 MB): stage_input() copies `input` into the plan's
-    // own input buffer where the plan has one (an inference plan, whose first layers take
-    // channels-last) and returns true, after which the caller may free `input`; otherwise the
-    // input stays read in place and it returns false. forward_staged() then runs the forward and
-    // writes its output (plain layout) to `output`.
+    // the network runs (a whole volume is 140 MB), or that can write the input where the network
+    // reads it. An inference plan has an input buffer of its own in its first convolution's layout
+    // (channels-last: batch x spatial x channels); a training plan reads the caller's in place.
+    //  - stage_input() copies `input` (plain) there and returns true, after which the caller may
+    //    free `input`; without such a buffer `input` stays read in place and it returns false.
+    //  - staging_area() returns that buffer for the caller to fill, or nullptr (then use forward()).
+    // forward_staged() then runs the forward and returns the output (plain layout), written to
+    // `output` when given, else valid until the next forward.
     bool stage_input(const float* input, int64_t batch, const Dims& spatial);
-    void forward_staged(float* output);
+    float* staging_area(int64_t batch, const Dims& spatial);
+    const float* forward_staged(float* output = nullptr);
+
     // Called during backward() each time a further part of the network is done: from then on
     // every gradient at flat offset >= ready_from holds its final value for this step, and the
     // parameters there are no longer read by this step. Lets the caller send gradients (and take
