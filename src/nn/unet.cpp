@@ -236,10 +236,8 @@ void UNet::initialize_params(ParamStore& store_, uint64_t seed) {
 
 namespace {
 
-// An inference plan's up-sampling runs in slabs whose deconvolution scratchpad stays under this.
-// seed3d's whole case (bench/predict_bench.sh) took about the same time with 4 to 64 MB, and 15%
-// longer unsliced (534 MB); see BENCHMARKS.md.
-constexpr size_t kSlabScratchpadBytes = size_t(16) << 20;
+// An inference plan's up-sampling runs in slabs whose buffer of taps stays under this (in L3).
+constexpr size_t kUpSlabBytes = size_t(16) << 20;
 
 // What building a plan needs besides the plan itself.
 struct PlanContext {
@@ -358,7 +356,7 @@ void build_decoder(UNet::Plan& P, const PlanContext& x) {
         Level& L = P.levels[size_t(l)];
         if (c.upsampling == Upsampling::transposed && P.inference) {
             L.up_slabs = std::make_unique<SlabDeconv>(below.get_desc(), ConvSpec{c.filters(l), 2, PostOp::none, true, false, true},
-                                                      x.store, level_name("up", l), kSlabScratchpadBytes);
+                                                      x.store, level_name("up", l), kUpSlabBytes);
             P.reorders += L.up_slabs->reorders_in_use();
             L.up = P.shared(L.up_slabs->dst_desc(), kScratchA);
         } else if (c.upsampling == Upsampling::transposed) {

@@ -1,11 +1,15 @@
-// An inference plan's up-sampling (transposed convolution, kernel 2, stride 2) run slab by slab
-// along the first spatial axis.
+// An inference plan's up-sampling (transposed convolution, kernel 2, stride 2), run slab by slab
+// along the first spatial axis, as a 1x1 convolution and a depth-to-space reorder.
 //
-// oneDNN 2.6 runs this deconvolution on AVX2 as a gemm whose scratchpad is as large as its output
-// plus its input (534 MB at the level 0 of a 152 x 240 x 240 window with 8 filters: more than any
-// tensor around it). Output slab [2 z0, 2 z1) depends on input slab [z0, z1) only, and in
-// channels-last memory both slabs are contiguous, so one primitive built for a slab runs over the
-// whole tensor in pieces, each with a scratchpad of its size. Same arithmetic, same result.
+// oneDNN 2.6 runs this deconvolution on AVX2 as a gemm and a col2im whose scratchpad is as large
+// as its output plus its input (534 MB at the level 0 of a 152 x 240 x 240 window with 8
+// filters), about 0.4 s there. With kernel 2 and stride 2 the taps do not overlap: output voxel
+// (2z + a, 2y + b, 2x + c) is tap (a, b, c) of input voxel (z, y, x) alone. So a 1x1 convolution
+// to 8 x OC channels computes every tap of a voxel at once (oneDNN's jit 1x1 kernel), and a reorder
+// between two strided views moves each tap to its place (0.11 s for the same layer). Output slab
+// [2 z0, 2 z1) depends on input slab [z0, z1) only, and in channels-last memory both are
+// contiguous, so both primitives are built for a slab and run over the tensor in pieces: the
+// taps' buffer is a slab's size and stays in cache.
 #pragma once
 
 #include <memory>
@@ -16,25 +20,24 @@ namespace unet {
 
 class SlabDeconv {
    public:
-    // `spec` must be a forward-only transposed convolution. Slabs are the largest whole division of
-    // the first spatial axis whose scratchpad fits in `max_scratchpad_bytes` (at least one plane);
-    // a src that is not channels-last (or a slab primitive that picks another layout) runs whole.
+    // `spec` must be a forward-only transposed convolution whose weights are registered in `store`
+    // as `name` (ConvLayer::register_params). Slabs are the largest whole division of the first
+    // spatial axis whose taps' buffer fits in `max_slab_bytes` (at least one plane). A src that is
+    // not channels-last runs whole, as oneDNN's deconvolution.
     SlabDeconv(const memory::desc& src_desc, const ConvSpec& spec, ParamStore& store, const std::string& name,
-               size_t max_scratchpad_bytes);
+               size_t max_slab_bytes);
     ~SlabDeconv();
 
     const memory::desc& dst_desc() const { return dst_md_; }
-    int64_t slab_planes() const { return slab_; }  // input planes per slab (the first axis, whole: its size)
-    int reorders_in_use() const { return layer_->reorders_in_use(); }
-    double forward_flops() const { return flops_; }
+    int64_t slab_planes() const { return slab_; }  // input planes per slab (whole: the axis' size)
+    int reorders_in_use() const;
     void forward(const memory& src, const memory& dst);
 
    private:
-    std::unique_ptr<ConvLayer> layer_;
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
     memory::desc dst_md_;
-    int64_t batch_ = 1, planes_ = 1, slab_ = 1;
-    size_t src_slab_bytes_ = 0, dst_slab_bytes_ = 0;
-    double flops_ = 0;
+    int64_t slab_ = 1;
 };
 
 }  // namespace unet
