@@ -1,5 +1,7 @@
 #include "unet/parallel/ps_shard.h"
 
+#include <cstdio>
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -38,6 +40,15 @@ PsShard::PsShard(Comm& comm, int servers, int64_t params, int64_t bucket_floats,
     params_.assign(size_t(shard_), 0.f);
     grads_.assign(size_t(shard_), 0.f);
     inbox_.assign(size_t(workers() * shard_), 0.f);
+    // Buckets are dealt round-robin, so with fewer buckets than servers the last servers hold
+    // nothing and only add a hop: say so once, with the two ways out.
+    if (rank_ == 0 && buckets_.count() < servers_)
+        std::fprintf(stderr,
+                     "warning: --num_ps %d: the model's %lld parameters make %d bucket%s of --bucket_mb, so %d "
+                     "server%s hold%s nothing (lower --num_ps or --bucket_mb)\n",
+                     servers_, static_cast<long long>(params), buckets_.count(), buckets_.count() == 1 ? "" : "s",
+                     servers_ - buckets_.count(), servers_ - buckets_.count() == 1 ? "" : "s",
+                     servers_ - buckets_.count() == 1 ? "s" : "");
 }
 
 PsShard::~PsShard() = default;

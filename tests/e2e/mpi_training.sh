@@ -25,9 +25,14 @@ grep -q "rank 0 parameter server" "$T/ps3/training.log" || fail "ps mode not log
 # Gradients in many small buckets (overlapped with backward) and parameters sharded over two
 # servers: the same sums in the same order, so the same bits as one bucket and one server.
 "${MPI[@]}" -np 3 "$BIN" "${ARGS[@]}" --bucket_mb 0.01 --steps 8 --logdir "$T/ps3m" >/dev/null 2>&1 || fail "small buckets"
-"${MPI[@]}" -np 4 "$BIN" "${ARGS[@]}" --num_ps 2 --bucket_mb 0.01 --steps 8 --logdir "$T/ps4s" >/dev/null 2>&1 \
+"${MPI[@]}" -np 4 "$BIN" "${ARGS[@]}" --num_ps 2 --bucket_mb 0.01 --steps 8 --logdir "$T/ps4s" >"$T/ps4s.out" 2>&1 \
   || fail "2 servers + 2 workers"
 grep -q "ranks 0-1 parameter servers" "$T/ps4s/training.log" || fail "sharded ps not logged"
+grep -q "warning: --num_ps" "$T/ps4s.out" && fail "idle-server warning with enough buckets"
+# This model fits one 1 MiB bucket: two of three servers would hold nothing, and the run says so once.
+"${MPI[@]}" -np 4 "$BIN" "${ARGS[@]}" --num_ps 3 --steps 2 --logdir "$T/ps4i" >"$T/ps4i.out" 2>&1 || fail "3 servers + 1 worker"
+[ "$(grep -c 'warning: --num_ps 3: the model.s [0-9]* parameters make 1 bucket of --bucket_mb, so 2 servers hold nothing' \
+  "$T/ps4i.out")" -eq 1 ] || fail "idle-server warning: $(cat "$T/ps4i.out")"
 msg=$(timeout 60 "${MPI[@]}" -np 3 "$BIN" "${ARGS[@]}" --num_ps 3 --steps 8 --logdir "$T/ps3x" 2>&1); rc=$?
 [ "$rc" -eq 2 ] || [ "$rc" -eq 1 ] || fail "--num_ps 3 of 3: exit $rc"
 [ "$(echo "$msg" | grep -c 'unet_train: --num_ps: 3 server ranks leave no worker')" -eq 1 ] || fail "num_ps message: $msg"
