@@ -208,6 +208,7 @@ void RunLoop::banner() {
                   (r - first == 1 ? "" : "-" + std::to_string(r - 1)) + " on " + hosts[first];
     }
     if (!placed.empty()) log_.line("hosts: %s", placed.c_str());
+    else log_.line("host: %s", name.c_str());
     // Each rank's OpenMP threads as it runs them (thread_placement.h's default or what was asked).
     std::string threads;
     for (int r = 0; r < comm_.size() && comm_.size() > 1; ++r)

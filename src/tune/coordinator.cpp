@@ -61,7 +61,7 @@ PbtMoved pbt_move_by_file_copy(const PbtTransfer& x) {
     return m;
 }
 
-int Coordinator::next_trial(int group) {
+int Coordinator::next_trial(int group, const std::string& host) {
     if (stopping_) return -1;
     // pbt: a member this group trained before first (its checkpoint is in this group's directory).
     const TrialRecord* own = nullptr;
@@ -77,13 +77,15 @@ int Coordinator::next_trial(int group) {
         }
         t.status = "running";
         t.group = group;
+        t.host = host;
+        const std::string on = host.empty() ? "" : " on " + host;
         started_[size_t(t.id)] = std::chrono::steady_clock::now();
-        if (pbt_) say("member %d round %d (epochs %d-%d) -> group %d%s: %s", t.id, ledger_.pbt_round,
+        if (pbt_) say("member %d round %d (epochs %d-%d) -> group %d%s%s: %s", t.id, ledger_.pbt_round,
                       ledger_.pbt_round * pbt_config_.interval + 1,
                       std::min(max_epochs_[size_t(t.id)], (ledger_.pbt_round + 1) * pbt_config_.interval), group,
-                      t.failures ? " (retry)" : "", params_label(t.params).c_str());
-        else say("trial %d -> group %d%s: %s", t.id, group, t.failures ? " (retry)" : t.epochs() ? " (resumed)" : "",
-            params_label(t.params).c_str());
+                      on.c_str(), t.failures ? " (retry)" : "", params_label(t.params).c_str());
+        else say("trial %d -> group %d%s%s: %s", t.id, group, on.c_str(),
+                 t.failures ? " (retry)" : t.epochs() ? " (resumed)" : "", params_label(t.params).c_str());
         save();
         return t.id;
     }

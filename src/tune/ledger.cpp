@@ -73,7 +73,8 @@ void Ledger::save() const {
                                {"dice", t.dice},
                                {"seconds", t.seconds},
                                {"best_at", t.best_at},
-                               {"group", t.group}});
+                               {"group", t.group},
+                               {"host", t.host}});
         if (!t.schedule.empty() || !t.lineage.empty() || t.replace) {
             json& r = j["trials"].back();
             r["schedule"] = json::array();
@@ -119,6 +120,7 @@ Ledger Ledger::load(const std::string& dir) {
             r.seconds = t.at("seconds").get<double>();
             r.best_at = t.at("best_at").get<double>();
             r.group = t.at("group").get<int>();
+            if (t.contains("host")) r.host = t.at("host").get<std::string>();
             if (t.contains("schedule"))
                 for (const json& s : t.at("schedule")) {
                     TrialParams q;

@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <tuple>
 
@@ -14,6 +15,7 @@
 #include "unet/parallel/comm.h"
 #include "unet/train/tensorboard_hooks.h"
 #include "unet/train/hook_chain.h"
+#include "unet/train/run_directory.h"
 #include "unet/train/trainer.h"
 #include "unet/tune/coordinator.h"
 #include "unet/tune/ledger.h"
@@ -57,7 +59,7 @@ class LocalLink : public CoordinatorLink {
    public:
     explicit LocalLink(Coordinator& c) : c_(c) {}
     int request(int group, TrialParams* params) override {
-        const int trial = c_.next_trial(group);
+        const int trial = c_.next_trial(group, this_host());
         // One group: a pbt round ends when this group's last member of it reports.
         if (trial == Coordinator::kWait) throw std::logic_error("tuner: a lone group was told to wait");
         if (trial >= 0) *params = c_.ledger().trials[size_t(trial)].params;
@@ -111,7 +113,7 @@ class MpiLink : public CoordinatorLink {
     // exist only once the coordinator has drawn them). Before it, at a pbt round's end, the
     // coordinator may have this leader send or receive a checkpoint.
     int request(int group, TrialParams* params) override {
-        world_.send_text(0, kRequest, std::to_string(group));
+        world_.send_text(0, kRequest, std::to_string(group) + " " + this_host());
         std::string answer = world_.receive_text(0, kAssign);
         while (answer.rfind("pbt ", 0) == 0) {
             leader_moves_checkpoint(world_, tune_dir_, answer);
@@ -432,8 +434,9 @@ void coordinate(Comm& world, Coordinator& c, int groups) {
     catch_stop_signals();
     int released = 0;
     std::vector<std::pair<int, int>> waiting;  // pbt: (rank, group) told nothing yet: the round is not over
+    std::map<int, std::string> host_of;  // each group leader's host, as its requests say
     auto answer = [&](int from, int group) {
-        const int trial = c.next_trial(group);
+        const int trial = c.next_trial(group, host_of[group]);
         if (trial == Coordinator::kWait) return false;
         released += trial < 0;
         world.send_text(from, kAssign,
@@ -448,7 +451,7 @@ void coordinate(Comm& world, Coordinator& c, int groups) {
         std::istringstream in(msg);
         if (tag == kRequest) {
             int group = 0;
-            in >> group;
+            in >> group >> host_of[group];
             if (!answer(from, group)) waiting.emplace_back(from, group);
         } else if (tag == kReport) {
             int trial = 0, epoch = 0;

@@ -246,12 +246,14 @@ ran_on=""
 for k in 0 1 2 3; do
   log=$TUNE/tune/trial_$k/training.log
   [ -s "$log" ] || fail "trial $k's directory did not come back (no $log)"
-  # where it ran: the host whose project directory holds its log (a group of one rank writes no
-  # hosts: line), never the server's
+  # where it ran: the host whose project directory holds its log, never the server's
   host=""
   for i in 1 2 3; do [ -e "$T/h$i/project/$TUNE/tune/trial_$k/training.log" ] && host+="e2e-node$i"; done
   [ "$host" = e2e-node2 ] || [ "$host" = e2e-node3 ] || fail "trial $k ran on '$host', not on one worker host"
   cmp -s "$log" "$T/h${host#e2e-node}/project/$log" || fail "trial $k's log here is not the one written on $host"
+  grep -q "host: $host$" "$log" || fail "trial $k's log does not name its host $host"
+  /usr/bin/python3 -c 'import json, sys; t = json.load(open(sys.argv[1]))["trials"][int(sys.argv[2])]; sys.exit(t["host"] != sys.argv[3])' \
+    "$TUNE/tune/state.json" "$k" "$host" || fail "the ledger does not record trial $k's host $host"
   ran_on+=" $k:$host"
 done
 [[ "$ran_on" == *e2e-node2* && "$ran_on" == *e2e-node3* ]] || fail "the groups did not run on both worker hosts:$ran_on"

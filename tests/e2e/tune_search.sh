@@ -50,6 +50,15 @@ grep -q "^[0-9]*,failed,.*loss is NaN" "$L" || grep -q "^[0-9]*,failed,.*loss is
 awk -F, 'NR > 1 && $2 == "stopped" && $3 >= 4 {bad = 1} END {exit bad}' "$L" || fail "a stopped trial ran every epoch"
 awk -F, 'NR > 1 {g[$7] = 1} END {exit !(g[0] && g[1])}' "$L" || fail "not both groups trained: $(cat "$L")"
 grep -q "stopped early after epoch" "$T"/asha/tune/trial_*/training.log || fail "no trial log says it stopped early"
+# Where each trial ran: its group leader's host, in the ledger and in its own log (groups of one rank).
+/usr/bin/python3 - "$T/asha/tune/state.json" "$(hostname)" <<'PY' || fail "hosts in the ledger"
+import json, sys
+trials = json.load(open(sys.argv[1]))["trials"]
+assert len(trials) == 8 and all(t["host"] == sys.argv[2] for t in trials), [t.get("host") for t in trials]
+PY
+for log in "$T"/asha/tune/trial_*/training.log; do
+  grep -q "host: $(hostname)$" "$log" || fail "$log does not name its host"
+done
 [ -f "$T/asha/best/checkpoint_best.h5" ] && [ -f "$T/asha/tune/ranking.md" ] && [ -f "$T/asha/tune/ranking.csv" ] ||
   fail "no ranking or best checkpoint"
 best=$(sed -n 's/^trial = //p' "$T/asha/best/trial.txt")

@@ -60,7 +60,7 @@ class Coordinator {
     // its directory is (a group's own host) as long as the population allows.
     void set_pbt(const PbtConfig& config, const SearchSpace* space, CheckpointMover mover = pbt_move_by_file_copy);
     static constexpr int kWait = -2;  // next_trial under pbt: nothing now, ask again after a result
-    int next_trial(int group);  // -1: nothing left to hand out
+    int next_trial(int group, const std::string& host = "");  // -1: nothing left to hand out; host: the group leader's
     bool report_epoch(int trial, int epoch, double dice);
     void finish_trial(int trial, const TrialOutcome& outcome);
     void stop_handing_out() { stopping_ = true; }

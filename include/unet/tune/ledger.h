@@ -22,6 +22,7 @@ struct TrialRecord {
     double seconds = 0;              // wall time over all attempts
     double best_at = 0;              // search clock (s) when the best Dice was reported
     int group = -1;                  // group that ran it last
+    std::string host;                // that group's leader's host ("" in ledgers of before)
     // pbt: schedule[r] = the hyperparameters of round r (params is the current round's); lineage:
     // (round, member) for each exploit, the member whose checkpoint it copied at the end of round.
     std::vector<TrialParams> schedule;
