@@ -14,6 +14,7 @@ namespace unet {
 namespace {
 
 constexpr int kControlTag = 17;
+constexpr int kArriveTag = 18;
 
 // The message on the wire: the step, then the sums, then the two flags (all as doubles).
 constexpr int kWire = 1 + StepControl::kSums + 2;
@@ -34,6 +35,41 @@ StepControl unpack(const Wire& w) {
     m.stop = int(w[kWire - 2]);
     m.checkpoint = int(w[kWire - 1]);
     return m;
+}
+
+// Waits for `req` (one message from each rank 1..size-1); throws naming the silent ones. The
+// clock starts at the call or, when `from_first_worker`, at the first worker's message (the
+// root's own arrival, if it is a worker: first_worker 0).
+void wait_all(std::vector<MPI_Request>& req, const std::string& what, bool from_first_worker, double timeout_s,
+              int first_worker) {
+    const int others = int(req.size());
+    std::vector<int> done(req.size(), 0);
+    double start = !from_first_worker || first_worker == 0 ? MPI_Wtime() : -1;
+    for (int left = others; left > 0;) {
+        for (int r = 1; r <= others; ++r) {
+            if (done[size_t(r - 1)]) continue;
+            check_mpi(MPI_Test(&req[size_t(r - 1)], &done[size_t(r - 1)], MPI_STATUS_IGNORE), "MPI_Test");
+            if (!done[size_t(r - 1)]) continue;
+            --left;
+            if (start < 0 && r >= first_worker) start = MPI_Wtime();
+        }
+        if (!left) break;
+        if (timeout_s > 0 && start >= 0 && MPI_Wtime() - start > timeout_s) {
+            std::string missing;
+            bool servers_missing = false;
+            for (int r = 1; r <= others; ++r) {
+                if (done[size_t(r - 1)]) continue;
+                missing += (missing.empty() ? "" : ", ") + std::to_string(r);
+                servers_missing = servers_missing || r < first_worker;
+            }
+            throw std::runtime_error(std::string(servers_missing ? "rank " : "worker rank ") + missing +
+                                     " sent nothing for " + what + " within --step_timeout " +
+                                     std::to_string(int(timeout_s)) +
+                                     (from_first_worker ? " s of the first worker" : " s") +
+                                     "; stopping the job (the last checkpoint is intact)");
+        }
+        usleep(200);  // a core is precious on small machines; 0.2 ms is far below a step
+    }
 }
 
 }  // namespace
@@ -60,28 +96,7 @@ void ControlChannel::exchange(int64_t step, StepControl& msg) {
         for (int r = 1; r <= others; ++r)
             check_mpi(MPI_Irecv(got[size_t(r - 1)].data(), kWire, MPI_DOUBLE, r, kControlTag, comm, &req[size_t(r - 1)]),
                       "MPI_Irecv");
-        const double start = MPI_Wtime();
-        for (int all = 0;;) {
-            check_mpi(MPI_Testall(others, req.data(), &all, MPI_STATUSES_IGNORE), "MPI_Testall");
-            if (all) break;
-            if (timeout_s_ > 0 && MPI_Wtime() - start > timeout_s_) {
-                std::string missing;
-                bool servers_missing = false;
-                for (int r = 1; r <= others; ++r) {
-                    int done = 0;  // Testall leaves every request as it was when not all are done
-                    if (req[size_t(r - 1)] != MPI_REQUEST_NULL)
-                        check_mpi(MPI_Test(&req[size_t(r - 1)], &done, MPI_STATUS_IGNORE), "MPI_Test");
-                    if (req[size_t(r - 1)] == MPI_REQUEST_NULL || done) continue;
-                    missing += (missing.empty() ? "" : ", ") + std::to_string(r);
-                    servers_missing = servers_missing || r < first_worker_;
-                }
-                throw std::runtime_error(std::string(servers_missing ? "rank " : "worker rank ") + missing +
-                                         " sent nothing for step " + std::to_string(step) + " within --step_timeout " +
-                                         std::to_string(int(timeout_s_)) +
-                                         " s; stopping the job (the last checkpoint is intact)");
-            }
-            usleep(200);  // a core is precious on small machines; 0.2 ms is far below a step
-        }
+        wait_all(req, "step " + std::to_string(step), false, timeout_s_, first_worker_);
         StepControl total = msg;
         for (int r = 1; r <= others; ++r) {
             if (int64_t(got[size_t(r - 1)][0]) != step)
@@ -94,6 +109,21 @@ void ControlChannel::exchange(int64_t step, StepControl& msg) {
     }
     check_mpi(MPI_Bcast(mine.data(), kWire, MPI_DOUBLE, 0, comm), "MPI_Bcast");
     msg = unpack(mine);
+}
+
+void ControlChannel::arrive(const std::string& what) {
+    if (!comm_.mpi_comm() || comm_.size() == 1) return;
+    const MPI_Comm comm = native_comm(comm_.mpi_comm());
+    int here = 1;
+    if (!comm_.is_root()) {
+        check_mpi(MPI_Send(&here, 1, MPI_INT, 0, kArriveTag, comm), "MPI_Send");
+        return;
+    }
+    std::vector<int> got(size_t(comm_.size() - 1));
+    std::vector<MPI_Request> req(got.size());
+    for (int r = 1; r < comm_.size(); ++r)
+        check_mpi(MPI_Irecv(&got[size_t(r - 1)], 1, MPI_INT, r, kArriveTag, comm, &req[size_t(r - 1)]), "MPI_Irecv");
+    wait_all(req, what, true, timeout_s_, first_worker_);
 }
 
 }  // namespace unet

@@ -100,8 +100,8 @@ std::array<double, kMaxMetricChannels> per_region_dice(const MetricSums& m) {
 
 class RunLoop {
    public:
-    RunLoop(RankRole& role, Comm& comm, TrainingHooks& hooks, TrainingLog& log)
-        : role_(role), s_(role.setup()), o_(s_.o), comm_(comm), hooks_(hooks), log_(log),
+    RunLoop(RankRole& role, Comm& comm, ControlChannel& control, TrainingHooks& hooks, TrainingLog& log)
+        : role_(role), s_(role.setup()), o_(s_.o), comm_(comm), control_(control), hooks_(hooks), log_(log),
           latest_(o_.logdir + "/checkpoint_latest.h5"), best_(o_.logdir + "/checkpoint_best.h5"),
           bar_(comm.is_root() && o_.console_tag.empty()),
           preprocessing_(comm.is_root() ? preprocessing_record(o_.data) : "") {}
@@ -116,7 +116,7 @@ class RunLoop {
     // Validation, the epoch line and the epoch hooks; returns false when a hook stops the run.
     bool end_epoch(int epoch, bool completed);
     // The validation totals over the ranks, with the epoch's timings (the workers' means).
-    MetricSums validate(Shares* shares);
+    MetricSums validate(int epoch, Shares* shares);
     // Collective: the whole validation volumes scored (totals over the ranks) into `r`, when due.
     void validate_whole(int epoch, EpochReport& r);
     void save(const std::string& path);
@@ -135,6 +135,7 @@ class RunLoop {
     const RunSetup& s_;
     const TrainOptions& o_;
     Comm& comm_;
+    ControlChannel& control_;  // the steps' heartbeat; validation reports its end through it too
     TrainingHooks& hooks_;
     TrainingLog& log_;
     const std::string latest_, best_;
@@ -292,10 +293,11 @@ void RunLoop::step_line(const StepResult& r, const StepControl& ctl, int epoch) 
               100 * report.data_wait_fraction);
 }
 
-MetricSums RunLoop::validate(Shares* shares) {
+MetricSums RunLoop::validate(int epoch, Shares* shares) {
     // The workers split the validation batches (each with its own batch-norm statistics) and every
     // rank gets the totals, so all take the same best-checkpoint decision.
     const MetricSums m = role_.validate();
+    control_.arrive("the validation after epoch " + std::to_string(epoch + 1));
     times_.data = role_.data_wait_s();
     double v[MetricSums::kWire + RunTimes::kCount];
     m.to_wire(v);
@@ -312,6 +314,7 @@ void RunLoop::validate_whole(int epoch, EpochReport& r) {
     if (!r.whole_volume_run || !(s_.whole_due(epoch, o_.epochs) || limit_)) return;
     const Clock::time_point t0 = Clock::now();
     r.whole = role_.validate_whole();
+    control_.arrive("the whole-volume validation after epoch " + std::to_string(epoch + 1));
     comm_.sum(r.whole.data(), VolumeScoreSums::kFields);
     r.whole_scored = true;
     const int objective = o_.objective_region();
@@ -330,7 +333,7 @@ void RunLoop::validate_whole(int epoch, EpochReport& r) {
 bool RunLoop::end_epoch(int epoch, bool completed) {
     const double epoch_s = seconds_since(t_epoch_);
     Shares sh;
-    const MetricSums v = validate(&sh);
+    const MetricSums v = validate(epoch, &sh);
     const int objective = o_.objective_region();
     if (s_.whole_every == 0) val_dice_ = objective < 0 ? v.mean_dice() : v.mean_dice(objective);
     EpochReport er;
@@ -416,7 +419,7 @@ RunSummary run_training(const TrainOptions& opts, Comm& comm, TrainingHooks* hoo
     const std::unique_ptr<RunDirectoryLock> lock = claim_run_directory(setup.o, comm);
     // Only rank 0 writes the run directory; an unwritable logdir stops the job here, before any step.
     TrainingLog log = comm.is_root() ? TrainingLog(setup.o.logdir, setup.o.console_tag) : TrainingLog();
-    RunLoop loop(*role, comm, hooks_in ? *hooks_in : no_hooks, log);
+    RunLoop loop(*role, comm, control, hooks_in ? *hooks_in : no_hooks, log);
     try {
         return loop.run();
     } catch (const std::exception& e) {

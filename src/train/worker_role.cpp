@@ -15,13 +15,18 @@ namespace unet {
 
 namespace {
 
-// UNET_TEST_STALL=RANK:STEP makes that rank of the run hang at that step (tests of --step_timeout).
+// UNET_TEST_STALL=RANK:STEP makes that rank of the run hang at that step, RANK:val in its first
+// validation (tests of --step_timeout).
+constexpr int64_t kInValidation = -1;
 void test_stall(int rank, int64_t step) {
     static const char* spec = std::getenv("UNET_TEST_STALL");
     if (!spec) return;
     int r = -1;
     long long s = -1;
-    if (std::sscanf(spec, "%d:%lld", &r, &s) == 2 && r == rank && s == step) pause();
+    char val[4] = {};
+    const bool at_step = std::sscanf(spec, "%d:%lld", &r, &s) == 2;
+    if (!at_step && std::sscanf(spec, "%d:%3s", &r, val) == 2 && std::string(val) == "val") s = kInValidation;
+    if (r == rank && s == step) pause();
 }
 
 // The validation sample TensorBoard shows as training goes on: the one with the most tumour among
@@ -97,6 +102,7 @@ class WorkerRole : public RankRole {
     }
     double data_wait_s() const override { return train_->wait_seconds(); }
     MetricSums validate() override {
+        test_stall(comm_.rank(), kInValidation);
         return evaluate_source(*model_, s_.o.loss, *val_, s_.worker, s_.workers, local_batch_);
     }
     VolumeScoreSums validate_whole() override {

@@ -122,6 +122,17 @@ msg=$(timeout 120 "${MPI[@]}" -np 3 -x UNET_TEST_STALL=2:3 "$BIN" "${ARGS[@]}" -
 [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] || fail "allreduce stall: exit $rc"
 echo "$msg" | grep -q "worker rank 2 sent nothing for step 3 within --step_timeout 3" || fail "allreduce stall message: $msg"
 
+# A worker stalled (or cut off) in validation: the others wait in no collective for ever; rank 0
+# names it within --step_timeout of the first worker's end of validation, under ps and all-reduce.
+for sync in ps allreduce; do
+  start=$(date +%s)
+  msg=$(timeout 120 "${MPI[@]}" -np 3 -x UNET_TEST_STALL=2:val "$BIN" "${ARGS[@]}" --sync $sync --steps 50 \
+        --step_timeout 3 --logdir "$T/stall_val_$sync" 2>&1); rc=$?
+  [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && [ $(( $(date +%s) - start )) -lt 60 ] || fail "$sync validation stall: exit $rc"
+  echo "$msg" | grep -q "worker rank 2 sent nothing for the validation after epoch 1 within --step_timeout 3 s of the first worker" ||
+    fail "$sync validation stall message: $msg"
+done
+
 # A worker killed with SIGKILL: Open MPI ends the whole job; the checkpoint is intact and resumes.
 "${MPI[@]}" -np 3 "$BIN" "${ARGS[@]}" --steps 1000000 --checkpoint_every 50 --logdir "$T/kill" >/dev/null 2>&1 &
 pid=$!

@@ -9,6 +9,8 @@
 
 #include <array>
 #include <cstdint>
+#include <string>
+#include <vector>
 
 #include "unet/parallel/comm.h"
 
@@ -31,6 +33,12 @@ class ControlChannel {
     // std::runtime_error naming the ranks that sent nothing for `step` within the timeout, or a
     // rank that is at another step.
     void exchange(int64_t step, StepControl& msg);
+    // Collective over comm: every rank says it has got to `what` (e.g. "the validation after
+    // epoch 3") before a blocking collective there. Throws on the root std::runtime_error naming
+    // the ranks that had not got there within the timeout of the first worker that did (workers
+    // take about as long to validate; a server has nothing to run): a worker cut off or stalled
+    // during validation ends the job, as in a step, instead of leaving it in MPI_Allreduce.
+    void arrive(const std::string& what);
 
    private:
     Comm& comm_;
