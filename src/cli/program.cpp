@@ -7,6 +7,7 @@
 #include <string>
 
 #include "unet/core/check.h"
+#include "unet/core/shared_input_error.h"
 #include "unet/core/text.h"
 #include "unet/io/hdf5_library.h"
 #include "unet/parallel/comm.h"
@@ -50,24 +51,29 @@ int run_program(const char* program, const std::function<int()>& body) {
     // Under mpirun, usage errors are the same on every rank: rank 0 alone reports them. Other errors
     // can be one rank's own (a file only it cannot read), so that rank reports, naming itself.
     const std::string who = comm.size() > 1 ? " (rank " + std::to_string(comm.rank()) + ")" : "";
-    std::string unreported;  // a usage error another rank than 0 found
+    std::string unreported;  // an error that every rank meets alike, found by another rank than 0
     try {
         code = body();
     } catch (const UsageError& e) {
         if (comm.is_root()) std::fprintf(stderr, "%s: %s (see --help)\n", program, one_line(e.what()).c_str());
-        else unreported = one_line(e.what());
+        else unreported = one_line(e.what()) + " (see --help)";
         code = 2;
+    } catch (const SharedInputError& e) {
+        if (comm.is_root()) std::fprintf(stderr, "%s: error: %s\n", program, one_line(e.what()).c_str());
+        else unreported = "error: " + one_line(e.what());
+        code = 1;
     } catch (const std::exception& e) {
         std::fprintf(stderr, "%s%s: error: %s\n", program, who.c_str(), one_line(e.what()).c_str());
         code = 1;
     }
     // Under mpirun a rank that fails alone would leave the others waiting in a collective forever.
     if (code != 0 && comm.size() > 1) {
-        // Rank 0 found the same usage error and is saying it: an abort from here at once could kill
-        // it before its line is out. A rank still running after the wait had an error of its own.
+        // Rank 0 found the same usage error (or damaged shared file) and is saying it: an abort from
+        // here at once could kill it before its line is out. A rank still running after the wait
+        // had an error of its own.
         if (!unreported.empty()) {
             sleep(kUsageErrorGraceSeconds);
-            std::fprintf(stderr, "%s%s: %s (see --help)\n", program, who.c_str(), unreported.c_str());
+            std::fprintf(stderr, "%s%s: %s\n", program, who.c_str(), unreported.c_str());
         }
         std::fflush(stderr);
         comm.abort(code);

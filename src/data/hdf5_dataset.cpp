@@ -84,6 +84,23 @@ std::vector<std::string> read_strings(hid_t ds, hid_t space, int64_t n, const st
     return out;
 }
 
+bool g_probing = false;  // true in the child of read_in_child_first only
+
+// In that child only (a first-wave file, whose chunk index is a B-tree without checksums): the
+// index entry of every chunk along the sample axis is looked up as a sample read does, so that a
+// damaged index crashes or hangs the child, where it ends in one line, and not HDF5 during training
+// (the samples themselves are read in process). What it returns is the parent's to meet again.
+void probe_chunk_index(hid_t ds, const std::vector<hsize_t>& dims, hsize_t samples_per_chunk) {
+    std::vector<hsize_t> offset(dims.size(), 0);
+    for (hsize_t i = 0; i < dims[0]; i += samples_per_chunk) {
+        offset[0] = i;
+        unsigned filter_mask = 0;
+        haddr_t address = 0;
+        hsize_t bytes = 0;
+        if (H5Dget_chunk_info_by_coord(ds, offset.data(), &filter_mask, &address, &bytes) < 0) return;
+    }
+}
+
 }  // namespace
 
 struct DatasetReader::Impl {
@@ -197,8 +214,9 @@ struct DatasetReader::Impl {
             const std::string object = gname + "/" + dname;
             Handle dcpl = checked(H5Dget_create_plist(ds.get()), H5Pclose, path, object, "H5Dget_create_plist");
             size_t bytes = size_t(sample_elems) * elem_bytes;
+            std::vector<hsize_t> chunk;
             if (check(H5Pget_layout(dcpl.get()), path, object, "H5Pget_layout") == H5D_CHUNKED) {
-                std::vector<hsize_t> chunk(rank);
+                chunk.resize(rank);
                 const int crank = check(H5Pget_chunk(dcpl.get(), int(rank), chunk.data()), path, object, "H5Pget_chunk");
                 // The chunk shape sizes the cache: within the dataset's shape (HDF5 requires it of
                 // fixed-size datasets) and under HDF5's 4 GiB chunk limit, or the file is damaged.
@@ -221,6 +239,7 @@ struct DatasetReader::Impl {
                   "H5Pset_chunk_cache");
             check(ds.close(), path, object, "H5Dclose");
             ds = checked(H5Dopen2(group.get(), dname, dapl.get()), H5Dclose, path, object, "H5Dopen2");
+            if (g_probing && !chunk.empty()) probe_chunk_index(ds.get(), dims, chunk[0]);
         };
         reopen("images", s.images, idims, 4, int64_t(channels) * voxels);
         reopen("masks", s.masks, mdims, 1, voxels);
@@ -230,10 +249,6 @@ struct DatasetReader::Impl {
     size_t spatial_rank() const { return attrs.mode == "3d" ? 3 : 2; }
     std::string attrs_layout() const { return attrs.mode == "3d" ? "NCDHW" : "NCHW"; }
 };
-
-namespace {
-bool g_probing = false;  // true in the child of read_in_child_first only
-}  // namespace
 
 DatasetReader::DatasetReader(const std::string& path) : impl_(new Impl) {
     Impl& m = *impl_;
@@ -246,8 +261,9 @@ DatasetReader::DatasetReader(const std::string& path) : impl_(new Impl) {
     if (is_h5 == 0) fail_format(path, "file", "not an HDF5 file (" + expect + ")");
     if (is_h5 < 0) fail_h5(path, "file", "cannot open as HDF5 (" + expect + ")");
     // A first-wave dataset has no checksums (and its case ids are variable-length strings in the
-    // global heap, where damage crashed HDF5): its metadata are opened in a child first, so that
-    // a crash of the library ends in one line. Its samples are read unprotected.
+    // global heap, where damage crashed HDF5): its metadata and chunk index are opened in a child
+    // first, so that a crash of the library ends in one line. The samples' bytes are read in
+    // process (a damaged sample gives an HDF5 error or wrong values: no checksum to say which).
     if (!g_probing && unchecksummed_hdf5(path))
         read_in_child_first(path, [&] {
             g_probing = true;

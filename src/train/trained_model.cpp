@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include "unet/core/check.h"
+#include "unet/core/shared_input_error.h"
 #include "unet/data/hdf5_dataset.h"
 #include "unet/nn/optimizer.h"
 #include "unet/train/training_state.h"
@@ -31,7 +32,13 @@ TrainedModel load_trained_model(const std::string& checkpoint) {
         }
     } catch (const WrongCheckpoint& e) {  // not a checkpoint of ours: typed wrong (exit 2)
         throw UsageError(std::string("--checkpoint: ") + e.what());
-    }  // anything else (a damaged file) is found while reading: exit 1, naming the file
+    } catch (const UsageError&) {
+        throw;
+    } catch (const std::runtime_error& e) {
+        // Anything else (a damaged file) is found while reading: exit 1, naming the file; every
+        // rank of unet_predict under mpirun reads it alike, and rank 0 alone says it.
+        throw SharedInputError(e.what());
+    }
     // Checkpoints written before the record existed: the dataset file, when it is at hand.
     if (!t.has_preprocessing && !t.options.data.empty() && access(t.options.data.c_str(), R_OK) == 0) {
         t.preprocessing = preprocessing_of(DatasetReader(t.options.data));

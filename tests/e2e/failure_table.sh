@@ -122,12 +122,19 @@ bring_about() {
     [ "$(md5sum < ck/checkpoint_latest.h5)" = "$sum" ] || fail "the checkpoint changed" ;;
   "a truncated checkpoint (\`--resume\`, \`unet_predict\`, \`unet_visualize\`)")
     head -c 20000 ck/checkpoint_latest.h5 > trunc.h5
+    run "${MPI[@]}" -np 2 "$B/unet_predict" --checkpoint trunc.h5 --input "$IMG" --output_dir p10
+    [ "$RC" -ne 0 ] && [ "$(echo "$OUT" | grep -c "^unet_predict.*: error: ")" -eq 1 ] ||
+      fail "unet_predict on a truncated checkpoint under mpirun: exit $RC, not one error line: $OUT"
     run "$B/unet_predict" --checkpoint trunc.h5 --input "$IMG" --output_dir p10
     [ "$RC" -eq 1 ] && [ ! -e p10 ] && one_error_line unet_predict "$OUT" ||
       fail "unet_predict on a truncated checkpoint: exit $RC: $OUT"
     run "$B/unet_visualize" --dataset d2.h5 --sample 0 --checkpoint trunc.h5 --out v10.gif
     [ "$RC" -eq 1 ] && [ ! -e v10.gif ] && one_error_line unet_visualize "$OUT" ||
       fail "unet_visualize on a truncated checkpoint: exit $RC: $OUT"
+    # Under mpirun every rank reads it alike: rank 0 alone says so (once, not once per rank).
+    run "${MPI[@]}" -np 2 "$B/unet_train" --resume trunc.h5 --logdir r10
+    [ "$RC" -ne 0 ] && [ "$(echo "$OUT" | grep -c "^unet_train.*: error: ")" -eq 1 ] ||
+      fail "--resume of a truncated checkpoint under mpirun: exit $RC, not one error line: $OUT"
     run "$B/unet_train" --resume trunc.h5 --logdir r10
     one_error_line unet_train "$OUT"; [ ! -e r10 ] || fail "r10 made" ;;
   "a damaged checkpoint of the first wave (no checksums), on which HDF5 itself crashes")

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <exception>
 
+#include "fuzz_child.h"
 #include "fuzz_input.h"
 #include "unet/io/checkpoint.h"
 #include "unet/nn/optimizer.h"
@@ -12,6 +13,9 @@
 #include "unet/train/training_state.h"
 
 namespace {
+
+// A first-wave input's child read ends within fuzz::kChildSeconds (see fuzz_child.h).
+[[maybe_unused]] const bool children_bounded = fuzz::bound_forked_children();
 
 // A model this small builds in well under a millisecond; a mutated setting may ask a large valid
 // one, which is only slow.

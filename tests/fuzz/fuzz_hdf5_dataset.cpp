@@ -7,10 +7,14 @@
 #include <exception>
 #include <vector>
 
+#include "fuzz_child.h"
 #include "fuzz_input.h"
 #include "unet/data/hdf5_dataset.h"
 
 namespace {
+
+// A first-wave input's child read ends within fuzz::kChildSeconds (see fuzz_child.h).
+[[maybe_unused]] const bool children_bounded = fuzz::bound_forked_children();
 
 // Samples larger than this are not read (a mutated shape may claim a large, valid one: only slow).
 constexpr int64_t kMaxSampleValues = int64_t(1) << 22;

@@ -46,6 +46,31 @@ TEST(TrainOptions, CommandLineWinsOverTheSettingsFile) {
     EXPECT_EQ(o.batch_size, 4);
 }
 
+// A file without errors is stored in one parse, one with errors line by line: the same values
+// either way, and the first error in the file (not the first kind of error) names its line.
+TEST(TrainOptions, SettingsFileValuesAndTheLineOfItsFirstError) {
+    const std::string path = ::testing::TempDir() + "lines.ini";
+    std::ofstream(path) << "# comment\n; another\n\nfilters = 16 # trailing comment\n  depth=3\nbatch_size = 4\n";
+    const TrainOptions o = parse({"--config", path, "--input_size", "32,32"});
+    EXPECT_EQ(o.model.base_filters, 16);
+    EXPECT_EQ(o.model.depth, 3);
+    EXPECT_EQ(o.batch_size, 4);
+    auto first_error = [&](const std::string& text) {
+        std::ofstream(path) << text;
+        try {
+            parse({"--config", path});
+        } catch (const UsageError& e) {
+            return std::string(e.what());
+        }
+        return std::string("no error");
+    };
+    EXPECT_EQ(first_error("depth = 3\nfiltres = 4\ndepth = 2\n"),
+              "--config: " + path + ":2: unrecognised option 'filtres'");
+    EXPECT_EQ(first_error("depth = 3\nfilters = 4\ndepth = 2\nfiltres = 4\n"),
+              "--config: " + path + ":3: 'depth' is set again (first on line 1)");
+    EXPECT_NE(first_error("depth = 3\n\nfilters = %value%\n").find(path + ":3: '%value%'"), std::string::npos);
+}
+
 TEST(TrainOptions, CheckpointIntervalInStepsOrSeconds) {
     EXPECT_EQ(parse({"--checkpoint_every", "50"}).checkpoint_every_steps, 50);
     EXPECT_DOUBLE_EQ(parse({"--checkpoint_every", "90s"}).checkpoint_every_seconds, 90.0);
