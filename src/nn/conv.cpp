@@ -87,7 +87,7 @@ void ConvLayer::Impl::build(algorithm alg, const Dims& strides, const Dims& pad,
     // `free_layouts` (Winograd, which has blocked kernels only) lets the primitive pick both.
     const memory::desc src_any =
         free_layouts ? any_desc(src_dims) : plain_input ? conv_data_desc(src_dims) : given_src_md;
-    const bool channels_last = src_any == f32_desc(src_dims, channels_last_tag(nd));
+    const bool channels_last = is_channels_last(src_any);
     const memory::desc dst_any = !spec.dst_layout.is_zero() ? spec.dst_layout
                                  : channels_last ? f32_desc(dst_dims, channels_last_tag(nd)) : any_desc(dst_dims);
     const memory::desc w_any = any_desc(w_dims);

@@ -14,8 +14,6 @@ Dims with_slab(Dims dims, int64_t n, int64_t planes) {
     return dims;
 }
 
-bool is_channels_last(const memory::desc& md) { return md == f32_desc(md.dims(), channels_last_tag(md.data.ndims)); }
-
 // The depth-to-space views of one slab: logical dims (spatial..., tap offsets..., OC). In the taps'
 // buffer (channels-last, channel = tap * OC + oc) and in the output (channels-last, twice the size).
 struct TapViews {

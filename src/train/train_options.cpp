@@ -11,6 +11,7 @@
 #include <map>
 #include <set>
 #include <sstream>
+#include <vector>
 
 #include "unet/train/flags.h"
 #include "unet/train/training_state.h"
@@ -51,28 +52,44 @@ std::string settings_key(const std::string& line, size_t start) {
     return key;
 }
 
+// A settings file's lines that set something, each with its line number and the section above it
+// (blank lines, comments and section headers left out).
+struct SettingLine {
+    int number;
+    std::string section, line, key;
+};
+
+std::vector<SettingLine> setting_lines(const std::string& text) {
+    std::istringstream in(text);
+    std::string line, section;
+    std::vector<SettingLine> out;
+    for (int number = 1; std::getline(in, line); ++number) {
+        const size_t start = line.find_first_not_of(" \t");
+        if (start == std::string::npos || line[start] == '#' || line[start] == ';') continue;
+        if (line[start] == '[') {
+            section = line;
+            continue;
+        }
+        out.push_back({number, section, line, settings_key(line, start)});
+    }
+    return out;
+}
+
 // A settings file without any error, stored with one parse of the whole file: the same lines, each
 // after its section header, as store_settings_file would store one at a time, and the same values
 // in the end. Its per-line parse builds Program_options' set of allowed names again for every line
 // (parse_config_file), 70% of a 20-line file's parse and most of the settings fuzz harness's time.
 // False, with `vm` untouched, on anything to report (a key given twice, a placeholder, a value or
 // key Program_options refuses): the line-by-line store then finds the first error and its line.
-bool store_clean_settings_file(const std::string& text, const po::options_description& flags,
-                               po::variables_map& vm) {
-    std::istringstream in(text);
-    std::string line, section, joined;
+bool store_clean_settings(const std::vector<SettingLine>& lines, const po::options_description& flags,
+                          po::variables_map& vm) {
+    std::string joined;
     std::set<std::string> keys;
     try {
-        while (std::getline(in, line)) {
-            const size_t start = line.find_first_not_of(" \t");
-            if (start == std::string::npos || line[start] == '#' || line[start] == ';') continue;
-            if (line[start] == '[') {
-                section = line;
-                continue;
-            }
-            refuse_option_placeholders(line, "");
-            if (!keys.insert(section + settings_key(line, start)).second) return false;
-            joined += section + "\n" + line + "\n";
+        for (const SettingLine& s : lines) {
+            refuse_option_placeholders(s.line, "");
+            if (!keys.insert(s.section + s.key).second) return false;
+            joined += s.section + "\n" + s.line + "\n";
         }
         po::variables_map trial = vm;  // a failed store leaves part of the file in its map
         std::istringstream all(joined);
@@ -88,28 +105,20 @@ bool store_clean_settings_file(const std::string& text, const po::options_descri
 
 // A settings file stored one line at a time, so that an unknown key or a bad value names the
 // file and the line; a key given twice in the file is refused too. A file without errors is
-// stored in one parse (store_clean_settings_file), with the same result.
+// stored in one parse (store_clean_settings), with the same result.
 void store_settings_file(const std::string& file, const std::string& text, const po::options_description& flags,
                          po::variables_map& vm) {
-    if (store_clean_settings_file(text, flags, vm)) return;
-    std::istringstream in(text);
-    std::string line, section;
+    const std::vector<SettingLine> lines = setting_lines(text);
+    if (store_clean_settings(lines, flags, vm)) return;
     std::map<std::string, int> first_line;
-    for (int number = 1; std::getline(in, line); ++number) {
-        const size_t start = line.find_first_not_of(" \t");
-        if (start == std::string::npos || line[start] == '#' || line[start] == ';') continue;
-        if (line[start] == '[') {
-            section = line;
-            continue;
-        }
-        const std::string where = "--config: " + file + ":" + std::to_string(number) + ": ";
-        refuse_option_placeholders(line, where);
-        const std::string key = settings_key(line, start);
-        const auto seen = first_line.emplace(section + key, number);
+    for (const SettingLine& s : lines) {
+        const std::string where = "--config: " + file + ":" + std::to_string(s.number) + ": ";
+        refuse_option_placeholders(s.line, where);
+        const auto seen = first_line.emplace(s.section + s.key, s.number);
         if (!seen.second)
-            throw UsageError(where + "'" + key + "' is set again (first on line " + std::to_string(seen.first->second) + ")");
+            throw UsageError(where + "'" + s.key + "' is set again (first on line " + std::to_string(seen.first->second) + ")");
         try {
-            std::istringstream one(section + "\n" + line + "\n");
+            std::istringstream one(s.section + "\n" + s.line + "\n");
             po::store(po::parse_config_file(one, flags), vm);
         } catch (const po::error& e) {
             throw UsageError(where + e.what());

@@ -62,6 +62,7 @@ Tag deconv_weights_plain_tag(int ndims);  // iohw / iodhw (PyTorch ConvTranspose
 
 memory::desc f32_desc(const Dims& dims, Tag tag);
 memory::desc any_desc(const Dims& dims);
+bool is_channels_last(const memory::desc& md);  // f32, dense nhwc / ndhwc
 // Channels-last when the tensor has fewer than 16 channels (oneDNN 2.6 falls back to gemm for
 // backward-weights on such layers with blocked or plain data), else `any`.
 memory::desc conv_data_desc(const Dims& dims);
