@@ -146,6 +146,22 @@ bring_about() {
     run "$B/unet_train" --resume "$ROOT/tests/fuzz/regressions/checkpoint/first_wave_attribute_table_segv.h5" --logdir r_segv
     [ "$RC" = "$rc" ] && [ ! -e r_segv ] || fail "--resume of it: exit $RC: $(echo "$OUT" | tail -1)"
     OUT=$out; RC=$rc ;;
+  "a damaged checkpoint of the first wave whose metadata make HDF5 allocate gigabytes")
+    # kept by the fuzzer: an 18 KB file that took unet_predict to 3.2 GB (1.7 GB inside HDF5, in
+    # the child and again in the parent) before its one line; the child is now ended at its bound
+    local kb
+    kb=$(/usr/bin/python3 - "$B/unet_predict" "$ROOT/tests/fuzz/regressions/checkpoint/first_wave_huge_allocation.h5" \
+        "$IMG" <<'PY'
+import resource, subprocess, sys
+r = subprocess.run([sys.argv[1], "--checkpoint", sys.argv[2], "--input", sys.argv[3], "--output_dir", "p_huge"],
+                   capture_output=True, text=True)
+open("p_huge.out", "w").write(r.stdout + r.stderr)
+print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+PY
+    ) || fail "python3 around unet_predict"
+    RC=${kb%% *}; kb=${kb##* }; OUT=$(cat p_huge.out)
+    [ ! -e p_huge ] && one_error_line unet_predict "$OUT" || fail "p_huge made, or not one line: $OUT"
+    [ "$kb" -lt 1048576 ] || fail "unet_predict peaked at $kb KB on an 18 KB checkpoint (want under 1 GiB)" ;;
   "a damaged dataset of the first wave (no checksums), on which HDF5 itself crashes")
     # kept by the fuzzer: a mangled global heap (the case ids) that HDF5 1.10.8 copies wildly from
     run "$B/unet_train" --data "$ROOT/tests/fuzz/regressions/hdf5_dataset/first_wave_global_heap_memcpy.h5" \

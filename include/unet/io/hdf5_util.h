@@ -116,7 +116,9 @@ bool unchecksummed_hdf5(const std::string& path);
 // Runs `read` (a read of the file whose result is thrown away) first in a child process, so that a
 // crash or hang of the HDF5 library on a damaged file ends in one line naming the file instead of
 // the program: throws std::runtime_error "<path>: file: the file is damaged (the HDF5 library
-// crashed reading it: <signal>)" or "... hung ...". An error `read` throws is left to the real
+// crashed reading it: <signal>)", "... hung ..." or "... used more than N MiB of memory ..." (a
+// child resident beyond this process's size plus max(256 MiB, 4 x the file's size) is ended:
+// damaged lengths make the library allocate gigabytes for a small file). An error `read` throws is left to the real
 // read in this process, which meets it again. Without fork (out of memory), nothing is checked.
 void read_in_child_first(const std::string& path, const std::function<void()>& read, int seconds = 120);
 
