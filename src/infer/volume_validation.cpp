@@ -30,7 +30,8 @@ double VolumeScoreSums::mean(Metric m) const {
 }
 
 VolumeScoreSums score_volumes(UNet& model, const DatasetReader& data, const std::string& split,
-                              const WindowOptions& window, const Regions& regions, int part, int parts) {
+                              const WindowOptions& window, const Regions& regions, int part, int parts,
+                              const WindowProgress& progress) {
     VolumeScoreSums sums(int(regions.size()));
     const std::vector<int64_t>& sp = data.spatial();
     Volume image;
@@ -39,7 +40,7 @@ VolumeScoreSums score_volumes(UNet& model, const DatasetReader& data, const std:
     std::vector<uint8_t> predicted(static_cast<size_t>(V)), truth(static_cast<size_t>(V));
     for (int64_t i = part; i < data.count(split); i += parts) {
         data.read_labels(split, i, image.data.data(), truth.data());
-        const Volume prob = predict_prepared_case(model, image, 3, window);
+        const Volume prob = predict_prepared_case(model, image, 3, window, progress);
         label_map_from_regions(prob.data.data(), V, regions, predicted.data());
         sums.add_case(score_case(predicted.data(), truth.data(), sp[0], sp[1], sp[2], Spacing{}, regions, EmptyRule::brats));
     }

@@ -15,6 +15,7 @@ namespace {
 
 constexpr int kControlTag = 17;
 constexpr int kArriveTag = 18;
+constexpr int kHeartbeatTag = 19;
 
 // The message on the wire: the step, then the sums, then the two flags (all as doubles).
 constexpr int kWire = 1 + StepControl::kSums + 2;
@@ -37,36 +38,39 @@ StepControl unpack(const Wire& w) {
     return m;
 }
 
-// Waits for `req` (one message from each rank 1..size-1); throws naming the silent ones. The
-// clock starts at the call or, when `from_first_worker`, at the first worker's message (the
-// root's own arrival, if it is a worker: first_worker 0).
-void wait_all(std::vector<MPI_Request>& req, const std::string& what, bool from_first_worker, double timeout_s,
-              int first_worker) {
+// The one line for ranks that sent nothing for `what` (servers are "rank", workers "worker rank").
+std::runtime_error silent_ranks(const std::vector<int>& silent, int first_worker, const std::string& what,
+                                double timeout_s, const std::string& note) {
+    std::string list;
+    bool servers = false;
+    for (int r : silent) {
+        list += (list.empty() ? "" : ", ") + std::to_string(r);
+        servers = servers || r < first_worker;
+    }
+    return std::runtime_error(std::string(servers ? "rank " : "worker rank ") + list + " sent nothing for " + what +
+                              " within --step_timeout " + std::to_string(int(timeout_s)) + " s" + note +
+                              "; stopping the job (the last checkpoint is intact)");
+}
+
+// Waits for `req` (one message from each rank 1..size-1); throws naming the ranks silent for
+// timeout_s since the call.
+void wait_all(std::vector<MPI_Request>& req, const std::string& what, double timeout_s, int first_worker) {
     const int others = int(req.size());
     std::vector<int> done(req.size(), 0);
-    double start = !from_first_worker || first_worker == 0 ? MPI_Wtime() : -1;
+    const double start = MPI_Wtime();
     for (int left = others; left > 0;) {
         for (int r = 1; r <= others; ++r) {
             if (done[size_t(r - 1)]) continue;
             check_mpi(MPI_Test(&req[size_t(r - 1)], &done[size_t(r - 1)], MPI_STATUS_IGNORE), "MPI_Test");
             if (!done[size_t(r - 1)]) continue;
             --left;
-            if (start < 0 && r >= first_worker) start = MPI_Wtime();
         }
         if (!left) break;
-        if (timeout_s > 0 && start >= 0 && MPI_Wtime() - start > timeout_s) {
-            std::string missing;
-            bool servers_missing = false;
-            for (int r = 1; r <= others; ++r) {
-                if (done[size_t(r - 1)]) continue;
-                missing += (missing.empty() ? "" : ", ") + std::to_string(r);
-                servers_missing = servers_missing || r < first_worker;
-            }
-            throw std::runtime_error(std::string(servers_missing ? "rank " : "worker rank ") + missing +
-                                     " sent nothing for " + what + " within --step_timeout " +
-                                     std::to_string(int(timeout_s)) +
-                                     (from_first_worker ? " s of the first worker" : " s") +
-                                     "; stopping the job (the last checkpoint is intact)");
+        if (timeout_s > 0 && MPI_Wtime() - start > timeout_s) {
+            std::vector<int> missing;
+            for (int r = 1; r <= others; ++r)
+                if (!done[size_t(r - 1)]) missing.push_back(r);
+            throw silent_ranks(missing, first_worker, what, timeout_s, "");
         }
         usleep(200);  // a core is precious on small machines; 0.2 ms is far below a step
     }
@@ -96,7 +100,7 @@ void ControlChannel::exchange(int64_t step, StepControl& msg) {
         for (int r = 1; r <= others; ++r)
             check_mpi(MPI_Irecv(got[size_t(r - 1)].data(), kWire, MPI_DOUBLE, r, kControlTag, comm, &req[size_t(r - 1)]),
                       "MPI_Irecv");
-        wait_all(req, "step " + std::to_string(step), false, timeout_s_, first_worker_);
+        wait_all(req, "step " + std::to_string(step), timeout_s_, first_worker_);
         StepControl total = msg;
         for (int r = 1; r <= others; ++r) {
             if (int64_t(got[size_t(r - 1)][0]) != step)
@@ -111,19 +115,68 @@ void ControlChannel::exchange(int64_t step, StepControl& msg) {
     msg = unpack(mine);
 }
 
+void ControlChannel::heartbeat() {
+    if (!comm_.mpi_comm() || comm_.size() == 1 || comm_.is_root() || timeout_s_ <= 0) return;
+    const double now = MPI_Wtime();
+    if (last_heartbeat_ >= 0 && now - last_heartbeat_ < timeout_s_ / 4) return;
+    last_heartbeat_ = now;
+    const int n = ++heartbeats_sent_;
+    check_mpi(MPI_Send(&n, 1, MPI_INT, 0, kHeartbeatTag, native_comm(comm_.mpi_comm())), "MPI_Send");
+}
+
 void ControlChannel::arrive(const std::string& what) {
     if (!comm_.mpi_comm() || comm_.size() == 1) return;
     const MPI_Comm comm = native_comm(comm_.mpi_comm());
-    int here = 1;
     if (!comm_.is_root()) {
-        check_mpi(MPI_Send(&here, 1, MPI_INT, 0, kArriveTag, comm), "MPI_Send");
+        // The count lets the root take exactly this validation's heartbeats off the wire.
+        int sent = heartbeats_sent_;
+        heartbeats_sent_ = 0;
+        last_heartbeat_ = -1;
+        check_mpi(MPI_Send(&sent, 1, MPI_INT, 0, kArriveTag, comm), "MPI_Send");
         return;
     }
-    std::vector<int> got(size_t(comm_.size() - 1));
-    std::vector<MPI_Request> req(got.size());
-    for (int r = 1; r < comm_.size(); ++r)
-        check_mpi(MPI_Irecv(&got[size_t(r - 1)], 1, MPI_INT, r, kArriveTag, comm, &req[size_t(r - 1)]), "MPI_Irecv");
-    wait_all(req, what, true, timeout_s_, first_worker_);
+    const int others = comm_.size() - 1;
+    std::vector<int> announced(size_t(others), -1), heard(size_t(others), 0), done(size_t(others), 0);
+    std::vector<MPI_Request> req(static_cast<size_t>(others));
+    for (int r = 1; r <= others; ++r)
+        check_mpi(MPI_Irecv(&announced[size_t(r - 1)], 1, MPI_INT, r, kArriveTag, comm, &req[size_t(r - 1)]),
+                  "MPI_Irecv");
+    // Silence is counted from here: the root gets here after its own validation (if it has one),
+    // when the heartbeats sent meanwhile are waiting and are taken at once.
+    std::vector<double> last(size_t(others), MPI_Wtime());
+    const auto take_heartbeat = [&](int r) {
+        int n = 0;
+        check_mpi(MPI_Recv(&n, 1, MPI_INT, r, kHeartbeatTag, comm, MPI_STATUS_IGNORE), "MPI_Recv");
+        ++heard[size_t(r - 1)];
+        last[size_t(r - 1)] = MPI_Wtime();
+    };
+    for (int left = others; left > 0;) {
+        for (int r = 1; r <= others; ++r) {
+            if (done[size_t(r - 1)]) continue;
+            for (int waiting = 1; waiting;) {
+                check_mpi(MPI_Iprobe(r, kHeartbeatTag, comm, &waiting, MPI_STATUS_IGNORE), "MPI_Iprobe");
+                if (waiting) take_heartbeat(r);
+            }
+            int arrived = 0;
+            check_mpi(MPI_Test(&req[size_t(r - 1)], &arrived, MPI_STATUS_IGNORE), "MPI_Test");
+            if (!arrived) continue;
+            // Sent before the arrival: on the wire already, none is left behind for the next time.
+            while (heard[size_t(r - 1)] < announced[size_t(r - 1)]) take_heartbeat(r);
+            heard[size_t(r - 1)] = 0;
+            done[size_t(r - 1)] = 1;
+            --left;
+        }
+        if (!left || timeout_s_ <= 0) {
+            if (left) usleep(200);
+            continue;
+        }
+        const double now = MPI_Wtime();
+        std::vector<int> silent;
+        for (int r = 1; r <= others; ++r)
+            if (!done[size_t(r - 1)] && now - last[size_t(r - 1)] > timeout_s_) silent.push_back(r);
+        if (!silent.empty()) throw silent_ranks(silent, first_worker_, what, timeout_s_, " (no heartbeat either)");
+        usleep(200);
+    }
 }
 
 }  // namespace unet

@@ -2,8 +2,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <climits>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
+#include <string>
 
 #include "unet/core/check.h"
 #include "unet/data/batch_source.h"
@@ -15,18 +19,22 @@ namespace unet {
 
 namespace {
 
-// UNET_TEST_STALL=RANK:STEP makes that rank of the run hang at that step, RANK:val in its first
-// validation (tests of --step_timeout).
-constexpr int64_t kInValidation = -1;
-void test_stall(int rank, int64_t step) {
+// Tests of --step_timeout: UNET_TEST_STALL=RANK:STEP makes that rank of the run hang at that step,
+// RANK:val in its first validation, RANK:slowval makes each of its validation batches take a
+// second longer (a validation far longer than --step_timeout, alive all along).
+constexpr int64_t kNoStall = INT64_MIN, kInValidation = -1, kSlowValidation = -2;
+int64_t test_stall_at(int rank) {
     static const char* spec = std::getenv("UNET_TEST_STALL");
-    if (!spec) return;
+    if (!spec) return kNoStall;
     int r = -1;
-    long long s = -1;
-    char val[4] = {};
-    const bool at_step = std::sscanf(spec, "%d:%lld", &r, &s) == 2;
-    if (!at_step && std::sscanf(spec, "%d:%3s", &r, val) == 2 && std::string(val) == "val") s = kInValidation;
-    if (r == rank && s == step) pause();
+    long long s = 0;
+    char word[8] = {};
+    if (std::sscanf(spec, "%d:%lld", &r, &s) == 2) return r == rank ? s : kNoStall;
+    if (std::sscanf(spec, "%d:%7s", &r, word) != 2 || r != rank) return kNoStall;
+    return std::string(word) == "val" ? kInValidation : std::string(word) == "slowval" ? kSlowValidation : kNoStall;
+}
+void test_stall(int rank, int64_t step) {
+    if (test_stall_at(rank) == step) pause();
 }
 
 // The validation sample TensorBoard shows as training goes on: the one with the most tumour among
@@ -60,7 +68,8 @@ Batch choose_picture_sample(BatchSource& val) {
 
 // This rank's part of one validation pass over the first samples() samples (the wrapped tail is
 // not counted): batch k is evaluated by part k % parts, in forwards of `forward_batch` samples.
-MetricSums evaluate_source(UNet& model, LossKind loss, BatchSource& src, int part, int parts, int64_t forward_batch) {
+MetricSums evaluate_source(UNet& model, LossKind loss, BatchSource& src, int part, int parts, int64_t forward_batch,
+                           const std::function<void()>& after_batch) {
     MetricSums sums(int(model.config().out_channels));
     src.start_epoch(0);
     Batch b;
@@ -70,13 +79,14 @@ MetricSums evaluate_source(UNet& model, LossKind loss, BatchSource& src, int par
         seen += take;
         if (k % parts != part) continue;
         sums.merge(evaluate(model, loss, b.images.data(), b.masks.data(), take, b.spatial, forward_batch));
+        after_batch();
     }
     return sums;
 }
 
 class WorkerRole : public RankRole {
    public:
-    WorkerRole(const RunSetup& setup, Comm& comm, ControlChannel& control) : s_(setup), comm_(comm) {
+    WorkerRole(const RunSetup& setup, Comm& comm, ControlChannel& control) : s_(setup), comm_(comm), control_(control) {
         open_data();
         agree_on_data(s_, comm_);
         model_ = std::make_unique<UNet>(s_.o.model);
@@ -103,10 +113,19 @@ class WorkerRole : public RankRole {
     double data_wait_s() const override { return train_->wait_seconds(); }
     MetricSums validate() override {
         test_stall(comm_.rank(), kInValidation);
-        return evaluate_source(*model_, s_.o.loss, *val_, s_.worker, s_.workers, local_batch_);
+        const bool slow = test_stall_at(comm_.rank()) == kSlowValidation;
+        // A validation can outlast --step_timeout; its batches cannot: the root hears after each.
+        return evaluate_source(*model_, s_.o.loss, *val_, s_.worker, s_.workers, local_batch_, [&] {
+            if (slow) {
+                sleep(1);
+                std::fprintf(stderr, "test: a validation batch slowed by 1 s\n");
+            }
+            control_.heartbeat();
+        });
     }
     VolumeScoreSums validate_whole() override {
-        return score_volumes(*model_, *volumes_, "val", s_.whole_window, s_.o.regions, s_.worker, s_.workers);
+        return score_volumes(*model_, *volumes_, "val", s_.whole_window, s_.o.regions, s_.worker, s_.workers,
+                             [this](int64_t, int64_t) { control_.heartbeat(); });
     }
     Batch picture_sample() override {
         if (s_.worker != 0) return Batch();
@@ -142,6 +161,7 @@ class WorkerRole : public RankRole {
 
     RunSetup s_;
     Comm& comm_;
+    ControlChannel& control_;
     std::unique_ptr<BatchSource> train_, val_;
     std::unique_ptr<DatasetReader> volumes_;  // whole-volume validation's reader
     std::unique_ptr<UNet> model_;

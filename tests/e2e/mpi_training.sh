@@ -123,14 +123,28 @@ msg=$(timeout 120 "${MPI[@]}" -np 3 -x UNET_TEST_STALL=2:3 "$BIN" "${ARGS[@]}" -
 echo "$msg" | grep -q "worker rank 2 sent nothing for step 3 within --step_timeout 3" || fail "allreduce stall message: $msg"
 
 # A worker stalled (or cut off) in validation: the others wait in no collective for ever; rank 0
-# names it within --step_timeout of the first worker's end of validation, under ps and all-reduce.
-for sync in ps allreduce; do
+# names it within --step_timeout of its last word (workers send a heartbeat during validation),
+# under ps and all-reduce, and with a single worker (nobody else finishes to start a clock).
+for run in "ps 3 2" "allreduce 3 2" "ps 2 1"; do
+  set -- $run
   start=$(date +%s)
-  msg=$(timeout 120 "${MPI[@]}" -np 3 -x UNET_TEST_STALL=2:val "$BIN" "${ARGS[@]}" --sync $sync --steps 50 \
-        --step_timeout 3 --logdir "$T/stall_val_$sync" 2>&1); rc=$?
-  [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && [ $(( $(date +%s) - start )) -lt 60 ] || fail "$sync validation stall: exit $rc"
-  echo "$msg" | grep -q "worker rank 2 sent nothing for the validation after epoch 1 within --step_timeout 3 s of the first worker" ||
-    fail "$sync validation stall message: $msg"
+  msg=$(timeout 120 "${MPI[@]}" -np $2 -x UNET_TEST_STALL=$3:val "$BIN" "${ARGS[@]}" --sync $1 --steps 50 \
+        --step_timeout 3 --logdir "$T/stall_val_$1_$2" 2>&1); rc=$?
+  [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && [ $(( $(date +%s) - start )) -lt 60 ] || fail "$run validation stall: exit $rc"
+  echo "$msg" | grep -q "worker rank $3 sent nothing for the validation after epoch 1 within --step_timeout 3 s (no heartbeat either)" ||
+    fail "$run validation stall message: $msg"
+done
+# A validation far longer than --step_timeout (every batch of rank 1 a second slower, 2 s
+# timeout) is alive all along: it ends normally, under ps and all-reduce.
+SLOW=("${ARGS[@]/#24/96}"); SLOW=("${SLOW[@]/#6/2}")  # more validation batches: 96 samples, batch 2
+for run in "ps 3" "allreduce 2"; do  # 2 workers each
+  set -- $run; sync=$1
+  "${MPI[@]}" -np $2 -x UNET_TEST_STALL=1:slowval "$BIN" "${SLOW[@]}" --sync $sync --steps 4 \
+    --step_timeout 2 --logdir "$T/slow_val_$sync" > "$T/slow_val_$sync.out" 2>&1 ||
+    fail "$sync: a slow but live validation was stopped: $(tail -3 "$T/slow_val_$sync.out")"
+  slowed=$(grep -c "validation batch slowed" "$T/slow_val_$sync.out")
+  [ "$slowed" -ge 4 ] || fail "$sync: only $slowed slowed validation batches (want a validation of 4 s or more)"
+  echo "$sync: a validation of $slowed s or more under --step_timeout 2 went on"
 done
 
 # A worker killed with SIGKILL: Open MPI ends the whole job; the checkpoint is intact and resumes.

@@ -41,9 +41,11 @@ struct VolumeScoreSums {
 
 // Scores this rank's share of `split` (3D datasets; voxel spacing 1, as prepared) for a model with
 // one output per region: each case's region outputs become a label map (label_regions.h, as
-// unet_predict writes it), scored per region against the case's labels.
+// unet_predict writes it), scored per region against the case's labels. `progress` is called
+// after every window.
 VolumeScoreSums score_volumes(UNet& model, const DatasetReader& data, const std::string& split,
-                              const WindowOptions& window, const Regions& regions, int part = 0, int parts = 1);
+                              const WindowOptions& window, const Regions& regions, int part = 0, int parts = 1,
+                              const WindowProgress& progress = {});
 
 // The most score_volumes holds at once beyond the network: one volume with its mask, the sliding
 // window's sums, then the probabilities, both masks and the surface-distance buffers of scoring

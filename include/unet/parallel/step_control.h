@@ -35,15 +35,21 @@ class ControlChannel {
     void exchange(int64_t step, StepControl& msg);
     // Collective over comm: every rank says it has got to `what` (e.g. "the validation after
     // epoch 3") before a blocking collective there. Throws on the root std::runtime_error naming
-    // the ranks that had not got there within the timeout of the first worker that did (workers
-    // take about as long to validate; a server has nothing to run): a worker cut off or stalled
-    // during validation ends the job, as in a step, instead of leaving it in MPI_Allreduce.
+    // the ranks it heard nothing from (neither their arrival nor a heartbeat) for the timeout: a
+    // worker cut off or stalled during validation ends the job, as in a step, instead of leaving
+    // it in MPI_Allreduce. A validation may take far longer than a step; its workers say they are
+    // alive while it runs.
     void arrive(const std::string& what);
+    // A rank other than the root, at work toward the next arrive() (a validation batch or window
+    // done): tells the root it is alive, at most every timeout/4 seconds (no message otherwise).
+    void heartbeat();
 
    private:
     Comm& comm_;
     double timeout_s_;
     int first_worker_;
+    int heartbeats_sent_ = 0;    // since the last arrive(): the root receives exactly these
+    double last_heartbeat_ = -1;  // MPI_Wtime of the last one sent
 };
 
 }  // namespace unet
