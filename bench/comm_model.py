@@ -2,10 +2,14 @@
 """Latency-bandwidth (alpha-beta) model of the gradient exchange, fitted to bench/link_bench.sh's
 runs, and the step time and weak-scaling efficiency it projects for 8..512 nodes (issue 14).
 
-    /usr/bin/python3 bench/comm_model.py build/link_bench.jsonl [SECOND.jsonl]
+    /usr/bin/python3 bench/comm_model.py [--cores C] build/link_bench.jsonl [SECOND.jsonl]
 
 With a second file (another run of bench/link_bench.sh), the first file's fit also predicts the
-second's rows: a check on runs the fit has not seen.
+second's rows: a check on runs the fit has not seen. With --cores C (the cores of the machine that
+ran the hosts), rows with more computing ranks (workers) than C are shown but neither fitted nor
+counted in the largest error: such ranks take turns on the cores, and a rank that is done waits in
+the exchange for the others' compute, which is not the network's time (on 2 cores the 3- and
+4-worker all-reduce waited about one compute phase more than its 2-worker rows).
 
 Per mode and overlap setting the communication wait of a step is modelled as
 
@@ -114,6 +118,10 @@ def mode_name(mode, workers):
     return {"ps": "--sync ps", "ps2": "--num_ps 2", "allreduce": "--sync allreduce"}[mode] + f", {workers} workers"
 
 
+def oversubscribed(r):
+    return CORES is not None and r["workers"] > CORES
+
+
 def check(rows, out):
     fits = {}
     out.append("| model | link | mode | overlap | step ms | comm wait ms | model ms | error | step predicted ms | step error |")
@@ -122,16 +130,19 @@ def check(rows, out):
     for mode in ("ps", "ps2", "allreduce"):
         for overlap in (False, True):
             sel = [r for r in rows if r["mode"] == mode and r["overlap"] == overlap]
-            if len(sel) < 2:
+            fitted = [r for r in sel if not oversubscribed(r)]
+            if len(fitted) < 2:
                 continue
-            alpha, beta = fit(sel)
+            alpha, beta = fit(fitted)
             fits[(mode, overlap)] = (alpha, beta)
             for r in sel:
                 pred = alpha + beta * r["x"]
                 err = (pred - r["comm"]) / r["comm"]
                 step_err = (r["compute"] + pred - r["step"]) / r["step"]
-                worst = max(worst, abs(err))
-                out.append(f"| {r['model']} | {r['rate']} | {mode_name(mode, r['workers'])} | {'yes' if overlap else 'no'} | "
+                if not oversubscribed(r):
+                    worst = max(worst, abs(err))
+                note = f" (workers > {CORES} cores: not fitted)" if oversubscribed(r) else ""
+                out.append(f"| {r['model']} | {r['rate']} | {mode_name(mode, r['workers'])}{note} | {'yes' if overlap else 'no'} | "
                            f"{1e3 * r['step']:.0f} | {1e3 * r['comm']:.0f} | {1e3 * pred:.0f} | {100 * err:+.0f}% | "
                            f"{1e3 * (r['compute'] + pred):.0f} | {100 * step_err:+.0f}% |")
     out.append("")
@@ -140,12 +151,13 @@ def check(rows, out):
     for (mode, overlap), (alpha, beta) in fits.items():
         out.append(f"| {mode} | {'yes' if overlap else 'no'} | {1e3 * alpha:.0f} | {beta:.2f} |")
     out.append("")
-    out.append(f"largest error of the comm-wait fit: {100 * worst:.0f}%")
+    out.append(f"largest error of the comm-wait fit: {100 * worst:.0f}%"
+               + (f" (rows with at most {CORES} workers)" if CORES is not None else ""))
     # Overlap predicted from the no-overlap fit and the measured compute.
     worst_ov = 0.0
     lines = []
     for r in rows:
-        if not r["overlap"] or (r["mode"], False) not in fits:
+        if not r["overlap"] or (r["mode"], False) not in fits or oversubscribed(r):
             continue
         alpha, beta = fits[(r["mode"], False)]
         full = alpha + beta * r["x"]
@@ -171,7 +183,7 @@ def predict_other(fits, rows, out):
     worst_no = 0.0
     for r in rows:
         key = (r["mode"], r["overlap"])
-        if key not in fits:
+        if key not in fits or oversubscribed(r):
             continue
         alpha, beta = fits[key]
         pred = alpha + beta * r["x"]
@@ -270,23 +282,31 @@ def project_buckets(out):
     BUCKET_BYTES = keep
 
 
+CORES = None  # --cores: rows with more workers are not fitted
+
+
 def main():
-    if len(sys.argv) < 2:
+    global CORES
+    args = sys.argv[1:]
+    if len(args) >= 2 and args[0] == "--cores":
+        CORES = int(args[1])
+        args = args[2:]
+    if not args:
         print(__doc__.strip().splitlines()[2].strip())
         return 2
-    rows = load(sys.argv[1])
+    rows = load(args[0])
     if not rows:
-        print(f"{sys.argv[1]}: no runs in it")
+        print(f"{args[0]}: no runs in it")
         return 1
     out = []
-    probes = links(sys.argv[1])
+    probes = links(args[0])
     if probes:
         out.append("links as shaped (one TCP stream; one-byte round trip): " + "; ".join(
             f"{name} {bps / 1e9:.2f} Gb/s, {rtt:.0f} us" for name, bps, rtt in probes))
         out.append("")
     fits, _ = check(rows, out)
-    if len(sys.argv) > 2:
-        predict_other(fits, load(sys.argv[2]), out)
+    if len(args) > 1:
+        predict_other(fits, load(args[1]), out)
     project(out)
     project_buckets(out)
     print("\n".join(out))

@@ -14,6 +14,7 @@
 # and projects from it. Root only; otherwise SKIPPED (exit 77).
 #   bench/link_bench.sh [BUILD] [RATES] [STEPS]     e.g. bench/link_bench.sh build "1gbit 10gbit" 3
 #   LINK_ONLY=1 bench/link_bench.sh                  the link probes only (rate and round trip)
+#   LINK_MODES="allreduce" bench/link_bench.sh       some modes only (of: ps ps2 allreduce)
 set -u
 BUILD=${1:-build}
 RATES=${2:-"1gbit 10gbit"}
@@ -140,6 +141,7 @@ probe() {  # RATE: a JSON line with the achieved rate and the round trip
   wait $!; bps=$(cat "$WORK/bps")
   echo "{\"link\":\"$1\",\"achieved_bps\":$bps,\"rtt_us\":$rtt}" | tee -a "$OUT"
 }
+want() { [[ " ${LINK_MODES:-ps ps2 allreduce} " == *" $1 "* ]]; }
 : > "$OUT"
 shape none; probe none
 for rate in $RATES; do
@@ -148,10 +150,11 @@ for rate in $RATES; do
   [ -z "${LINK_ONLY:-}" ] || continue
   for model in 2d 3d; do
     for ov in overlap none; do
-      run "$model" "$rate" ps 3 "$ov"
-      run "$model" "$rate" ps2 4 "$ov" --num_ps 2
-      run "$model" "$rate" allreduce 2 "$ov" --sync allreduce
-      run "$model" "$rate" allreduce 3 "$ov" --sync allreduce
+      want ps && run "$model" "$rate" ps 3 "$ov"
+      want ps2 && run "$model" "$rate" ps2 4 "$ov" --num_ps 2
+      if want allreduce; then
+        for np in 2 3 4; do run "$model" "$rate" allreduce $np "$ov" --sync allreduce; done
+      fi
     done
   done
 done

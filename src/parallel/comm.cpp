@@ -28,6 +28,12 @@ static bool launched_as_one_of_several_ranks() {
 
 Comm::Comm() {
     if (!launched_as_one_of_several_ranks()) return;
+    // Open MPI 4.1's non-blocking all-reduce (libnbc, our gradient buckets) takes a binomial tree
+    // for in-place buffers whatever their size: rank 0's link then carries ceil(log2 p) times the
+    // gradients each way (2x at 3 ranks, 9x at 512), a ring 2 (p - 1) / p. Measured on shaped
+    // links (BENCHMARKS.md, issue 14), the 3-rank all-reduce waited about twice the 2-rank one. A
+    // ring unless the user chose (`mpirun --mca coll_libnbc_iallreduce_algorithm N` sets this).
+    setenv("OMPI_MCA_coll_libnbc_iallreduce_algorithm", "1", 0);
     int provided = 0;
     check_mpi(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided), "MPI_Init_thread");
     // Errors come back as codes (and become exceptions) instead of killing the job silently.
