@@ -69,7 +69,7 @@ grep -q "done: 4 steps" "$RUN/training.log" || fail "the training did not finish
 hostfile=$(grep -v '^#' "$RUN/hostfile" | tr '\n' ' ')
 [ "$hostfile" = "$SUB.1 slots=1 $SUB.2 slots=1 $SUB.3 slots=1 " ] || fail "hostfile: $hostfile"
 mpirun=$(head -1 "$launch")
-[[ "$mpirun" == "mpirun -np 3 --hostfile $RUN/hostfile "*" --mca btl tcp,vader,self --mca btl_tcp_if_include $NET --mca oob_tcp_if_include $NET"*" build/bin/unet_train "* ]] ||
+[[ "$mpirun" == "scripts/mpirun_watchdog.sh $RUN 30 -- mpirun -np 3 --hostfile $RUN/hostfile "*" --mca btl tcp,vader,self --mca btl_tcp_if_include $NET --mca oob_tcp_if_include $NET"*" build/bin/unet_train "* ]] ||
   fail "launch.log's first line is not the mpirun with TCP on $NET: $mpirun"
 tail -1 "$out" | grep -q "^validation Dice [0-9.]* (best" || { tail -3 "$out"; fail "the launcher does not end with the validation Dice"; }
 
