@@ -6,7 +6,10 @@ preprocessing (crop 155 -> 152, per-channel z-score over the brain) and a NIfTI 
 nibabel. Prints one JSON line: seconds for the case (read to write), peak RSS in MiB.
 
   python torch_predict_bench.py CHECKPOINT IMAGE OUT.nii.gz --dims 3 --filters F --depth L
-       --roi D,H,W [--overlap 0.5] [--sw_batch 1] [--mirror] [--num_threads N]
+       --roi D,H,W [--overlap 0.5] [--sw_batch 1] [--mirror] [--num_threads N] [--more IMAGE...]
+
+--more: further cases after the first, in the same process (as a test split is run; their masks
+are written beside OUT as OUT's name with _2, _3, ...); "seconds" is then per case, in order.
 """
 import argparse
 import itertools
@@ -53,6 +56,7 @@ def main():
     ap.add_argument("--sw_batch", type=int, default=1)
     ap.add_argument("--mirror", action="store_true")
     ap.add_argument("--num_threads", type=int, default=os.cpu_count())
+    ap.add_argument("--more", nargs="*", default=[])
     a = ap.parse_args()
     torch.set_num_threads(a.num_threads)
     model = torch_unet.build_model({"dims": a.dims, "in_channels": 4, "base_filters": a.filters, "depth": a.depth})
@@ -70,30 +74,37 @@ def main():
                 outs.append(torch.flip(model(torch.flip(w, f)), f) if f else model(w))
         return sum(outs) / len(outs)
 
-    t0 = time.perf_counter()
-    img = nib.load(a.image)
-    x = np.asarray(img.dataobj, dtype=np.float32)          # x, y, z, c
-    x = np.transpose(x, (3, 2, 1, 0))                       # c, z, y, x
-    depth = x.shape[1]
-    if depth == 155:
-        x = x[:, 2:154]
-    brain = (x != 0).any(axis=0)
-    for c in range(x.shape[0]):
-        v = x[c][brain]
-        if v.size:
-            x[c][brain] = (v - v.mean()) / max(v.std(), 1e-8)
-    with torch.no_grad():
-        p = sliding_window_inference(torch.from_numpy(x)[None], roi, a.sw_batch, predictor,
-                                     overlap=a.overlap, mode="gaussian", sigma_scale=0.125)[0, 0].numpy()
-    mask = np.zeros((depth,) + p.shape[1:], np.uint8)
-    if depth == 155:
-        mask[2:154] = p >= 0.5
-    else:
-        mask[:] = p >= 0.5
-    nib.Nifti1Image(np.transpose(mask, (2, 1, 0)), img.affine, img.header).to_filename(a.out)
-    seconds = time.perf_counter() - t0
+    def predict_case(image, out):
+        t0 = time.perf_counter()
+        img = nib.load(image)
+        x = np.asarray(img.dataobj, dtype=np.float32)          # x, y, z, c
+        x = np.transpose(x, (3, 2, 1, 0))                       # c, z, y, x
+        depth = x.shape[1]
+        if depth == 155:
+            x = x[:, 2:154]
+        brain = (x != 0).any(axis=0)
+        for c in range(x.shape[0]):
+            v = x[c][brain]
+            if v.size:
+                x[c][brain] = (v - v.mean()) / max(v.std(), 1e-8)
+        with torch.no_grad():
+            p = sliding_window_inference(torch.from_numpy(x)[None], roi, a.sw_batch, predictor,
+                                         overlap=a.overlap, mode="gaussian", sigma_scale=0.125)[0, 0].numpy()
+        mask = np.zeros((depth,) + p.shape[1:], np.uint8)
+        if depth == 155:
+            mask[2:154] = p >= 0.5
+        else:
+            mask[:] = p >= 0.5
+        nib.Nifti1Image(np.transpose(mask, (2, 1, 0)), img.affine, img.header).to_filename(out)
+        return time.perf_counter() - t0
+
+    seconds = [predict_case(a.image, a.out)]
+    stem = a.out[:-len(".nii.gz")] if a.out.endswith(".nii.gz") else a.out
+    for k, image in enumerate(a.more, start=2):
+        seconds.append(predict_case(image, f"{stem}_{k}.nii.gz"))
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    print(json.dumps({"seconds": round(seconds, 2), "peak_rss_mib": round(rss)}))
+    s = round(seconds[0], 2) if len(seconds) == 1 else [round(v, 2) for v in seconds]
+    print(json.dumps({"seconds": s, "peak_rss_mib": round(rss)}))
 
 
 if __name__ == "__main__":

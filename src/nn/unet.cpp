@@ -391,6 +391,10 @@ void build_decoder(UNet::Plan& P, const PlanContext& x) {
 
 }  // namespace
 
+void UNet::release_inference_plans() {
+    for (auto it = plans_.begin(); it != plans_.end();) it = it->second->inference ? plans_.erase(it) : std::next(it);
+}
+
 UNet::Plan& UNet::eval_plan(int64_t batch, const Dims& spatial) {
     auto it = plans_.find(std::make_tuple(batch, spatial, false));
     return it != plans_.end() ? *it->second : plan_for(batch, spatial, true);

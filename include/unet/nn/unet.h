@@ -59,6 +59,10 @@ class UNet {
     // For a model that will only run eval-mode forwards (unet_predict, unet_visualize): frees the
     // gradient buffer, as large as the parameters. Training forwards and backward() are refused after.
     void drop_gradients() { store_.drop_grads(); }
+    // Frees the inference plans (their activation buffers; a later forward builds them again,
+    // its primitives from oneDNN's cache). Between the cases of unet_predict: a whole-volume plan
+    // is about a gigabyte, and kept, it would sit beside the next case's volume while that is read.
+    void release_inference_plans();
     const ParamStore& store() const { return store_; }
 
     // Re-initialises every parameter from `seed` (He normal for convolutions, zero biases,
