@@ -5,16 +5,21 @@
 # is stopped with one line and exit 1. cluster_hosts.sh tests it with a real cut link.
 set -u
 W=scripts/mpirun_watchdog.sh
-T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
+T=$(mktemp -d)
+# every stand-in has $T on its command line: none outlives the test, also on failure
+trap 'pkill -f "$T/" 2>/dev/null; rm -rf "$T"' EXIT
 fail() { echo "FAIL: $*"; exit 1; }
 
 # A stand-in mpirun: starts "rank 0" (a child that writes run.lock with its pid, then lives
-# RANK0_S seconds), waits for it, then lives MPIRUN_S seconds more and exits with RC.
+# RANK0_S seconds), waits for it, then lives MPIRUN_S seconds more and exits with RC. SIGTERM ends
+# its rank 0 and itself, as mpirun's does.
 cat > "$T/fake_mpirun" <<'SH'
 #!/usr/bin/env bash
 dir=$1 rank0_s=$2 mpirun_s=$3 rc=$4
-bash -c 'echo "$$ $(hostname) 0" > "$1/run.lock"; sleep "$2"' rank0 "$dir" "$rank0_s" &
-wait $!
+bash -c 'echo "$$ $(hostname) 0" > "$1/run.lock"; exec sleep "$2"' rank0 "$dir/" "$rank0_s" &
+rank0=$!
+trap 'kill $rank0; exit 143' TERM
+wait $rank0
 sleep "$mpirun_s"
 exit "$rc"
 SH
@@ -50,5 +55,4 @@ for _ in $(seq 20); do kill -0 $w 2>/dev/null || break; sleep 0.5; done
 kill -0 $w 2>/dev/null && fail "SIGTERM did not end the job"
 wait $w; rc=$?
 [ "$rc" -ne 0 ] || fail "a job ended by SIGTERM exited 0 (the stand-in does not catch it)"
-pkill -f "$T/fake_mpirun"; true
 echo "mpirun_watchdog: exit status passed on, hung mpirun stopped after ${took} s (grace 2), stale lock ignored, SIGTERM passed on: ok"
