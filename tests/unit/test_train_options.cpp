@@ -69,6 +69,10 @@ TEST(TrainOptions, SettingsFileValuesAndTheLineOfItsFirstError) {
     EXPECT_EQ(first_error("depth = 3\nfilters = 4\ndepth = 2\nfiltres = 4\n"),
               "--config: " + path + ":3: 'depth' is set again (first on line 1)");
     EXPECT_NE(first_error("depth = 3\n\nfilters = %value%\n").find(path + ":3: '%value%'"), std::string::npos);
+    // a line Program_options finds invalid, holding the token of that message (the fuzzer's hang)
+    EXPECT_NE(first_error("%op %invalid_line% tion%\n").find(path + ":1: '%invalid_line%'"), std::string::npos);
+    // a lone or non-token '%' is text like any other
+    EXPECT_EQ(first_error("logdir = runs/50%_of_data\n"), "no error");
 }
 
 TEST(TrainOptions, CheckpointIntervalInStepsOrSeconds) {

@@ -19,14 +19,19 @@ inline std::string fixed_text(double v, int digits) {
     return text;
 }
 
-// Boost.Program_options 1.74 writes its error messages by replacing %value%, %option%, ... until
-// none is left, so a flag, value or settings line holding one of those tokens makes the message
-// loop for ever (found by tests/fuzz: `unet_train --epochs %value%` hung). The parsers refuse such
-// text first, naming `where`.
+// Boost.Program_options 1.74 writes its error messages by replacing %value%, %option%,
+// %invalid_line%, ... until none is left, so a flag, value or settings line holding such a token
+// makes the message loop for ever (found by tests/fuzz: `unet_train --epochs %value%` hung, and a
+// settings line holding %invalid_line%). Any %name% (lower-case letters and '_') is refused first,
+// naming `where`: the library's list of names is its own business.
 inline void refuse_option_placeholders(const std::string& text, const std::string& where) {
-    for (const char* token : {"%value%", "%option%", "%canonical_option%", "%prefix_option%", "%original_token%"})
-        if (text.find(token) != std::string::npos)
-            throw UsageError(where + "'" + token + "' cannot be used in a flag, value or settings line");
+    for (size_t open = text.find('%'); open != std::string::npos; open = text.find('%', open + 1)) {
+        size_t end = open + 1;
+        while (end < text.size() && ((text[end] >= 'a' && text[end] <= 'z') || text[end] == '_')) ++end;
+        if (end > open + 1 && end < text.size() && text[end] == '%')
+            throw UsageError(where + "'" + text.substr(open, end - open + 1) +
+                             "' cannot be used in a flag, value or settings line");
+    }
 }
 
 }  // namespace unet
