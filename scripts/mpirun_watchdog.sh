@@ -24,7 +24,7 @@ trap 'kill -HUP $mpirun 2>/dev/null' HUP
 ended() { [ ! -e "/proc/$1" ] || [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" = Z ]; }
 
 rank0="" since=""
-while kill -0 "$mpirun" 2>/dev/null && ! ended "$mpirun"; do
+while ! ended "$mpirun"; do
   if [ -z "$rank0" ]; then
     # Rank 0 writes "pid host start" there; a lock left by an earlier run is older than this job.
     if [ "$dir/run.lock" -nt "$marker" ]; then

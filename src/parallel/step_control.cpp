@@ -162,19 +162,17 @@ void ControlChannel::arrive(const std::string& what) {
             if (!arrived) continue;
             // Sent before the arrival: on the wire already, none is left behind for the next time.
             while (heard[size_t(r - 1)] < announced[size_t(r - 1)]) take_heartbeat(r);
-            heard[size_t(r - 1)] = 0;
             done[size_t(r - 1)] = 1;
             --left;
         }
-        if (!left || timeout_s_ <= 0) {
-            if (left) usleep(200);
-            continue;
+        if (!left) break;
+        if (timeout_s_ > 0) {
+            const double now = MPI_Wtime();
+            std::vector<int> silent;
+            for (int r = 1; r <= others; ++r)
+                if (!done[size_t(r - 1)] && now - last[size_t(r - 1)] > timeout_s_) silent.push_back(r);
+            if (!silent.empty()) throw silent_ranks(silent, first_worker_, what, timeout_s_, " (no heartbeat either)");
         }
-        const double now = MPI_Wtime();
-        std::vector<int> silent;
-        for (int r = 1; r <= others; ++r)
-            if (!done[size_t(r - 1)] && now - last[size_t(r - 1)] > timeout_s_) silent.push_back(r);
-        if (!silent.empty()) throw silent_ranks(silent, first_worker_, what, timeout_s_, " (no heartbeat either)");
         usleep(200);
     }
 }
