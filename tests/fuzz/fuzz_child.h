@@ -22,7 +22,7 @@
 
 namespace fuzz {
 
-constexpr unsigned kChildSeconds = 5;  // under libFuzzer's -timeout=10, with room for a loaded machine
+constexpr unsigned kChildSeconds = 1;  // a read of a file of at most -max_len (64 KiB) takes milliseconds
 
 inline bool bound_forked_children() {
     // Runs in each child right after fork: libFuzzer's own SIGALRM handler (its -timeout) is

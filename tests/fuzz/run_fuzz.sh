@@ -40,7 +40,12 @@ for bin in "$F"/fuzz_*; do
   [ -d tests/fuzz/regressions/"$name" ] && cp tests/fuzz/regressions/"$name"/* "$work"/ 2>/dev/null
   log=$F/$name.log
   tmp=$(mktemp -d "$scratch_base/unet_fuzz_tmp.XXXXXX")
-  TMPDIR=$tmp "$bin" "${bound[@]}" -timeout=10 -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 \
+  # The HDF5 harnesses fork a child per first-wave input, and fork's cost is the copy of the page
+  # tables: ASan's 256 MB quarantine of freed blocks made it 370 MB to copy. 4 MB halves the time
+  # per input (600 inputs: 15 s -> 8 s); use-after-free is still caught, over a shorter window.
+  asan=${ASAN_OPTIONS:-}
+  case $name in checkpoint|hdf5_dataset) asan=${ASAN_OPTIONS:-quarantine_size_mb=4} ;; esac
+  ASAN_OPTIONS=$asan TMPDIR=$tmp "$bin" "${bound[@]}" -timeout=10 -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 \
       -artifact_prefix="$F/findings/$name-" "$work" >"$log" 2>&1
   rc=$?
   rm -rf "$tmp"
