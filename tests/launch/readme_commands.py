@@ -43,6 +43,8 @@ TABLE = [
     (r"^mpirun -np 33 (build/bin/unet_train --tune=settings/tune_distmis\.ini.*)",
      r"mpirun -np 3 --oversubscribe --bind-to none -x OMP_NUM_THREADS=1 \1 --trials 2 --epochs 1",
      "33 ranks and DistMIS's 32-trial 3D grid -> 3 ranks, the grid's first 2 trials, one short epoch"),
+    (r"^(build/bin/unet_train --benchmark .*)--batch_size 8 --steps 5$", r"\1--batch_size 2 --steps 1 --bench_warmup 0",
+     "the same model and input, 1 timed step of 2 samples instead of a warm-up and 5 of 8 (28 s -> a few)"),
     (r"--map-by ppr:1:socket:PE=16 (.*)OMP_NUM_THREADS=16", r"--map-by slot:PE=1 \1OMP_NUM_THREADS=1",
      "2 ranks of 16 cores -> 2 ranks of 1 core on the test machine"),
 ]
