@@ -3,6 +3,7 @@
 #include <unordered_map>
 
 #include "unet/core/check.h"
+#include "unet/nn/depth_sliced_weights_grad.h"
 
 namespace unet {
 
@@ -61,6 +62,8 @@ struct ConvLayer::Impl {
 
     memory::desc given_src_md, src_md, dst_md;
     dnnl::primitive fwd, bwd_data, bwd_weights, post_op_bwd;
+    std::unique_ptr<DepthSlicedWeightsGrad> sliced_weights_grad;  // instead of bwd_weights where oneDNN has no JIT
+    std::string bwd_weights_impl;
     bool has_bwd_data = false;
     bool winograd = false;
 
@@ -140,10 +143,21 @@ void ConvLayer::Impl::build(algorithm alg, const Dims& strides, const Dims& pad,
     typename BwdWeights::primitive_desc bwpd(bwd, user_scratchpad_attr(), ctx.engine, fpd);
     UNET_CHECK(bwpd.src_desc() == src_md && bwpd.diff_dst_desc() == dst_md,
                "backward-weights picked other data layouts");
-    bwd_weights = BwdWeights(bwpd);
-    bwd_weights_scratchpad = bwpd.scratchpad_desc();
-    ctx.note_scratchpad(bwpd);
-    diff_weights = weights_for(bwpd.diff_weights_desc(), flat_diff_weights);
+    bwd_weights_impl = bwpd.impl_info_str();
+    // A 3D convolution's backward-weights on AVX2 is gemm or reference code in oneDNN 2.6.3; with
+    // few output channels the same gradient from 2D JIT kernels over depth slices costs a third.
+    if (!spec.transposed && (bwd_weights_impl.find("gemm") != std::string::npos ||
+                             bwd_weights_impl.find("ref") != std::string::npos))
+        sliced_weights_grad = DepthSlicedWeightsGrad::make(src_md, dst_md, spec.kernel);
+    if (sliced_weights_grad) {
+        bwd_weights_impl = sliced_weights_grad->impl();
+        ctx.max_scratchpad_bytes = std::max(ctx.max_scratchpad_bytes, sliced_weights_grad->scratchpad_bytes());
+    } else {
+        bwd_weights = BwdWeights(bwpd);
+        bwd_weights_scratchpad = bwpd.scratchpad_desc();
+        ctx.note_scratchpad(bwpd);
+        diff_weights = weights_for(bwpd.diff_weights_desc(), flat_diff_weights);
+    }
 
     if (spec.post_op != PostOp::none) {
         dnnl::eltwise_backward::desc ed(post_op_bwd_algorithm(spec.post_op), dst_md, dst_md, 0.f, 0.f);
@@ -234,6 +248,7 @@ const memory::desc& ConvLayer::dst_desc() const { return impl_->dst_md; }
 size_t ConvLayer::forward_scratchpad_bytes() const { return impl_->fwd_scratchpad.get_size(); }
 bool ConvLayer::reorders_in_use() const { return bool(impl_->src_copy); }
 bool ConvLayer::uses_winograd() const { return impl_->winograd; }
+const std::string& ConvLayer::backward_weights_impl() const { return impl_->bwd_weights_impl; }
 double ConvLayer::forward_flops() const { return impl_->flops; }
 
 void ConvLayer::Impl::load_weights() {
@@ -272,13 +287,17 @@ void ConvLayer::backward(const memory& src_in, const memory& dst, const memory& 
     if (m.spec.post_op != PostOp::none)
         m.post_op_bwd.execute(s, {{DNNL_ARG_DST, dst}, {DNNL_ARG_DIFF_DST, diff_dst}, {DNNL_ARG_DIFF_SRC, diff_dst}});
     auto& ctx = DnnlContext::get();
-    m.bwd_weights.execute(s, {{DNNL_ARG_SRC, src},
-                              {DNNL_ARG_DIFF_DST, diff_dst},
-                              {DNNL_ARG_DIFF_WEIGHTS, m.diff_weights},
-                              {DNNL_ARG_DIFF_BIAS, m.diff_bias_mem},
-                              {DNNL_ARG_SCRATCHPAD, ctx.scratchpad(m.bwd_weights_scratchpad)}});
-    if (m.diff_weights.get_data_handle() != m.diff_weight)
-        dnnl::reorder(m.diff_weights, m.flat_diff_weights).execute(s, m.diff_weights, m.flat_diff_weights);
+    if (m.sliced_weights_grad) {
+        m.sliced_weights_grad->compute(src, diff_dst, m.diff_weight, m.diff_bias_mem);
+    } else {
+        m.bwd_weights.execute(s, {{DNNL_ARG_SRC, src},
+                                  {DNNL_ARG_DIFF_DST, diff_dst},
+                                  {DNNL_ARG_DIFF_WEIGHTS, m.diff_weights},
+                                  {DNNL_ARG_DIFF_BIAS, m.diff_bias_mem},
+                                  {DNNL_ARG_SCRATCHPAD, ctx.scratchpad(m.bwd_weights_scratchpad)}});
+        if (m.diff_weights.get_data_handle() != m.diff_weight)
+            dnnl::reorder(m.diff_weights, m.flat_diff_weights).execute(s, m.diff_weights, m.flat_diff_weights);
+    }
     if (m.has_bwd_data && diff_src) {
         const memory out = m.diff_src_copy ? m.diff_src_copy : diff_src;
         m.bwd_data.execute(s, {{DNNL_ARG_DIFF_DST, diff_dst},

@@ -4,9 +4,10 @@
 # 16 (channels-last and blocked layouts). A run that prints no `onednn_verbose,exec` line fails too
 # (nothing would have been checked).
 # On a CPU without AVX-512 (this project targets Xeons; some test machines are AVX2-only EPYCs)
-# oneDNN 2.6.3 runs some 3D convolutions of channels-last tensors (backward weights, the transposed
-# convolution's forward) through its gemm kernel: there `gemm` is counted as a NOTE, and `ref:`
-# still fails. Reference kernels carry a prefix too: bnorm_ref:any, oneDNN's batch norm with its
+# oneDNN 2.6.3 runs a 3D transposed convolution's forward, and a 3D convolution's backward weights,
+# through its gemm kernel. There those are counted as a NOTE, except a backward weights with at
+# most 16 output channels, which DepthSlicedWeightsGrad runs as 2D JIT kernels over depth slices
+# (3-4x faster there): a gemm for it fails, as `ref:` does. Reference kernels carry a prefix too: bnorm_ref:any, oneDNN's batch norm with its
 # ReLU fused over channels-last channels that do not fill a vector (4 filters below), 25-30x slower.
 set -u
 BIN=${BUILD:-build}/bin/unet_train
@@ -23,9 +24,12 @@ run() {
   local bad
   if [ "$avx512" -eq 0 ]; then
     local noted
-    noted=$(echo "$log" | grep '^onednn_verbose,exec' | grep -c gemm)
+    local gemm_ok
+    gemm_ok=$(echo "$log" | grep '^onednn_verbose,exec' | grep gemm |
+              grep -E ',deconvolution,[^,]*,forward|,convolution,[^,]*,backward_weights,.*_ic[0-9]+oc(1[7-9]|[2-9][0-9]|[0-9]{3,})_')
+    noted=$(echo -n "$gemm_ok" | grep -c .)
     [ "$noted" -gt 0 ] && echo "NOTE: $noted gemm kernels on this CPU without AVX-512 with $*"
-    bad=$(echo "$log" | grep '^onednn_verbose,exec' | grep -E ',[a-z0-9_]*ref:')
+    bad=$(echo "$log" | grep '^onednn_verbose,exec' | grep -E ',[a-z0-9_]*ref:|gemm' | grep -vxF "$gemm_ok")
   else
     bad=$(echo "$log" | grep '^onednn_verbose,exec' | grep -E ',[a-z0-9_]*ref:|gemm')
   fi

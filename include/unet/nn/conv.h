@@ -29,6 +29,7 @@
 #pragma once
 
 #include <memory>
+#include <string>
 
 #include "unet/core/dnnl_util.h"
 #include "unet/core/param_store.h"
@@ -74,6 +75,9 @@ class ConvLayer {
     const memory::desc& dst_desc() const;
     bool reorders_in_use() const;  // true if src arrives in a layout the primitive did not pick
     bool uses_winograd() const;
+    // The backward-weights kernel ("jit:avx2 by depth slices" where oneDNN's own 3D one is gemm or
+    // reference code: DepthSlicedWeightsGrad); empty for a forward-only layer.
+    const std::string& backward_weights_impl() const;
     double forward_flops() const;  // nominal: 2 * N * OC * IC * k^d * output (or input) voxels
 
     void forward(const memory& src, const memory& dst);
