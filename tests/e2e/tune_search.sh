@@ -178,16 +178,19 @@ print_every = 1000
 image_every = 0
 INI
 L=$T/long/tune/trials.csv
-run_until() {  # run_until SIGNAL COMPLETED [extra flags]: start the search, signal when COMPLETED trials are done
+run_until() {  # run_until SIGNAL COMPLETED [extra flags]: start the search, signal when COMPLETED trials
+    # are done and this run has a trial running (a resumed run may find COMPLETED in the ledger
+    # before it has started anything: a signal then would land in its start-up, not in a trial)
     local sig=$1 want=$2; shift 2
     timeout 300 "${MPI[@]}" -np 3 "$BIN" --tune="$T/long.ini" --logdir "$T/long" "$@" >"$T/out.txt" 2>&1 &
-    local pid=$! n=0
+    local pid=$! n=0 running=0
     for _ in $(seq 1 600); do
-        [ -f "$L" ] && n=$(count "$L" completed)
-        [ "$n" -ge "$want" ] && break
+        [ -f "$L" ] && n=$(count "$L" completed) && running=$(count "$L" running)
+        [ "$n" -ge "$want" ] && [ "$running" -ge 1 ] && break
         sleep 0.1
     done
-    [ "$n" -ge "$want" ] || fail "no trial completed: $(cat "$T/out.txt")"
+    [ "$n" -ge "$want" ] && [ "$running" -ge 1 ] ||
+        fail "no trial completed ($n) or none running ($running): $(cat "$T/out.txt")"
     local ranks=$(pgrep -f "^[^ ]*unet_train .*--logdir $T/long")
     if [ "$sig" = TERM ]; then
         kill -TERM $ranks
