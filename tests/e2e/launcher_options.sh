@@ -92,10 +92,15 @@ grep -q "resumed from $run/checkpoint_latest.h5 at step $stopped " "$run/trainin
 # mpirun, ranks). A pseudo-terminal types it; the job checkpoints, the launcher exits 0 and says
 # how to continue (mpirun in that group would have killed the ranks 1 s after forwarding it).
 /usr/bin/python3 - "$run-pty" > "$tmp/pty" 2>&1 <<'PY' || { cat "$tmp/pty"; fail "Ctrl-C in a terminal"; }
-import os, pty, select, sys, time
+import os, pty, select, signal, sys, time
 run = sys.argv[1]
 pid, fd = pty.fork()
 if pid == 0:
+    # A terminal's shell starts with SIGINT and SIGQUIT at their defaults. This test may run under
+    # a shell's background job (make test started with '&'), which ignores both; an ignored SIGINT
+    # stays ignored across exec and a shell cannot trap it, so the launcher would never see Ctrl-C.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
     os.environ["OMP_NUM_THREADS"] = "1"
     os.execv("./run_distributed_training.sh", ["./run_distributed_training.sh", "--logdir", run, "--steps", "400",
                                                "--print_every", "1"])
