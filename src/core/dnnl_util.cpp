@@ -60,6 +60,9 @@ Tag deconv_weights_plain_tag(int ndims) {
 memory::desc f32_desc(const Dims& dims, Tag tag) { return memory::desc(dims, memory::data_type::f32, tag); }
 memory::desc any_desc(const Dims& dims) { return f32_desc(dims, Tag::any); }
 bool is_channels_last(const memory::desc& md) { return md == f32_desc(md.dims(), channels_last_tag(md.data.ndims)); }
+bool is_fallback_kernel(const std::string& impl) {
+    return impl.find("gemm") != std::string::npos || impl.find("ref") != std::string::npos;
+}
 
 memory::desc conv_data_desc(const Dims& dims) {
     if (dims[1] < 16) return f32_desc(dims, channels_last_tag(int(dims.size())));

@@ -146,12 +146,11 @@ void ConvLayer::Impl::build(algorithm alg, const Dims& strides, const Dims& pad,
     bwd_weights_impl = bwpd.impl_info_str();
     // A 3D convolution's backward-weights on AVX2 is gemm or reference code in oneDNN 2.6.3; with
     // few output channels the same gradient from 2D JIT kernels over depth slices costs a third.
-    if (!spec.transposed && (bwd_weights_impl.find("gemm") != std::string::npos ||
-                             bwd_weights_impl.find("ref") != std::string::npos))
+    if (!spec.transposed && is_fallback_kernel(bwd_weights_impl))
         sliced_weights_grad = DepthSlicedWeightsGrad::make(src_md, dst_md, spec.kernel);
     if (sliced_weights_grad) {
         bwd_weights_impl = sliced_weights_grad->impl();
-        ctx.max_scratchpad_bytes = std::max(ctx.max_scratchpad_bytes, sliced_weights_grad->scratchpad_bytes());
+        ctx.note_scratchpad_bytes(sliced_weights_grad->scratchpad_bytes());
     } else {
         bwd_weights = BwdWeights(bwpd);
         bwd_weights_scratchpad = bwpd.scratchpad_desc();

@@ -13,10 +13,6 @@ using dnnl::prop_kind;
 
 namespace {
 
-bool is_fallback_kernel(const std::string& impl) {
-    return impl.find("gemm") != std::string::npos || impl.find("ref") != std::string::npos;
-}
-
 // The 2D weight gradient over `planes` channels-last planes of src and diff_dst.
 struct PlaneGrad {
     memory::desc src_md, dst_md;
@@ -53,7 +49,7 @@ PlaneGrad plane_grad(int64_t planes, int64_t ic, int64_t oc, int64_t h, int64_t 
     }
     g.prim = dnnl::convolution_backward_weights(pd);
     g.scratchpad_md = pd.scratchpad_desc();
-    g.scratchpad_bytes = std::max(size_t(pd.query_s64(dnnl::query::memory_consumption_s64)), g.scratchpad_md.get_size());
+    g.scratchpad_bytes = DnnlContext::scratchpad_bytes(pd);
     g.diff_weights = memory(pd.diff_weights_desc(), ctx.engine);
     g.store = dnnl::reorder(dnnl::reorder::primitive_desc(ctx.engine, pd.diff_weights_desc(), ctx.engine, tap_plane_md));
     dnnl::post_ops sum;

@@ -108,12 +108,6 @@ void NormRelu::Impl::build_relu() {
     relu_bwd = dnnl::eltwise_backward(dnnl::eltwise_backward::primitive_desc(bd, ctx.engine, fpd));
 }
 
-namespace {
-
-bool is_reference_kernel(const char* impl) { return std::string(impl).find("ref") != std::string::npos; }
-
-}  // namespace
-
 void NormRelu::Impl::build_batch() {
     auto& ctx = DnnlContext::get();
     const int64_t c = md.dims()[1];
@@ -125,10 +119,10 @@ void NormRelu::Impl::build_batch() {
     // vectors (8 on AVX2); otherwise it falls back to bnorm_ref, 25-30x slower (4 channels of
     // 4 x 64 x 96 x 96, 2 threads: 460 + 624 ms forward + backward against 15 + 21 ms unfused,
     // bnorm_tbb_jit:sse41, plus the separate ReLU). So the ReLU goes separate where fusing costs that.
-    if (is_reference_kernel(fpd.impl_info_str())) {
+    if (is_fallback_kernel(fpd.impl_info_str())) {
         dnnl::batch_normalization_forward::primitive_desc plain(
             dnnl::batch_normalization_forward::desc(prop_kind::forward_training, md, kEpsilon, unfused), ctx.engine);
-        if (!is_reference_kernel(plain.impl_info_str())) {
+        if (!is_fallback_kernel(plain.impl_info_str())) {
             relu_fused = false;
             flags = unfused;
             fpd = plain;

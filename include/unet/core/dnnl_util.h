@@ -9,6 +9,7 @@
 #include <oneapi/dnnl/dnnl.hpp>
 
 #include <algorithm>
+#include <string>
 #include <cstdint>
 #include <type_traits>
 #include <vector>
@@ -35,11 +36,12 @@ struct DnnlContext {
     dnnl::engine engine{dnnl::engine::kind::cpu, 0};
     dnnl::stream stream{engine};
     size_t max_scratchpad_bytes = 0;
-    void note_scratchpad(const dnnl::primitive_desc_base& pd) {
-        const size_t bytes = std::max(size_t(pd.query_s64(dnnl::query::memory_consumption_s64)),
-                                      pd.scratchpad_desc().get_size());
-        max_scratchpad_bytes = std::max(max_scratchpad_bytes, bytes);
+    // What a primitive of `pd` holds beside its tensors: its scratchpad or its own memory.
+    static size_t scratchpad_bytes(const dnnl::primitive_desc_base& pd) {
+        return std::max(size_t(pd.query_s64(dnnl::query::memory_consumption_s64)), pd.scratchpad_desc().get_size());
     }
+    void note_scratchpad_bytes(size_t bytes) { max_scratchpad_bytes = std::max(max_scratchpad_bytes, bytes); }
+    void note_scratchpad(const dnnl::primitive_desc_base& pd) { note_scratchpad_bytes(scratchpad_bytes(pd)); }
     // A memory of `md` (a user-mode primitive's scratchpad_desc) on the shared buffer, which grows
     // to fit; valid until a larger one is asked for.
     memory scratchpad(const memory::desc& md);
@@ -63,6 +65,8 @@ Tag deconv_weights_plain_tag(int ndims);  // iohw / iodhw (PyTorch ConvTranspose
 memory::desc f32_desc(const Dims& dims, Tag tag);
 memory::desc any_desc(const Dims& dims);
 bool is_channels_last(const memory::desc& md);  // f32, dense nhwc / ndhwc
+// An implementation name (impl_info_str) of one of oneDNN's fallbacks: gemm or reference code.
+bool is_fallback_kernel(const std::string& impl);
 // Channels-last when the tensor has fewer than 16 channels (oneDNN 2.6 falls back to gemm for
 // backward-weights on such layers with blocked or plain data), else `any`.
 memory::desc conv_data_desc(const Dims& dims);
