@@ -4,7 +4,7 @@
 // naming the file; it waits 120 s for a hung child. Under the fuzzer's -timeout=10 every such hang
 // (HDF5's endless loops on damaged first-wave metadata: one in a few hundred mutated inputs) would
 // end the run as a timeout of the harness, and cost two minutes, although the reader did what it
-// should. Here each child is ended by SIGALRM after kChildSeconds instead, which the reader meets
+// should. Here each child is ended by SIGALRM after kChildMilliseconds instead, which the reader meets
 // as it meets any signal (the one line, "crashed reading it: Alarm clock"): a hang of the parent,
 // in our code, is still a timeout. And a child's sanitizer report (HDF5's wild memcpy from a
 // damaged global heap, the crash the child read is there for) is printed but no longer written by
@@ -14,6 +14,7 @@
 #pragma once
 
 #include <pthread.h>
+#include <sys/time.h>
 #include <sanitizer/common_interface_defs.h>
 #include <unistd.h>
 
@@ -22,7 +23,9 @@
 
 namespace fuzz {
 
-constexpr unsigned kChildSeconds = 1;  // a read of a file of at most -max_len (64 KiB) takes milliseconds
+// A read of a file of at most -max_len (64 KiB) takes a few milliseconds. The bound is what a hung
+// child costs: the parent waits that long for it, and one input in about 40 hangs.
+constexpr long kChildMilliseconds = 250;
 
 inline bool bound_forked_children() {
     // Runs in each child right after fork: libFuzzer's own SIGALRM handler (its -timeout) is
@@ -30,7 +33,8 @@ inline bool bound_forked_children() {
     // it. Its death callback too: the sanitizer's report then ends the child with exit 1.
     static const auto in_child = [] {
         std::signal(SIGALRM, SIG_DFL);
-        alarm(kChildSeconds);
+        const itimerval once{{0, 0}, {kChildMilliseconds / 1000, (kChildMilliseconds % 1000) * 1000}};
+        setitimer(ITIMER_REAL, &once, nullptr);
         __sanitizer_set_death_callback(nullptr);
     };
     if (pthread_atfork(nullptr, nullptr, in_child) != 0) std::abort();
