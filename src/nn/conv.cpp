@@ -4,6 +4,7 @@
 
 #include "unet/core/check.h"
 #include "unet/nn/depth_sliced_weights_grad.h"
+#include "unet/nn/depth_stacked_conv.h"
 
 namespace unet {
 
@@ -63,7 +64,8 @@ struct ConvLayer::Impl {
     memory::desc given_src_md, src_md, dst_md;
     dnnl::primitive fwd, bwd_data, bwd_weights, post_op_bwd;
     std::unique_ptr<DepthSlicedWeightsGrad> sliced_weights_grad;  // instead of bwd_weights where oneDNN has no JIT
-    std::string bwd_weights_impl;
+    std::unique_ptr<DepthStackedConv> stacked_fwd;  // instead of fwd: a forward-only 3D layer with few outputs
+    std::string fwd_impl, bwd_weights_impl;
     bool has_bwd_data = false;
     bool winograd = false;
 
@@ -108,6 +110,17 @@ void ConvLayer::Impl::build(algorithm alg, const Dims& strides, const Dims& pad,
     typename Fwd::primitive_desc fpd(fd, attr, ctx.engine);
     src_md = fpd.src_desc();
     dst_md = fpd.dst_desc();
+    fwd_impl = fpd.impl_info_str();
+    // An inference plan's 3D layer with few output channels runs faster as 2D convolutions with the
+    // depth taps stacked as outputs (see depth_stacked_conv.h); training keeps oneDNN's primitive,
+    // whose layouts the backward primitives were built against.
+    if (spec.forward_only && !spec.transposed && spec.post_op != PostOp::sigmoid && src_md == given_src_md)
+        stacked_fwd = DepthStackedConv::make(src_md, dst_md, spec.kernel);
+    if (stacked_fwd) {
+        fwd_impl = stacked_fwd->impl();
+        ctx.note_scratchpad_bytes(stacked_fwd->scratchpad_bytes());
+        return;
+    }
     fwd = Fwd(fpd);
     fwd_scratchpad = fpd.scratchpad_desc();
     ctx.note_scratchpad(fpd);
@@ -244,7 +257,10 @@ ConvLayer::ConvLayer(const memory::desc& src_desc, const ConvSpec& spec, ParamSt
 ConvLayer::~ConvLayer() = default;
 
 const memory::desc& ConvLayer::dst_desc() const { return impl_->dst_md; }
-size_t ConvLayer::forward_scratchpad_bytes() const { return impl_->fwd_scratchpad.get_size(); }
+size_t ConvLayer::forward_scratchpad_bytes() const {
+    return impl_->stacked_fwd ? impl_->stacked_fwd->scratchpad_bytes() : impl_->fwd_scratchpad.get_size();
+}
+const std::string& ConvLayer::forward_impl() const { return impl_->fwd_impl; }
 bool ConvLayer::reorders_in_use() const { return bool(impl_->src_copy); }
 bool ConvLayer::uses_winograd() const { return impl_->winograd; }
 const std::string& ConvLayer::backward_weights_impl() const { return impl_->bwd_weights_impl; }
@@ -263,6 +279,14 @@ void ConvLayer::Impl::load_weights() {
 
 void ConvLayer::forward(const memory& src_in, const memory& dst) {
     auto& s = DnnlContext::get().stream;
+    if (impl_->stacked_fwd) {
+        const Impl& m = *impl_;
+        int64_t taps = 1;
+        for (int i = 2; i < m.nd; ++i) taps *= m.spec.kernel;
+        m.stacked_fwd->forward(src_in, dst, m.weight, m.weight_in_c * taps, m.spec.accumulate ? nullptr : m.bias,
+                               m.spec.accumulate, m.spec.post_op == PostOp::relu);
+        return;
+    }
     impl_->load_weights();
     memory src = src_in;
     if (impl_->src_copy) {

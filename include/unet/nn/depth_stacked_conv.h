@@ -1,0 +1,52 @@
+// The forward of a 3D convolution (k x k x k, stride 1, same padding) with few output channels on
+// channels-last tensors, as 2D convolutions over depth planes with the k depth taps stacked as
+// output channels.
+//
+// oneDNN 2.6.3's AVX2 direct kernel holds one 8-float vector of output channels per pixel, so with
+// 8 or fewer output channels each broadcast input value feeds one FMA, and loads, not FMAs, bound
+// it: 8 -> 8 channels over 152 x 240 x 240 runs at 57 GFLOP/s on a 2-core AVX2 machine whose
+// 16 -> 16 layers run at 100. Stacking the taps gives the 2D kernel k x OC output channels
+// (3 vectors for k = 3), each broadcast feeding k FMAs: the same 8 -> 8 layer as 2D 8 -> 24 over
+// the 152 planes runs at 102 (2 planes per call). Output plane z is the sum of tap block kd of the
+// 2D results of input planes z + kd - k/2 (within the sample), plus the bias (or the dst already
+// there: the second part of a split convolution), then the ReLU. Each 2D result is added into its
+// k output planes right after its call, while it and they are in cache; it lives on DnnlContext's
+// shared scratchpad (2 planes of k x OC channels: 11 MB at 240 x 240), so memory does not grow.
+// Used by ConvLayer for forward-only (inference plan) layers where the 2D kernel is oneDNN's AVX2
+// JIT; on AVX-512 the 3D kernel's vector is 16 channels and the measurement above does not apply.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "unet/core/dnnl_util.h"
+
+namespace unet {
+
+class DepthStackedConv {
+   public:
+    static constexpr int64_t kMaxOutputChannels = 8;
+    static constexpr int64_t kPlanesPerCall = 1;  // the 2D kernel's best batch (1: 76 GFLOP/s, 2: 102, 4: 87)
+
+    // For src N x IC x D x H x W and dst N x OC x D x H x W (both channels-last) and an odd kernel;
+    // nullptr where it does not apply: not 3D, another layout, a kernel of 1 or over 15, more than
+    // kMaxOutputChannels output channels, or a 2D kernel that is not oneDNN's AVX2 JIT.
+    static std::unique_ptr<DepthStackedConv> make(const memory::desc& src_md, const memory::desc& dst_md,
+                                                  int64_t kernel);
+    ~DepthStackedConv();
+
+    // weight: the OC x IC x k x k x k block in PyTorch order whose rows (output channels) are
+    // `weight_row` floats apart (a split convolution's part of a wider weight). bias: OC floats,
+    // or nullptr with accumulate (dst += conv(src)). relu: applied to the result (the sum).
+    void forward(const memory& src, const memory& dst, const float* weight, int64_t weight_row, const float* bias,
+                 bool accumulate, bool relu);
+    std::string impl() const;  // "jit:avx2 by stacked depth taps"
+    size_t scratchpad_bytes() const;
+
+   private:
+    DepthStackedConv() = default;
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace unet
