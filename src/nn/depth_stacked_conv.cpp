@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <unordered_map>
+#include <vector>
 
 namespace unet {
 
@@ -13,23 +14,29 @@ namespace {
 constexpr size_t kAlign = 64;
 size_t aligned(size_t bytes) { return (bytes + kAlign - 1) / kAlign * kAlign; }
 
-// The 2D convolution of `planes` channels-last planes into k * OC stacked tap channels (no bias).
-struct PlaneConv {
+// The 2D convolution of one band of rows of a channels-last plane into k * OC stacked tap channels
+// (no bias): `in_rows` input rows (the band and its halo inside the plane), zero rows of padding
+// above and below where the halo leaves the plane.
+struct BandConv {
+    int64_t in_rows = 0, pad_top = 0, pad_bottom = 0;
     memory::desc src_md, dst_md, scratchpad_md;
     dnnl::convolution_forward prim;
     memory::desc weights_md;  // the primitive's layout
     std::string impl;
 };
 
-PlaneConv plane_conv(int64_t planes, int64_t ic, int64_t stacked_oc, int64_t h, int64_t w, int64_t k) {
+BandConv band_conv(int64_t in_rows, int64_t pad_top, int64_t pad_bottom, int64_t ic, int64_t stacked_oc, int64_t w,
+                   int64_t k) {
     auto& ctx = DnnlContext::get();
-    PlaneConv c;
-    c.src_md = f32_desc({planes, ic, h, w}, Tag::nhwc);
-    c.dst_md = f32_desc({planes, stacked_oc, h, w}, Tag::nhwc);
+    BandConv c;
+    c.in_rows = in_rows, c.pad_top = pad_top, c.pad_bottom = pad_bottom;
+    const int64_t out_rows = in_rows + pad_top + pad_bottom - k + 1;
+    c.src_md = f32_desc({1, ic, in_rows, w}, Tag::nhwc);
+    c.dst_md = f32_desc({1, stacked_oc, out_rows, w}, Tag::nhwc);
     const dnnl::convolution_forward::primitive_desc pd(
         dnnl::convolution_forward::desc(prop_kind::forward_inference, algorithm::convolution_direct, c.src_md,
-                                        any_desc({stacked_oc, ic, k, k}), c.dst_md, {1, 1}, {k / 2, k / 2},
-                                        {k / 2, k / 2}),
+                                        any_desc({stacked_oc, ic, k, k}), c.dst_md, {1, 1}, {pad_top, k / 2},
+                                        {pad_bottom, k / 2}),
         user_scratchpad_attr(), ctx.engine);
     c.impl = pd.impl_info_str();
     if (c.impl.find("jit:avx2") != 0 || pd.src_desc() != c.src_md || pd.dst_desc() != c.dst_md) {
@@ -45,18 +52,51 @@ PlaneConv plane_conv(int64_t planes, int64_t ic, int64_t stacked_oc, int64_t h, 
 }  // namespace
 
 struct DepthStackedConv::Impl {
-    int64_t n = 0, ic = 0, oc = 0, d = 0, h = 0, w = 0, k = 0, planes = 0;
-    PlaneConv slab, tail;  // `planes` planes per call; the last slab's d % planes (when not 0)
-    memory stacked_plain, stacked_weights;  // k * OC x IC x k x k: plain (oihw), the primitive's
-    size_t slab_bytes = 0, plane_conv_scratchpad_bytes = 0;
+    struct Band {
+        int64_t first_row = 0, rows = 0;
+        size_t conv = 0;  // index into convs
+    };
+    int64_t n = 0, ic = 0, oc = 0, d = 0, h = 0, w = 0, k = 0;
+    std::vector<Band> bands;      // the rows of a plane, top to bottom
+    std::vector<BandConv> convs;  // one per kind of band (top, middle, bottom, whole plane)
+    memory stacked_plain, stacked_weights;  // k * OC x IC x k x k: plain (oihw), the primitives'
+    size_t band_bytes = 0, conv_scratchpad_bytes = 0;
 
     int64_t stacked_oc() const { return k * oc; }
+    bool plan_bands(int64_t target_bytes);
     void stack_weights(const float* weight, int64_t weight_row);
-    void add_plane(const float* y, int64_t p, float* sample_out, const float* bias, bool accumulate, bool relu) const;
+    void add_band(const float* y, int64_t p, const Band& band, float* sample_out, const float* bias, bool accumulate,
+                  bool relu) const;
 };
 
+bool DepthStackedConv::Impl::plan_bands(int64_t target_bytes) {
+    const int64_t r = k / 2, row_bytes = w * stacked_oc() * int64_t(sizeof(float));
+    const int64_t want = std::max<int64_t>(k, (target_bytes + row_bytes - 1) / row_bytes);
+    const int64_t count = (h + want - 1) / want, rows = (h + count - 1) / count;  // bands of equal height
+    for (int64_t top = 0; top < h; top += rows) {
+        Band b;
+        b.first_row = top;
+        b.rows = std::min(rows, h - top);
+        const int64_t in_first = std::max<int64_t>(0, top - r), in_end = std::min(h, top + b.rows + r);
+        const int64_t pad_top = in_first - (top - r), pad_bottom = (top + b.rows + r) - in_end;
+        size_t i = 0;
+        while (i < convs.size() && !(convs[i].in_rows == in_end - in_first && convs[i].pad_top == pad_top &&
+                                     convs[i].pad_bottom == pad_bottom))
+            ++i;
+        if (i == convs.size()) {
+            convs.push_back(band_conv(in_end - in_first, pad_top, pad_bottom, ic, stacked_oc(), w, k));
+            if (convs.back().impl.empty() || convs.back().weights_md != convs.front().weights_md) return false;
+            conv_scratchpad_bytes = std::max(conv_scratchpad_bytes, convs.back().scratchpad_md.get_size());
+        }
+        b.conv = i;
+        bands.push_back(b);
+        band_bytes = std::max(band_bytes, aligned(size_t(b.rows * row_bytes)));
+    }
+    return true;
+}
+
 std::unique_ptr<DepthStackedConv> DepthStackedConv::make(const memory::desc& src_md, const memory::desc& dst_md,
-                                                         int64_t kernel) {
+                                                         int64_t kernel, int64_t target_bytes) {
     if (src_md.data.ndims != 5 || kernel < 3 || kernel > 15 || kernel % 2 == 0 || !is_channels_last(src_md) ||
         !is_channels_last(dst_md))
         return nullptr;
@@ -65,30 +105,20 @@ std::unique_ptr<DepthStackedConv> DepthStackedConv::make(const memory::desc& src
     std::unique_ptr<DepthStackedConv> conv(new DepthStackedConv);
     Impl& m = *(conv->impl_ = std::make_unique<Impl>());
     m.n = s[0], m.ic = s[1], m.oc = t[1], m.d = s[2], m.h = s[3], m.w = s[4], m.k = kernel;
-    m.planes = std::min(m.d, kPlanesPerCall);
-    m.slab = plane_conv(m.planes, m.ic, m.stacked_oc(), m.h, m.w, kernel);
-    if (m.slab.impl.empty()) return nullptr;
-    size_t conv_scratchpad = m.slab.scratchpad_md.get_size();
-    if (m.d % m.planes != 0) {
-        m.tail = plane_conv(m.d % m.planes, m.ic, m.stacked_oc(), m.h, m.w, kernel);
-        if (m.tail.impl.empty()) return nullptr;
-        conv_scratchpad = std::max(conv_scratchpad, m.tail.scratchpad_md.get_size());
-    }
+    if (!m.plan_bands(target_bytes)) return nullptr;
     auto& ctx = DnnlContext::get();
     m.stacked_plain = memory(f32_desc({m.stacked_oc(), m.ic, kernel, kernel}, Tag::oihw), ctx.engine);
-    m.stacked_weights = m.slab.weights_md == m.stacked_plain.get_desc() ? m.stacked_plain
-                                                                        : memory(m.slab.weights_md, ctx.engine);
-    if (m.tail.prim && m.tail.weights_md != m.slab.weights_md) return nullptr;  // (one weight layout for both)
-    m.slab_bytes = aligned(size_t(m.planes * m.h * m.w * m.stacked_oc()) * sizeof(float));
-    m.plane_conv_scratchpad_bytes = conv_scratchpad;
+    m.stacked_weights = m.convs.front().weights_md == m.stacked_plain.get_desc()
+                            ? m.stacked_plain
+                            : memory(m.convs.front().weights_md, ctx.engine);
     return conv;
 }
 
 DepthStackedConv::~DepthStackedConv() = default;
 
-std::string DepthStackedConv::impl() const { return impl_->slab.impl + " by stacked depth taps"; }
+std::string DepthStackedConv::impl() const { return impl_->convs.front().impl + " by stacked depth taps"; }
 
-size_t DepthStackedConv::scratchpad_bytes() const { return impl_->slab_bytes + impl_->plane_conv_scratchpad_bytes; }
+size_t DepthStackedConv::scratchpad_bytes() const { return impl_->band_bytes + impl_->conv_scratchpad_bytes; }
 
 void DepthStackedConv::Impl::stack_weights(const float* weight, int64_t weight_row) {
     // stacked[kd * OC + o][i][kh][kw] = weight[o][i][kd][kh][kw]; a few thousand floats, redone on
@@ -140,21 +170,22 @@ void add_taps_of(int64_t oc, const float* y, float* const* out, const bool* firs
 
 }  // namespace
 
-// Plane p's 2D result into the output planes of one sample: tap kd belongs to plane z = p - kd + k/2,
-// which takes taps from planes max(0, z - k/2) (its first) to min(d - 1, z + k/2) (its last).
-void DepthStackedConv::Impl::add_plane(const float* y, int64_t p, float* sample_out, const float* bias,
-                                       bool accumulate, bool relu) const {
-    const int64_t r = k / 2, pixels = h * w;
+// The 2D result of a band of plane p into the same rows of the output planes of one sample: tap kd
+// belongs to plane z = p - kd + k/2, which takes taps from planes max(0, z - k/2) (its first) to
+// min(d - 1, z + k/2) (its last).
+void DepthStackedConv::Impl::add_band(const float* y, int64_t p, const Band& band, float* sample_out,
+                                      const float* bias, bool accumulate, bool relu) const {
+    const int64_t r = k / 2;
     float* out[16];
     bool first[16], last[16];
     for (int64_t kd = 0; kd < k; ++kd) {
         const int64_t z = p - kd + r;
         const bool inside = z >= 0 && z < d;
-        out[kd] = inside ? sample_out + z * pixels * oc : nullptr;
+        out[kd] = inside ? sample_out + (z * h + band.first_row) * w * oc : nullptr;
         first[kd] = p == std::max<int64_t>(0, z - r);
         last[kd] = p == std::min<int64_t>(d - 1, z + r);
     }
-    add_taps_of(oc, y, out, first, last, k, pixels, bias, accumulate, relu);
+    add_taps_of(oc, y, out, first, last, k, band.rows * w, bias, accumulate, relu);
 }
 
 void DepthStackedConv::forward(const memory& src, const memory& dst, const float* weight, int64_t weight_row,
@@ -164,23 +195,24 @@ void DepthStackedConv::forward(const memory& src, const memory& dst, const float
     m.stack_weights(weight, weight_row);
     const memory scratch = ctx.scratchpad(memory::desc({int64_t(scratchpad_bytes())}, memory::data_type::u8, Tag::x));
     uint8_t* base = static_cast<uint8_t*>(scratch.get_data_handle());
-    float* slab_result = reinterpret_cast<float*>(base);
-    void* conv_scratchpad = base + m.slab_bytes;
+    float* band_result = reinterpret_cast<float*>(base);
+    void* conv_scratchpad = base + m.band_bytes;
     const float* x = static_cast<const float*>(src.get_data_handle());
     float* y = static_cast<float*>(dst.get_data_handle());
-    const int64_t pixels = m.h * m.w, x_plane = pixels * m.ic, y_plane = pixels * m.stacked_oc();
+    const int64_t row = m.w * m.ic, r = m.k / 2;
     for (int64_t n = 0; n < m.n; ++n) {
-        float* sample_out = y + n * m.d * pixels * m.oc;
-        for (int64_t first = 0; first < m.d; first += m.planes) {
-            const int64_t count = std::min(m.planes, m.d - first);
-            PlaneConv& c = count == m.planes ? m.slab : m.tail;
-            c.prim.execute(ctx.stream,
-                           {{DNNL_ARG_SRC, memory(c.src_md, ctx.engine, const_cast<float*>(x + (n * m.d + first) * x_plane))},
-                            {DNNL_ARG_WEIGHTS, m.stacked_weights},
-                            {DNNL_ARG_DST, memory(c.dst_md, ctx.engine, slab_result)},
-                            {DNNL_ARG_SCRATCHPAD, memory(c.scratchpad_md, ctx.engine, conv_scratchpad)}});
-            for (int64_t i = 0; i < count; ++i)
-                m.add_plane(slab_result + i * y_plane, first + i, sample_out, bias, accumulate, relu);
+        float* sample_out = y + n * m.d * m.h * m.w * m.oc;
+        for (int64_t p = 0; p < m.d; ++p) {
+            const float* plane = x + (n * m.d + p) * m.h * row;
+            for (const Impl::Band& band : m.bands) {
+                BandConv& c = m.convs[band.conv];
+                const float* in = plane + std::max<int64_t>(0, band.first_row - r) * row;
+                c.prim.execute(ctx.stream, {{DNNL_ARG_SRC, memory(c.src_md, ctx.engine, const_cast<float*>(in))},
+                                            {DNNL_ARG_WEIGHTS, m.stacked_weights},
+                                            {DNNL_ARG_DST, memory(c.dst_md, ctx.engine, band_result)},
+                                            {DNNL_ARG_SCRATCHPAD, memory(c.scratchpad_md, ctx.engine, conv_scratchpad)}});
+                m.add_band(band_result, p, band, sample_out, bias, accumulate, relu);
+            }
         }
     }
 }

@@ -1,7 +1,8 @@
 // DepthStackedConv (a 3D convolution's forward as 2D JIT convolutions over depth planes with the
 // depth taps stacked as output channels) against the naive double-precision convolution: one and
 // several samples (taps must not reach across samples), kernels 3 and 5, depths of 1 and 2 (taps of
-// padding only), an odd depth (the last call's planes), every output-channel count it takes, the
+// padding only), planes in one band of rows or several (top, middle, bottom, a shorter last one),
+// every output-channel count it takes, the
 // bias or accumulation into what dst holds, the ReLU on the sum, a split weight (rows wider than the
 // block), and garbage in dst where it is overwritten. And ConvLayer takes it for a forward-only 3D
 // layer with few output channels where the 2D kernel is oneDNN's AVX2 JIT, and says so.
@@ -38,16 +39,18 @@ Vec weight_block(const Vec& wide_weight, int64_t oc, int64_t wide, int64_t offse
 TEST(DepthStackedConv, MatchesTheNaiveConvolution) {
     const std::vector<StackCase> cases{{1, 4, 8, 5, 6, 7, 3}, {2, 8, 8, 4, 5, 9, 3}, {2, 3, 5, 3, 4, 4, 3},
                                        {1, 8, 1, 7, 3, 5, 3}, {2, 4, 6, 6, 7, 7, 5}, {2, 8, 8, 1, 5, 5, 3},
-                                       {3, 2, 7, 2, 4, 3, 3}, {1, 16, 2, 9, 4, 4, 3}};
+                                       {3, 2, 7, 2, 4, 3, 3}, {1, 16, 2, 9, 4, 4, 3}, {2, 4, 8, 3, 11, 6, 3}, {1, 3, 4, 4, 13, 5, 5}};
     for (const StackCase& c : cases) {
-        for (int mode = 0; mode < 3; ++mode) {  // 0: bias; 1: bias + ReLU; 2: accumulate + ReLU, split weight
+        for (int mode = 0; mode < 4; ++mode) {
+            // 0: bias; 1: bias + ReLU; 2: accumulate + ReLU, split weight; 3: as 1 in bands of k rows
+            // (of one row's result: top, middle and bottom bands, a shorter last one)
             SCOPED_TRACE(::testing::Message() << "n " << c.n << " ic " << c.ic << " oc " << c.oc << " d " << c.d
                                               << " h " << c.h << " w " << c.w << " k " << c.k << " mode " << mode);
             Shape xs;
             xs.n = c.n, xs.c = c.ic, xs.d = c.d, xs.h = c.h, xs.w = c.w, xs.nd = 3;
             const Shape ys = xs.with_channels(c.oc);
             const memory::desc src_md = f32_desc(xs.dims(), Tag::ndhwc), dst_md = f32_desc(ys.dims(), Tag::ndhwc);
-            auto conv = DepthStackedConv::make(src_md, dst_md, c.k);
+            auto conv = DepthStackedConv::make(src_md, dst_md, c.k, mode == 3 ? 1 : DepthStackedConv::kBandBytes);
             ASSERT_TRUE(conv) << "no 2D AVX2 JIT kernel for these shapes (an AVX-512 machine?)";
             EXPECT_NE(conv->impl().find("by stacked depth taps"), std::string::npos) << conv->impl();
 

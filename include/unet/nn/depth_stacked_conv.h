@@ -7,11 +7,13 @@
 // it: 8 -> 8 channels over 152 x 240 x 240 runs at 57 GFLOP/s on a 2-core AVX2 machine whose
 // 16 -> 16 layers run at 100. Stacking the taps gives the 2D kernel k x OC output channels
 // (3 vectors for k = 3), each broadcast feeding k FMAs: the same 8 -> 8 layer as 2D 8 -> 24 over
-// the 152 planes runs at 102 (2 planes per call). Output plane z is the sum of tap block kd of the
-// 2D results of input planes z + kd - k/2 (within the sample), plus the bias (or the dst already
-// there: the second part of a split convolution), then the ReLU. Each 2D result is added into its
-// k output planes right after its call, while it and they are in cache; it lives on DnnlContext's
-// shared scratchpad (2 planes of k x OC channels: 11 MB at 240 x 240), so memory does not grow.
+// the 152 planes runs at 76-102. Output plane z is the sum of tap block kd of the 2D results of
+// input planes z + kd - k/2 (within the sample), plus the bias (or the dst already there: the second
+// part of a split convolution), then the ReLU. Each call convolves a band of rows of one plane (with
+// its halo), and its result is added into the same rows of its k output planes right away, while it
+// and they are in cache: summing whole planes afterwards read each result k times from memory and
+// cost more than the convolution saved. The result lives on DnnlContext's shared scratchpad (about
+// kBandBytes), so memory does not grow.
 // Used by ConvLayer for forward-only (inference plan) layers where the 2D kernel is oneDNN's AVX2
 // JIT; on AVX-512 the 3D kernel's vector is 16 channels and the measurement above does not apply.
 #pragma once
@@ -26,13 +28,16 @@ namespace unet {
 class DepthStackedConv {
    public:
     static constexpr int64_t kMaxOutputChannels = 8;
-    static constexpr int64_t kPlanesPerCall = 1;  // the 2D kernel's best batch (1: 76 GFLOP/s, 2: 102, 4: 87)
+    // One call's 2D result (a band of rows of one plane) is at most about this size: it and the
+    // output rows it is added into stay in cache, and the scratchpad stays small.
+    static constexpr int64_t kBandBytes = int64_t(1) << 21;
 
     // For src N x IC x D x H x W and dst N x OC x D x H x W (both channels-last) and an odd kernel;
     // nullptr where it does not apply: not 3D, another layout, a kernel of 1 or over 15, more than
     // kMaxOutputChannels output channels, or a 2D kernel that is not oneDNN's AVX2 JIT.
+    // target_bytes: the size of one call's result (tests take small ones, for many bands).
     static std::unique_ptr<DepthStackedConv> make(const memory::desc& src_md, const memory::desc& dst_md,
-                                                  int64_t kernel);
+                                                  int64_t kernel, int64_t target_bytes = kBandBytes);
     ~DepthStackedConv();
 
     // weight: the OC x IC x k x k x k block in PyTorch order whose rows (output channels) are
