@@ -202,10 +202,12 @@ void DepthStackedConv::forward(const memory& src, const memory& dst, const float
     const int64_t row = m.w * m.ic, r = m.k / 2;
     for (int64_t n = 0; n < m.n; ++n) {
         float* sample_out = y + n * m.d * m.h * m.w * m.oc;
-        for (int64_t p = 0; p < m.d; ++p) {
-            const float* plane = x + (n * m.d + p) * m.h * row;
-            for (const Impl::Band& band : m.bands) {
-                BandConv& c = m.convs[band.conv];
+        // Band by band down the depth: an output band's k updates come from consecutive calls,
+        // while it is still in cache.
+        for (const Impl::Band& band : m.bands) {
+            BandConv& c = m.convs[band.conv];
+            for (int64_t p = 0; p < m.d; ++p) {
+                const float* plane = x + (n * m.d + p) * m.h * row;
                 const float* in = plane + std::max<int64_t>(0, band.first_row - r) * row;
                 c.prim.execute(ctx.stream, {{DNNL_ARG_SRC, memory(c.src_md, ctx.engine, const_cast<float*>(in))},
                                             {DNNL_ARG_WEIGHTS, m.stacked_weights},

@@ -11,8 +11,10 @@
 // input planes z + kd - k/2 (within the sample), plus the bias (or the dst already there: the second
 // part of a split convolution), then the ReLU. Each call convolves a band of rows of one plane (with
 // its halo), and its result is added into the same rows of its k output planes right away, while it
-// and they are in cache: summing whole planes afterwards read each result k times from memory and
-// cost more than the convolution saved. The result lives on DnnlContext's shared scratchpad (about
+// is in cache; the calls go down the depth one band at a time, so that an output band's k updates
+// come from consecutive calls, while it is in cache too (10% faster than plane by plane). Summing
+// whole planes afterwards read each result k times from memory and cost more than the convolution
+// saved. The result lives on DnnlContext's shared scratchpad (about
 // kBandBytes), so memory does not grow.
 // Used by ConvLayer for forward-only (inference plan) layers where the 2D kernel is oneDNN's AVX2
 // JIT; on AVX-512 the 3D kernel's vector is 16 channels and the measurement above does not apply.
