@@ -111,19 +111,19 @@ void ConvLayer::Impl::build(algorithm alg, const Dims& strides, const Dims& pad,
     src_md = fpd.src_desc();
     dst_md = fpd.dst_desc();
     fwd_impl = fpd.impl_info_str();
-    // An inference plan's 3D layer with few output channels runs faster as 2D convolutions with the
-    // depth taps stacked as outputs (see depth_stacked_conv.h); training keeps oneDNN's primitive,
-    // whose layouts the backward primitives were built against.
-    if (spec.forward_only && !spec.transposed && spec.post_op != PostOp::sigmoid && src_md == given_src_md)
+    // A 3D layer with few output channels runs its forward faster as 2D convolutions with the depth
+    // taps stacked as outputs (see depth_stacked_conv.h), into the same dst layout; the backward
+    // primitives are still built against oneDNN's forward.
+    if (!spec.transposed && spec.post_op != PostOp::sigmoid && src_md == given_src_md)
         stacked_fwd = DepthStackedConv::make(src_md, dst_md, spec.kernel);
     if (stacked_fwd) {
         fwd_impl = stacked_fwd->impl();
         ctx.note_scratchpad_bytes(stacked_fwd->scratchpad_bytes());
-        return;
+    } else {
+        fwd = Fwd(fpd);
+        fwd_scratchpad = fpd.scratchpad_desc();
+        ctx.note_scratchpad(fpd);
     }
-    fwd = Fwd(fpd);
-    fwd_scratchpad = fpd.scratchpad_desc();
-    ctx.note_scratchpad(fpd);
 
     const Tag w_tag = spec.transposed ? deconv_weights_plain_tag(nd) : weights_plain_tag(nd);
     flat_weights = weight_in_c == in_c ? memory(f32_desc(w_dims, w_tag), ctx.engine, weight)
@@ -279,6 +279,7 @@ void ConvLayer::Impl::load_weights() {
 
 void ConvLayer::forward(const memory& src_in, const memory& dst) {
     auto& s = DnnlContext::get().stream;
+    impl_->load_weights();
     if (impl_->stacked_fwd) {
         const Impl& m = *impl_;
         int64_t taps = 1;
@@ -287,7 +288,6 @@ void ConvLayer::forward(const memory& src_in, const memory& dst) {
                                m.spec.accumulate, m.spec.post_op == PostOp::relu);
         return;
     }
-    impl_->load_weights();
     memory src = src_in;
     if (impl_->src_copy) {
         dnnl::reorder(src_in, impl_->src_copy).execute(s, src, impl_->src_copy);

@@ -4,8 +4,8 @@
 // padding only), planes in one band of rows or several (top, middle, bottom, a shorter last one),
 // every output-channel count it takes, the
 // bias or accumulation into what dst holds, the ReLU on the sum, a split weight (rows wider than the
-// block), and garbage in dst where it is overwritten. And ConvLayer takes it for a forward-only 3D
-// layer with few output channels where the 2D kernel is oneDNN's AVX2 JIT, and says so.
+// block), and garbage in dst where it is overwritten. And ConvLayer takes it for a 3D layer with
+// few output channels (training and inference) where the 2D kernel is oneDNN's AVX2 JIT, and says so.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -84,19 +84,26 @@ TEST(DepthStackedConv, AppliesOnlyToChannelsLast3DWithFewOutputs) {
     EXPECT_FALSE(DepthStackedConv::make(f32_desc({1, 4, 4, 4, 4}, Tag::ndhwc), f32_desc({1, 16, 4, 4, 4}, Tag::ndhwc), 3));
 }
 
-TEST(DepthStackedConv, ConvLayerUsesItForForwardOnlyLayersOnAvx2) {
+TEST(DepthStackedConv, ConvLayerUsesItForThreeDLayersWithFewOutputsOnAvx2) {
     const Dims src{1, 8, 6, 6, 6};
-    ParamStore store;
-    ConvSpec spec{8, 3, PostOp::relu};
-    ConvLayer::register_params(store, "c", 8, spec, 3);
-    store.finalize();
     const bool available = bool(DepthStackedConv::make(f32_desc(src, Tag::ndhwc), f32_desc(src, Tag::ndhwc), 3));
-    ConvLayer training(f32_desc(src, Tag::ndhwc), spec, store, "c");
-    EXPECT_EQ(training.forward_impl().find("stacked"), std::string::npos) << "training keeps oneDNN's primitive";
-    spec.forward_only = true;
-    ConvLayer inference(f32_desc(src, Tag::ndhwc), spec, store, "c");
-    EXPECT_EQ(inference.forward_impl().find("by stacked depth taps") != std::string::npos, available)
-        << inference.forward_impl();
+    for (const bool forward_only : {false, true}) {
+        ParamStore store;
+        ConvSpec spec{8, 3, PostOp::relu};
+        spec.forward_only = forward_only;
+        ConvLayer::register_params(store, "c", 8, spec, 3);
+        store.finalize();
+        ConvLayer layer(f32_desc(src, Tag::ndhwc), spec, store, "c");
+        EXPECT_EQ(layer.forward_impl().find("by stacked depth taps") != std::string::npos, available)
+            << "forward_only " << forward_only << ": " << layer.forward_impl();
+    }
+    // 16 output channels fill two vectors: oneDNN's own kernel.
+    ParamStore store;
+    const ConvSpec wide{16, 3, PostOp::relu};
+    ConvLayer::register_params(store, "w", 8, wide, 3);
+    store.finalize();
+    ConvLayer layer(f32_desc(src, Tag::ndhwc), wide, store, "w");
+    EXPECT_EQ(layer.forward_impl().find("stacked"), std::string::npos) << layer.forward_impl();
 }
 
 }  // namespace

@@ -16,8 +16,8 @@
 // whole planes afterwards read each result k times from memory and cost more than the convolution
 // saved. The result lives on DnnlContext's shared scratchpad (about
 // kBandBytes), so memory does not grow.
-// Used by ConvLayer for forward-only (inference plan) layers where the 2D kernel is oneDNN's AVX2
-// JIT; on AVX-512 the 3D kernel's vector is 16 channels and the measurement above does not apply.
+// Used by ConvLayer for the forward (training and inference plans) where the 2D kernel is oneDNN's
+// AVX2 JIT; on AVX-512 the 3D kernel's vector is 16 channels and the measurement above does not apply.
 #pragma once
 
 #include <memory>
