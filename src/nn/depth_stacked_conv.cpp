@@ -65,8 +65,8 @@ struct DepthStackedConv::Impl {
     int64_t stacked_oc() const { return k * oc; }
     bool plan_bands(int64_t target_bytes);
     void stack_weights(const float* weight, int64_t weight_row);
-    void add_band(const float* y, int64_t p, const Band& band, float* sample_out, const float* bias, bool accumulate,
-                  bool relu) const;
+    void finish_band(const float* ring, int64_t z, const Band& band, float* sample_out, const float* bias,
+                     bool accumulate, bool relu) const;
 };
 
 bool DepthStackedConv::Impl::plan_bands(int64_t target_bytes) {
@@ -118,7 +118,7 @@ DepthStackedConv::~DepthStackedConv() = default;
 
 std::string DepthStackedConv::impl() const { return impl_->convs.front().impl + " by stacked depth taps"; }
 
-size_t DepthStackedConv::scratchpad_bytes() const { return impl_->band_bytes + impl_->conv_scratchpad_bytes; }
+size_t DepthStackedConv::scratchpad_bytes() const { return size_t(impl_->k) * impl_->band_bytes + impl_->conv_scratchpad_bytes; }
 
 void DepthStackedConv::Impl::stack_weights(const float* weight, int64_t weight_row) {
     // stacked[kd * OC + o][i][kh][kw] = weight[o][i][kd][kh][kw]; a few thousand floats, redone on
@@ -135,57 +135,49 @@ void DepthStackedConv::Impl::stack_weights(const float* weight, int64_t weight_r
 
 namespace {
 
-// Adds the k tap blocks of one plane's 2D result y (pixels x k*OC) into their output planes:
-// block kd into out[kd] (nullptr: a plane outside the sample). An output plane's first tap starts
-// from the bias (or from what it holds, with accumulate); after its last, the ReLU. One pass over
-// y while it is still in cache, and the (at most k) output planes it touches are too: summing per
-// output plane instead read each y plane k times from memory and cost more than the convolution
-// saved. OC known at compile time, so that the channel loops become whole vectors.
+// One band of an output plane: out[px][c] = (accumulate ? out[px][c] : bias[c]) + the sum over its
+// `count` taps of tap[t][px * stride + c], then the ReLU; one write per output value. OC known at
+// compile time, so that the channel loops become whole vectors.
 template <int OC>
-void add_taps(const float* y, float* const* out, const bool* first, const bool* last, int64_t k, int64_t pixels,
-              const float* bias, bool accumulate, bool relu) {
-    const int64_t stride = k * OC;
+void sum_taps(float* out, const float* const* tap, int64_t count, int64_t stride, int64_t pixels, const float* bias,
+              bool accumulate, bool relu) {
 #pragma omp parallel for schedule(static)
     for (int64_t px = 0; px < pixels; ++px) {
-        for (int64_t kd = 0; kd < k; ++kd) {
-            if (!out[kd]) continue;
-            float* o = out[kd] + px * OC;
-            const float* v = y + px * stride + kd * OC;
-            float acc[OC];
-            for (int c = 0; c < OC; ++c) acc[c] = (first[kd] ? (accumulate ? o[c] : bias[c]) : o[c]) + v[c];
-            if (relu && last[kd])
-                for (int c = 0; c < OC; ++c) acc[c] = std::max(acc[c], 0.f);
-            for (int c = 0; c < OC; ++c) o[c] = acc[c];
-        }
+        float* o = out + px * OC;
+        float acc[OC];
+        for (int c = 0; c < OC; ++c) acc[c] = accumulate ? o[c] : bias[c];
+        for (int64_t t = 0; t < count; ++t)
+            for (int c = 0; c < OC; ++c) acc[c] += tap[t][px * stride + c];
+        if (relu)
+            for (int c = 0; c < OC; ++c) acc[c] = std::max(acc[c], 0.f);
+        for (int c = 0; c < OC; ++c) o[c] = acc[c];
     }
 }
 
 template <int OC = DepthStackedConv::kMaxOutputChannels>
-void add_taps_of(int64_t oc, const float* y, float* const* out, const bool* first, const bool* last, int64_t k,
-                 int64_t pixels, const float* bias, bool accumulate, bool relu) {
+void sum_taps_of(int64_t oc, float* out, const float* const* tap, int64_t count, int64_t stride, int64_t pixels,
+                 const float* bias, bool accumulate, bool relu) {
     if constexpr (OC > 1)
-        if (oc < OC) return add_taps_of<OC - 1>(oc, y, out, first, last, k, pixels, bias, accumulate, relu);
-    add_taps<OC>(y, out, first, last, k, pixels, bias, accumulate, relu);
+        if (oc < OC) return sum_taps_of<OC - 1>(oc, out, tap, count, stride, pixels, bias, accumulate, relu);
+    sum_taps<OC>(out, tap, count, stride, pixels, bias, accumulate, relu);
 }
 
 }  // namespace
 
-// The 2D result of a band of plane p into the same rows of the output planes of one sample: tap kd
-// belongs to plane z = p - kd + k/2, which takes taps from planes max(0, z - k/2) (its first) to
-// min(d - 1, z + k/2) (its last).
-void DepthStackedConv::Impl::add_band(const float* y, int64_t p, const Band& band, float* sample_out,
-                                      const float* bias, bool accumulate, bool relu) const {
-    const int64_t r = k / 2;
-    float* out[16];
-    bool first[16], last[16];
+// Output plane z's rows of `band` in one sample, from the band's 2D results of planes z - k/2 ..
+// z + k/2 (those inside the sample) in the ring: plane q in slot q % k, tap block kd of plane
+// z + kd - k/2.
+void DepthStackedConv::Impl::finish_band(const float* ring, int64_t z, const Band& band, float* sample_out,
+                                         const float* bias, bool accumulate, bool relu) const {
+    const int64_t r = k / 2, slot = band_bytes / sizeof(float);
+    const float* tap[16];
+    int64_t count = 0;
     for (int64_t kd = 0; kd < k; ++kd) {
-        const int64_t z = p - kd + r;
-        const bool inside = z >= 0 && z < d;
-        out[kd] = inside ? sample_out + (z * h + band.first_row) * w * oc : nullptr;
-        first[kd] = p == std::max<int64_t>(0, z - r);
-        last[kd] = p == std::min<int64_t>(d - 1, z + r);
+        const int64_t q = z + kd - r;
+        if (q >= 0 && q < d) tap[count++] = ring + (q % k) * slot + kd * oc;
     }
-    add_taps_of(oc, y, out, first, last, k, band.rows * w, bias, accumulate, relu);
+    sum_taps_of(oc, sample_out + (z * h + band.first_row) * w * oc, tap, count, stacked_oc(), band.rows * w, bias,
+                accumulate, relu);
 }
 
 void DepthStackedConv::forward(const memory& src, const memory& dst, const float* weight, int64_t weight_row,
@@ -195,15 +187,15 @@ void DepthStackedConv::forward(const memory& src, const memory& dst, const float
     m.stack_weights(weight, weight_row);
     const memory scratch = ctx.scratchpad(memory::desc({int64_t(scratchpad_bytes())}, memory::data_type::u8, Tag::x));
     uint8_t* base = static_cast<uint8_t*>(scratch.get_data_handle());
-    float* band_result = reinterpret_cast<float*>(base);
-    void* conv_scratchpad = base + m.band_bytes;
+    float* ring = reinterpret_cast<float*>(base);  // the last k band results: plane q in slot q % k
+    void* conv_scratchpad = base + m.k * m.band_bytes;
     const float* x = static_cast<const float*>(src.get_data_handle());
     float* y = static_cast<float*>(dst.get_data_handle());
-    const int64_t row = m.w * m.ic, r = m.k / 2;
+    const int64_t row = m.w * m.ic, r = m.k / 2, slot = int64_t(m.band_bytes / sizeof(float));
     for (int64_t n = 0; n < m.n; ++n) {
         float* sample_out = y + n * m.d * m.h * m.w * m.oc;
-        // Band by band down the depth: an output band's k updates come from consecutive calls,
-        // while it is still in cache.
+        // Band by band down the depth: output plane z is finished as soon as plane z + k/2 is
+        // convolved, from the last k results, while they are in cache.
         for (const Impl::Band& band : m.bands) {
             BandConv& c = m.convs[band.conv];
             for (int64_t p = 0; p < m.d; ++p) {
@@ -211,10 +203,12 @@ void DepthStackedConv::forward(const memory& src, const memory& dst, const float
                 const float* in = plane + std::max<int64_t>(0, band.first_row - r) * row;
                 c.prim.execute(ctx.stream, {{DNNL_ARG_SRC, memory(c.src_md, ctx.engine, const_cast<float*>(in))},
                                             {DNNL_ARG_WEIGHTS, m.stacked_weights},
-                                            {DNNL_ARG_DST, memory(c.dst_md, ctx.engine, band_result)},
+                                            {DNNL_ARG_DST, memory(c.dst_md, ctx.engine, ring + (p % m.k) * slot)},
                                             {DNNL_ARG_SCRATCHPAD, memory(c.scratchpad_md, ctx.engine, conv_scratchpad)}});
-                m.add_band(band_result, p, band, sample_out, bias, accumulate, relu);
+                if (p >= r) m.finish_band(ring, p - r, band, sample_out, bias, accumulate, relu);
             }
+            for (int64_t z = std::max<int64_t>(0, m.d - r); z < m.d; ++z)
+                m.finish_band(ring, z, band, sample_out, bias, accumulate, relu);
         }
     }
 }

@@ -10,12 +10,12 @@
 // the 152 planes runs at 76-102. Output plane z is the sum of tap block kd of the 2D results of
 // input planes z + kd - k/2 (within the sample), plus the bias (or the dst already there: the second
 // part of a split convolution), then the ReLU. Each call convolves a band of rows of one plane (with
-// its halo), and its result is added into the same rows of its k output planes right away, while it
-// is in cache; the calls go down the depth one band at a time, so that an output band's k updates
-// come from consecutive calls, while it is in cache too (10% faster than plane by plane). Summing
-// whole planes afterwards read each result k times from memory and cost more than the convolution
-// saved. The result lives on DnnlContext's shared scratchpad (about
-// kBandBytes), so memory does not grow.
+// its halo); the calls go down the depth one band at a time, and the band of output plane z is
+// summed (one write per value) as soon as plane z + k/2 is convolved, from the last k results,
+// which a ring on DnnlContext's shared scratchpad holds (k x kBandBytes: 1.5 MiB), in cache.
+// Summing whole planes afterwards read each result k times from memory and cost more than the
+// convolution saved; adding each result into its k output bands (three read-modify-writes per
+// value) cost 10% of a seed3d case against 7% now.
 // Used by ConvLayer for the forward (training and inference plans) where the 2D kernel is oneDNN's
 // AVX2 JIT; on AVX-512 the 3D kernel's vector is 16 channels and the measurement above does not apply.
 #pragma once
@@ -30,9 +30,9 @@ namespace unet {
 class DepthStackedConv {
    public:
     static constexpr int64_t kMaxOutputChannels = 8;
-    // One call's 2D result (a band of rows of one plane) is at most about this size: it and the
-    // output rows it is added into stay in cache, and the scratchpad stays small.
-    static constexpr int64_t kBandBytes = int64_t(1) << 21;
+    // One call's 2D result (a band of rows of one plane) is at most about this size: k of them and
+    // the output band stay in a core's cache (1 MB of L2 here), and the scratchpad stays small.
+    static constexpr int64_t kBandBytes = int64_t(1) << 19;
 
     // For src N x IC x D x H x W and dst N x OC x D x H x W (both channels-last) and an odd kernel;
     // nullptr where it does not apply: not 3D, another layout, a kernel of 1 or over 15, more than
