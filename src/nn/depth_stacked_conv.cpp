@@ -60,7 +60,8 @@ struct DepthStackedConv::Impl {
     std::vector<Band> bands;      // the rows of a plane, top to bottom
     std::vector<BandConv> convs;  // one per kind of band (top, middle, bottom, whole plane)
     memory stacked_plain, stacked_weights;  // k * OC x IC x k x k: plain (oihw), the primitives'
-    size_t band_bytes = 0, conv_scratchpad_bytes = 0;
+    size_t band_bytes = 0;  // a ring slot: the largest band's result, 64-byte aligned
+    size_t conv_scratchpad_bytes = 0;
 
     int64_t stacked_oc() const { return k * oc; }
     bool plan_bands(int64_t target_bytes);
@@ -122,7 +123,7 @@ size_t DepthStackedConv::scratchpad_bytes() const { return size_t(impl_->k) * im
 
 void DepthStackedConv::Impl::stack_weights(const float* weight, int64_t weight_row) {
     // stacked[kd * OC + o][i][kh][kw] = weight[o][i][kd][kh][kw]; a few thousand floats, redone on
-    // every forward because the weights move between calls in training's validation.
+    // every forward because training moves the weights between calls.
     float* out = static_cast<float*>(stacked_plain.get_data_handle());
     const int64_t plane = k * k, taps = k * plane;
     for (int64_t kd = 0; kd < k; ++kd)
