@@ -57,6 +57,7 @@ struct ConvLayer::Impl {
     int64_t weight_in_c = 0;  // the registered weight's input channels (more when split)
     double flops = 0;
     float* weight = nullptr;  // flat, PyTorch order
+    int64_t weight_row = 0;   // floats between output channels of the registered weight
     float* bias = nullptr;
     float* diff_weight = nullptr;
     float* diff_bias = nullptr;
@@ -64,7 +65,7 @@ struct ConvLayer::Impl {
     memory::desc given_src_md, src_md, dst_md;
     dnnl::primitive fwd, bwd_data, bwd_weights, post_op_bwd;
     std::unique_ptr<DepthSlicedWeightsGrad> sliced_weights_grad;  // instead of bwd_weights where oneDNN has no JIT
-    std::unique_ptr<DepthStackedConv> stacked_fwd;  // instead of fwd: a forward-only 3D layer with few outputs
+    std::unique_ptr<DepthStackedConv> stacked_fwd;  // instead of fwd: a 3D layer with few outputs (AVX2)
     std::string fwd_impl, bwd_weights_impl;
     bool has_bwd_data = false;
     bool winograd = false;
@@ -213,6 +214,7 @@ ConvLayer::ConvLayer(const memory::desc& src_desc, const ConvSpec& spec, ParamSt
     int64_t taps_per_channel = 1;
     for (int i = 2; i < m.nd; ++i) taps_per_channel *= spec.kernel;
     m.weight = store.param(wi) + spec.in_offset * taps_per_channel;
+    m.weight_row = m.weight_in_c * taps_per_channel;
     m.bias = store.param(bi);
     m.diff_weight = store.grad(wi);
     m.diff_bias = store.grad(bi);
@@ -282,9 +284,7 @@ void ConvLayer::forward(const memory& src_in, const memory& dst) {
     impl_->load_weights();
     if (impl_->stacked_fwd) {
         const Impl& m = *impl_;
-        int64_t taps = 1;
-        for (int i = 2; i < m.nd; ++i) taps *= m.spec.kernel;
-        m.stacked_fwd->forward(src_in, dst, m.weight, m.weight_in_c * taps, m.spec.accumulate ? nullptr : m.bias,
+        m.stacked_fwd->forward(src_in, dst, m.weight, m.weight_row, m.spec.accumulate ? nullptr : m.bias,
                                m.spec.accumulate, m.spec.post_op == PostOp::relu);
         return;
     }

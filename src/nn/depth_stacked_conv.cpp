@@ -64,6 +64,7 @@ struct DepthStackedConv::Impl {
     size_t conv_scratchpad_bytes = 0;
 
     int64_t stacked_oc() const { return k * oc; }
+    int64_t slot_floats() const { return int64_t(band_bytes / sizeof(float)); }
     bool plan_bands(int64_t target_bytes);
     void stack_weights(const float* weight, int64_t weight_row);
     void finish_band(const float* ring, int64_t z, const Band& band, float* sample_out, const float* bias,
@@ -170,7 +171,7 @@ void sum_taps_of(int64_t oc, float* out, const float* const* tap, int64_t count,
 // z + kd - k/2.
 void DepthStackedConv::Impl::finish_band(const float* ring, int64_t z, const Band& band, float* sample_out,
                                          const float* bias, bool accumulate, bool relu) const {
-    const int64_t r = k / 2, slot = band_bytes / sizeof(float);
+    const int64_t r = k / 2, slot = slot_floats();
     const float* tap[16];
     int64_t count = 0;
     for (int64_t kd = 0; kd < k; ++kd) {
@@ -192,7 +193,7 @@ void DepthStackedConv::forward(const memory& src, const memory& dst, const float
     void* conv_scratchpad = base + m.k * m.band_bytes;
     const float* x = static_cast<const float*>(src.get_data_handle());
     float* y = static_cast<float*>(dst.get_data_handle());
-    const int64_t row = m.w * m.ic, r = m.k / 2, slot = int64_t(m.band_bytes / sizeof(float));
+    const int64_t row = m.w * m.ic, r = m.k / 2, slot = m.slot_floats();
     for (int64_t n = 0; n < m.n; ++n) {
         float* sample_out = y + n * m.d * m.h * m.w * m.oc;
         // Band by band down the depth: output plane z is finished as soon as plane z + k/2 is
