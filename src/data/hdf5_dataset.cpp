@@ -86,18 +86,27 @@ std::vector<std::string> read_strings(hid_t ds, hid_t space, int64_t n, const st
 
 bool g_probing = false;  // true in the child of read_in_child_first only
 
-// In that child only (a first-wave file, whose chunk index is a B-tree without checksums): the
-// index entry of every chunk along the sample axis is looked up as a sample read does, so that a
-// damaged index crashes or hangs the child, where it ends in one line, and not HDF5 during training
-// (the samples themselves are read in process). What it returns is the parent's to meet again.
-void probe_chunk_index(hid_t ds, const std::vector<hsize_t>& dims, hsize_t samples_per_chunk) {
+// Every chunk's place in the file, as its index entry gives it, is looked up as a sample read does
+// and must lie inside the file: a damaged entry of a first-wave file (a B-tree without checksums)
+// once gave a chunk of 4 GB, which HDF5 then allocated to read one sample. In the child that opens
+// a first-wave file first, a damaged index crashes or hangs there, where it ends in one line, and
+// not HDF5 during training; the parent then walks the index again and meets the same check. With
+// samples_per_chunk = the chunk's extent along the sample axis (the other axes are whole in our
+// files; a finer chunking of another tool's file is looked up at its first chunk of each sample).
+void check_chunk_index(hid_t ds, const std::vector<hsize_t>& dims, hsize_t samples_per_chunk, uint64_t file_size,
+                       const std::string& path, const std::string& object) {
     std::vector<hsize_t> offset(dims.size(), 0);
     for (hsize_t i = 0; i < dims[0]; i += samples_per_chunk) {
         offset[0] = i;
         unsigned filter_mask = 0;
-        haddr_t address = 0;
+        haddr_t address = HADDR_UNDEF;
         hsize_t bytes = 0;
         if (H5Dget_chunk_info_by_coord(ds, offset.data(), &filter_mask, &address, &bytes) < 0) return;
+        if (address != HADDR_UNDEF && (address > file_size || bytes > file_size - address))
+            fail_format(path, object,
+                        "the chunk of sample " + std::to_string(i) + " claims " + std::to_string(bytes) +
+                            " bytes at offset " + std::to_string(address) + ", past the end of the file (" +
+                            std::to_string(file_size) + " bytes; damaged?)");
     }
 }
 
@@ -239,7 +248,7 @@ struct DatasetReader::Impl {
                   "H5Pset_chunk_cache");
             check(ds.close(), path, object, "H5Dclose");
             ds = checked(H5Dopen2(group.get(), dname, dapl.get()), H5Dclose, path, object, "H5Dopen2");
-            if (g_probing && !chunk.empty()) probe_chunk_index(ds.get(), dims, chunk[0]);
+            if (!chunk.empty()) check_chunk_index(ds.get(), dims, chunk[0], file_size, path, object);
         };
         reopen("images", s.images, idims, 4, int64_t(channels) * voxels);
         reopen("masks", s.masks, mdims, 1, voxels);

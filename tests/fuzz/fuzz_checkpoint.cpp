@@ -14,7 +14,7 @@
 
 namespace {
 
-// A first-wave input's child read ends within fuzz::kChildMilliseconds (see fuzz_child.h).
+// A first-wave input's child read ends within fuzz::kChildCpuMilliseconds of CPU (see fuzz_child.h).
 [[maybe_unused]] const bool children_bounded = fuzz::bound_forked_children();
 
 // A model this small builds in well under a millisecond; a mutated setting may ask a large valid

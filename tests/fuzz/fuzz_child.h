@@ -4,8 +4,9 @@
 // naming the file; it waits 120 s for a hung child. Under the fuzzer's -timeout=10 every such hang
 // (HDF5's endless loops on damaged first-wave metadata: one in a few hundred mutated inputs) would
 // end the run as a timeout of the harness, and cost two minutes, although the reader did what it
-// should. Here each child is ended by SIGALRM after kChildMilliseconds instead, which the reader meets
-// as it meets any signal (the one line, "crashed reading it: Alarm clock"): a hang of the parent,
+// should. Here each child is ended by SIGPROF after kChildCpuMilliseconds of CPU time (SIGALRM after
+// kChildMilliseconds of wall time behind it) instead, which the reader meets as it meets any signal
+// (the one line, "crashed reading it: Profiling timer expired"): a hang of the parent,
 // in our code, is still a timeout. And a child's sanitizer report (HDF5's wild memcpy from a
 // damaged global heap, the crash the child read is there for) is printed but no longer written by
 // libFuzzer's inherited death callback as a crash- file of the harness: the parent goes on, and
@@ -23,9 +24,16 @@
 
 namespace fuzz {
 
-// A read of a file of at most -max_len (64 KiB) takes a few milliseconds. The bound is what a hung
-// child costs: the parent waits that long for it, and one input in about 40 hangs.
-constexpr long kChildMilliseconds = 250;
+// A read of a file of at most -max_len (64 KiB) takes a few milliseconds of CPU. The bound is what
+// a hung child costs (HDF5's endless loops spin: one input in about 40), so it counts the child's
+// CPU time (ITIMER_PROF, SIGPROF): a child that waits its turn for a core beside a second fuzzer or
+// a build is not cut short. A wall-clock bound stays behind it for a child that blocks.
+constexpr long kChildCpuMilliseconds = 40;
+constexpr long kChildMilliseconds = 1000;
+
+inline itimerval once_after(long milliseconds) {
+    return itimerval{{0, 0}, {milliseconds / 1000, (milliseconds % 1000) * 1000}};
+}
 
 inline bool bound_forked_children() {
     // Runs in each child right after fork: libFuzzer's own SIGALRM handler (its -timeout) is
@@ -33,8 +41,10 @@ inline bool bound_forked_children() {
     // it. Its death callback too: the sanitizer's report then ends the child with exit 1.
     static const auto in_child = [] {
         std::signal(SIGALRM, SIG_DFL);
-        const itimerval once{{0, 0}, {kChildMilliseconds / 1000, (kChildMilliseconds % 1000) * 1000}};
-        setitimer(ITIMER_REAL, &once, nullptr);
+        std::signal(SIGPROF, SIG_DFL);
+        const itimerval cpu = once_after(kChildCpuMilliseconds), wall = once_after(kChildMilliseconds);
+        setitimer(ITIMER_PROF, &cpu, nullptr);
+        setitimer(ITIMER_REAL, &wall, nullptr);
         __sanitizer_set_death_callback(nullptr);
     };
     if (pthread_atfork(nullptr, nullptr, in_child) != 0) std::abort();

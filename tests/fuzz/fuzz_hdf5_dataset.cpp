@@ -13,7 +13,7 @@
 
 namespace {
 
-// A first-wave input's child read ends within fuzz::kChildMilliseconds (see fuzz_child.h).
+// A first-wave input's child read ends within fuzz::kChildCpuMilliseconds of CPU (see fuzz_child.h).
 [[maybe_unused]] const bool children_bounded = fuzz::bound_forked_children();
 
 // Samples larger than this are not read (a mutated shape may claim a large, valid one: only slow).

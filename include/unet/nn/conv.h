@@ -78,8 +78,8 @@ class ConvLayer {
     // The backward-weights kernel ("jit:avx2 by depth slices" where oneDNN's own 3D one is gemm or
     // reference code: DepthSlicedWeightsGrad); empty for a forward-only layer.
     const std::string& backward_weights_impl() const;
-    // The forward kernel: oneDNN's, or "jit:avx2 by stacked depth taps" (DepthStackedConv) for a 3D
-    // layer with few output channels on AVX2.
+    // The forward kernel: oneDNN's, or "jit:avx2 by stacked depth taps" (DepthStackedConv; on
+    // AVX-512 "brgconv:avx512_core by ...") for a 3D layer with few output channels.
     const std::string& forward_impl() const;
     double forward_flops() const;  // nominal: 2 * N * OC * IC * k^d * output (or input) voxels
 
