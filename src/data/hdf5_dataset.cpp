@@ -93,8 +93,11 @@ bool g_probing = false;  // true in the child of read_in_child_first only
 // not HDF5 during training; the parent then walks the index again and meets the same check. With
 // samples_per_chunk = the chunk's extent along the sample axis (the other axes are whole in our
 // files; a finer chunking of another tool's file is looked up at its first chunk of each sample).
-void check_chunk_index(hid_t ds, const std::vector<hsize_t>& dims, hsize_t samples_per_chunk, uint64_t file_size,
-                       const std::string& path, const std::string& object) {
+// A chunk stored without filters must also hold exactly its chunk_bytes: HDF5 copies a whole chunk
+// out of what it read, and a shorter one (a damaged entry) was a read past a 722-byte buffer.
+void check_chunk_index(hid_t ds, const std::vector<hsize_t>& dims, hsize_t samples_per_chunk, uint64_t chunk_bytes,
+                       int filters, uint64_t file_size, const std::string& path, const std::string& object) {
+    const unsigned all_skipped = filters >= 32 ? ~0u : (1u << filters) - 1;
     std::vector<hsize_t> offset(dims.size(), 0);
     for (hsize_t i = 0; i < dims[0]; i += samples_per_chunk) {
         offset[0] = i;
@@ -107,6 +110,12 @@ void check_chunk_index(hid_t ds, const std::vector<hsize_t>& dims, hsize_t sampl
                         "the chunk of sample " + std::to_string(i) + " claims " + std::to_string(bytes) +
                             " bytes at offset " + std::to_string(address) + ", past the end of the file (" +
                             std::to_string(file_size) + " bytes; damaged?)");
+        const bool unfiltered = filters == 0 || (filter_mask & all_skipped) == all_skipped;
+        if (address != HADDR_UNDEF && unfiltered && bytes != chunk_bytes)
+            fail_format(path, object,
+                        "the chunk of sample " + std::to_string(i) + " is stored in " + std::to_string(bytes) +
+                            " bytes without compression, where a chunk holds " + std::to_string(chunk_bytes) +
+                            " (damaged?)");
     }
 }
 
@@ -248,7 +257,13 @@ struct DatasetReader::Impl {
                   "H5Pset_chunk_cache");
             check(ds.close(), path, object, "H5Dclose");
             ds = checked(H5Dopen2(group.get(), dname, dapl.get()), H5Dclose, path, object, "H5Dopen2");
-            if (!chunk.empty()) check_chunk_index(ds.get(), dims, chunk[0], file_size, path, object);
+            if (!chunk.empty()) {
+                Handle type = checked(H5Dget_type(ds.get()), H5Tclose, path, object, "H5Dget_type");
+                uint64_t chunk_bytes = H5Tget_size(type.get());
+                for (hsize_t n : chunk) chunk_bytes *= uint64_t(n);
+                const int filters = check(H5Pget_nfilters(dcpl.get()), path, object, "H5Pget_nfilters");
+                check_chunk_index(ds.get(), dims, chunk[0], chunk_bytes, filters, file_size, path, object);
+            }
         };
         reopen("images", s.images, idims, 4, int64_t(channels) * voxels);
         reopen("masks", s.masks, mdims, 1, voxels);
