@@ -105,13 +105,14 @@ void check_chunk_index(hid_t ds, const std::vector<hsize_t>& dims, hsize_t sampl
         haddr_t address = HADDR_UNDEF;
         hsize_t bytes = 0;
         if (H5Dget_chunk_info_by_coord(ds, offset.data(), &filter_mask, &address, &bytes) < 0) return;
-        if (address != HADDR_UNDEF && (address > file_size || bytes > file_size - address))
+        if (address == HADDR_UNDEF) continue;  // not written: reads as the fill value
+        if (address > file_size || bytes > file_size - address)
             fail_format(path, object,
                         "the chunk of sample " + std::to_string(i) + " claims " + std::to_string(bytes) +
                             " bytes at offset " + std::to_string(address) + ", past the end of the file (" +
                             std::to_string(file_size) + " bytes; damaged?)");
         const bool unfiltered = filters == 0 || (filter_mask & all_skipped) == all_skipped;
-        if (address != HADDR_UNDEF && unfiltered && bytes != chunk_bytes)
+        if (unfiltered && bytes != chunk_bytes)
             fail_format(path, object,
                         "the chunk of sample " + std::to_string(i) + " is stored in " + std::to_string(bytes) +
                             " bytes without compression, where a chunk holds " + std::to_string(chunk_bytes) +
@@ -233,23 +234,23 @@ struct DatasetReader::Impl {
             Handle dcpl = checked(H5Dget_create_plist(ds.get()), H5Pclose, path, object, "H5Dget_create_plist");
             size_t bytes = size_t(sample_elems) * elem_bytes;
             std::vector<hsize_t> chunk;
+            uint64_t chunk_bytes = elem_bytes;  // elem_bytes is the file's type size (checked at open)
             if (check(H5Pget_layout(dcpl.get()), path, object, "H5Pget_layout") == H5D_CHUNKED) {
                 chunk.resize(rank);
                 const int crank = check(H5Pget_chunk(dcpl.get(), int(rank), chunk.data()), path, object, "H5Pget_chunk");
                 // The chunk shape sizes the cache: within the dataset's shape (HDF5 requires it of
                 // fixed-size datasets) and under HDF5's 4 GiB chunk limit, or the file is damaged.
-                uint64_t cb = elem_bytes;
                 bool ok = size_t(crank) == rank;
                 for (size_t i = 0; ok && i < rank; ++i) {
                     ok = chunk[i] >= 1 && chunk[i] <= std::max<hsize_t>(dims[i], 1);
-                    cb *= uint64_t(chunk[i]);
-                    ok = ok && cb < kMaxSampleBytes;
+                    chunk_bytes *= uint64_t(chunk[i]);
+                    ok = ok && chunk_bytes < kMaxSampleBytes;
                 }
                 if (!ok)
                     fail_format(path, object,
                                 "chunk shape " + dims_string(chunk) + " (rank " + std::to_string(crank) +
                                     ") does not fit the shape " + dims_string(dims) + " (damaged?)");
-                bytes = std::max(bytes, size_t(cb));
+                bytes = std::max(bytes, size_t(chunk_bytes));
             }
             Handle dapl = checked(H5Pcreate(H5P_DATASET_ACCESS), H5Pclose, path, object, "H5Pcreate");
             // A few slots (prime) and w0 = 1: a fully read chunk is the first to go.
@@ -258,9 +259,6 @@ struct DatasetReader::Impl {
             check(ds.close(), path, object, "H5Dclose");
             ds = checked(H5Dopen2(group.get(), dname, dapl.get()), H5Dclose, path, object, "H5Dopen2");
             if (!chunk.empty()) {
-                Handle type = checked(H5Dget_type(ds.get()), H5Tclose, path, object, "H5Dget_type");
-                uint64_t chunk_bytes = H5Tget_size(type.get());
-                for (hsize_t n : chunk) chunk_bytes *= uint64_t(n);
                 const int filters = check(H5Pget_nfilters(dcpl.get()), path, object, "H5Pget_nfilters");
                 check_chunk_index(ds.get(), dims, chunk[0], chunk_bytes, filters, file_size, path, object);
             }

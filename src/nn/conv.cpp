@@ -65,7 +65,7 @@ struct ConvLayer::Impl {
     memory::desc given_src_md, src_md, dst_md;
     dnnl::primitive fwd, bwd_data, bwd_weights, post_op_bwd;
     std::unique_ptr<DepthSlicedWeightsGrad> sliced_weights_grad;  // instead of bwd_weights where oneDNN has no JIT
-    std::unique_ptr<DepthStackedConv> stacked_fwd;  // instead of fwd: a 3D layer with few outputs (AVX2)
+    std::unique_ptr<DepthStackedConv> stacked_fwd;  // instead of fwd: a 3D layer with few outputs
     std::string fwd_impl, bwd_weights_impl;
     bool has_bwd_data = false;
     bool winograd = false;
