@@ -90,33 +90,59 @@ bool g_probing = false;  // true in the child of read_in_child_first only
 // and must lie inside the file: a damaged entry of a first-wave file (a B-tree without checksums)
 // once gave a chunk of 4 GB, which HDF5 then allocated to read one sample. In the child that opens
 // a first-wave file first, a damaged index crashes or hangs there, where it ends in one line, and
-// not HDF5 during training; the parent then walks the index again and meets the same check. With
-// samples_per_chunk = the chunk's extent along the sample axis (the other axes are whole in our
-// files; a finer chunking of another tool's file is looked up at its first chunk of each sample).
+// not HDF5 during training; the parent then walks the index again and meets the same check. Our
+// files hold a whole sample per chunk; another tool's may be chunked more finely (h5py's automatic
+// chunks are at most 1 MiB), and then every chunk of every sample is looked up, up to
+// kMaxCheckedChunks (a B-tree lookup each: a few microseconds).
 // A chunk stored without filters must also hold exactly its chunk_bytes: HDF5 copies a whole chunk
 // out of what it read, and a shorter one (a damaged entry) was a read past a 722-byte buffer.
-void check_chunk_index(hid_t ds, const std::vector<hsize_t>& dims, hsize_t samples_per_chunk, uint64_t chunk_bytes,
-                       int filters, uint64_t file_size, const std::string& path, const std::string& object) {
+constexpr uint64_t kMaxCheckedChunks = uint64_t(1) << 22;
+
+void check_chunk_index(hid_t ds, const std::vector<hsize_t>& dims, const std::vector<hsize_t>& chunk,
+                       uint64_t chunk_bytes, int filters, uint64_t file_size, const std::string& path,
+                       const std::string& object) {
+    uint64_t chunks = 1;
+    for (size_t k = 0; k < dims.size(); ++k) {
+        chunks *= (dims[k] + chunk[k] - 1) / chunk[k];  // chunk[k] in [1, dims[k]]: checked by the caller
+        if (chunks > kMaxCheckedChunks)
+            fail_format(path, object,
+                        "chunk shape " + dims_string(chunk) + " cuts the shape " + dims_string(dims) +
+                            " into more than " + std::to_string(kMaxCheckedChunks) +
+                            " chunks, more than this reader checks (re-create the dataset with unet_prepare)");
+    }
     const unsigned all_skipped = filters >= 32 ? ~0u : (1u << filters) - 1;
+    const auto where = [&](const std::vector<hsize_t>& offset) {
+        bool whole_sample = true;  // the chunk starts a sample: named by the sample alone
+        for (size_t k = 1; k < offset.size(); ++k) whole_sample = whole_sample && offset[k] == 0;
+        return "the chunk of sample " + std::to_string(offset[0]) + (whole_sample ? "" : " at " + dims_string(offset));
+    };
     std::vector<hsize_t> offset(dims.size(), 0);
-    for (hsize_t i = 0; i < dims[0]; i += samples_per_chunk) {
-        offset[0] = i;
+    for (bool more = chunks > 0; more;) {
         unsigned filter_mask = 0;
         haddr_t address = HADDR_UNDEF;
         hsize_t bytes = 0;
-        if (H5Dget_chunk_info_by_coord(ds, offset.data(), &filter_mask, &address, &bytes) < 0) return;
-        if (address == HADDR_UNDEF) continue;  // not written: reads as the fill value
-        if (address > file_size || bytes > file_size - address)
-            fail_format(path, object,
-                        "the chunk of sample " + std::to_string(i) + " claims " + std::to_string(bytes) +
-                            " bytes at offset " + std::to_string(address) + ", past the end of the file (" +
-                            std::to_string(file_size) + " bytes; damaged?)");
-        const bool unfiltered = filters == 0 || (filter_mask & all_skipped) == all_skipped;
-        if (unfiltered && bytes != chunk_bytes)
-            fail_format(path, object,
-                        "the chunk of sample " + std::to_string(i) + " is stored in " + std::to_string(bytes) +
-                            " bytes without compression, where a chunk holds " + std::to_string(chunk_bytes) +
-                            " (damaged?)");
+        // A failed lookup (a damaged index) is met again, as an HDF5 error, by the read of that chunk.
+        if (H5Dget_chunk_info_by_coord(ds, offset.data(), &filter_mask, &address, &bytes) >= 0 &&
+            address != HADDR_UNDEF) {  // (an unwritten chunk reads as the fill value)
+            if (address > file_size || bytes > file_size - address)
+                fail_format(path, object,
+                            where(offset) + " claims " + std::to_string(bytes) + " bytes at offset " +
+                                std::to_string(address) + ", past the end of the file (" + std::to_string(file_size) +
+                                " bytes; damaged?)");
+            const bool unfiltered = filters == 0 || (filter_mask & all_skipped) == all_skipped;
+            if (unfiltered && bytes != chunk_bytes)
+                fail_format(path, object,
+                            where(offset) + " is stored in " + std::to_string(bytes) +
+                                " bytes without compression, where a chunk holds " + std::to_string(chunk_bytes) +
+                                " (damaged?)");
+        }
+        // The next chunk's offset, the last axis fastest.
+        more = false;
+        for (size_t k = dims.size(); k-- > 0 && !more;) {
+            offset[k] += chunk[k];
+            more = offset[k] < dims[k];
+            if (!more) offset[k] = 0;
+        }
     }
 }
 
@@ -260,7 +286,7 @@ struct DatasetReader::Impl {
             ds = checked(H5Dopen2(group.get(), dname, dapl.get()), H5Dclose, path, object, "H5Dopen2");
             if (!chunk.empty()) {
                 const int filters = check(H5Pget_nfilters(dcpl.get()), path, object, "H5Pget_nfilters");
-                check_chunk_index(ds.get(), dims, chunk[0], chunk_bytes, filters, file_size, path, object);
+                check_chunk_index(ds.get(), dims, chunk, chunk_bytes, filters, file_size, path, object);
             }
         };
         reopen("images", s.images, idims, 4, int64_t(channels) * voxels);

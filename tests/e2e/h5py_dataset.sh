@@ -189,6 +189,46 @@ expect_error "not a unet dataset" read "$T/intel.h5" "$T/out"
 echo "not hdf5" > "$T/text.h5"
 expect_error "not an HDF5 file" read "$T/text.h5" "$T/out"
 
+# ---- (a'') another tool's file chunked finer than a sample, its chunk index damaged -------------
+# h5py's default (libver "earliest") indexes chunks in a version-1 B-tree without checksums. Every
+# chunk of every sample is looked up at open, not only each sample's first: the entry of the chunk
+# [1, 1, 2, 0, 0] (sample 1, channel 1, second depth half) is damaged twice, once its stored size
+# (shorter than an uncompressed chunk, which HDF5 would copy whole out of a shorter read) and once
+# its address (past the end of the file, which HDF5 would allocate and read).
+"$PY" - "$T" <<'EOF2' || fail "could not write the finely chunked h5py files"
+import os, struct, sys
+import h5py, numpy as np
+T = sys.argv[1]
+def write(name):
+    path = os.path.join(T, name)
+    with h5py.File(path, "w") as f:
+        f.attrs["format_version"] = 1
+        f.attrs["layout"] = "NCDHW"
+        f.attrs["mode"] = "3d"
+        f.attrs["channels"] = 2
+        g = f.create_group("train")
+        g.create_dataset("images", data=np.ones((3, 2, 4, 6, 5), np.float32), chunks=(1, 1, 2, 6, 5))
+        g.create_dataset("masks", data=np.zeros((3, 1, 4, 6, 5), np.uint8), chunks=(1, 1, 4, 6, 5))
+        g.create_dataset("case_ids", data=np.array([b"a", b"b", b"c"], dtype="S1"))
+    return path
+write("fine.h5")  # undamaged: it must read
+chunk_bytes = 1 * 1 * 2 * 6 * 5 * 4
+# A B-tree key of a chunk: its stored size, its filter mask, its offset (rank + 1 values); the
+# address of the chunk follows the key.
+key = struct.pack("<II6Q", chunk_bytes, 0, 1, 1, 2, 0, 0, 0)
+for name, patch in [("fine_short.h5", lambda b, at: struct.pack_into("<I", b, at, 100)),
+                    ("fine_past_end.h5", lambda b, at: struct.pack_into("<Q", b, at + len(key), 1 << 40))]:
+    path = write(name)
+    b = bytearray(open(path, "rb").read())
+    at = b.find(key)
+    assert at > 0 and b.find(key, at + 1) < 0, "the chunk's B-tree key is not in the file once"
+    patch(b, at)
+    open(path, "wb").write(b)
+EOF2
+"$HELPER" read "$T/fine.h5" "$T/out" || fail "our reader cannot read a finely chunked h5py file"
+expect_error "/train/images: the chunk of sample 1 at [1, 1, 2, 0, 0] is stored in 100 bytes without compression, where a chunk holds 240 (damaged?)" read "$T/fine_short.h5" "$T/out"
+expect_error "/train/images: the chunk of sample 1 at [1, 1, 2, 0, 0] claims 240 bytes at offset 1099511627776, past the end of the file" read "$T/fine_past_end.h5" "$T/out"
+
 # ---- (b) numpy -> read_npy, write_npy -> numpy ---------------------------------------------------
 "$PY" - "$T" <<'EOF' || fail "could not write the numpy files"
 import os, sys
