@@ -224,10 +224,21 @@ for name, patch in [("fine_short.h5", lambda b, at: struct.pack_into("<I", b, at
     assert at > 0 and b.find(key, at + 1) < 0, "the chunk's B-tree key is not in the file once"
     patch(b, at)
     open(path, "wb").write(b)
+# Chunks of one voxel: more chunks (4.2 million, none written) than the reader looks up at open.
+with h5py.File(os.path.join(T, "tiny_chunks.h5"), "w") as f:
+    f.attrs["format_version"] = 1
+    f.attrs["layout"] = "NCDHW"
+    f.attrs["mode"] = "3d"
+    f.attrs["channels"] = 1
+    g = f.create_group("train")
+    g.create_dataset("images", shape=(1, 1, 256, 128, 129), dtype=np.float32, chunks=(1, 1, 1, 1, 1))
+    g.create_dataset("masks", shape=(1, 1, 256, 128, 129), dtype=np.uint8)
+    g.create_dataset("case_ids", data=np.array([b"a"], dtype="S1"))
 EOF2
 "$HELPER" read "$T/fine.h5" "$T/out" || fail "our reader cannot read a finely chunked h5py file"
 expect_error "/train/images: the chunk of sample 1 at [1, 1, 2, 0, 0] is stored in 100 bytes without compression, where a chunk holds 240 (damaged?)" read "$T/fine_short.h5" "$T/out"
 expect_error "/train/images: the chunk of sample 1 at [1, 1, 2, 0, 0] claims 240 bytes at offset 1099511627776, past the end of the file" read "$T/fine_past_end.h5" "$T/out"
+expect_error "/train/images: chunk shape [1, 1, 1, 1, 1] cuts the shape [1, 1, 256, 128, 129] into more than 4194304 chunks, more than this reader checks" read "$T/tiny_chunks.h5" "$T/out"
 
 # ---- (b) numpy -> read_npy, write_npy -> numpy ---------------------------------------------------
 "$PY" - "$T" <<'EOF' || fail "could not write the numpy files"
