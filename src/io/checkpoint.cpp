@@ -451,6 +451,95 @@ bool starts_as_hdf5(const std::string& path) {
 // Everything after the checks of read_checkpoint: the groups, arrays, integers and strings.
 Checkpoint read_contents(const std::string& path, bool arrays, uint64_t file_size, const std::string& expect);
 
+// What the child that reads a first-wave checkpoint hands back (read_in_child): the checkpoint, or
+// the error its read ended in, as bytes. HDF5's behaviour on damaged first-wave metadata can depend
+// on what its buffers held before (a read of a damaged global heap passed in the child and crashed
+// in the parent, which had allocated in between), so the parent takes the child's result instead of
+// reading the file again. Tag 'C': three sections (arrays, integers, strings), each a count and its
+// entries, every key and value length-prefixed (uint64); 'W' (WrongCheckpoint) or 'E' (any other
+// error): the message.
+void put_u64(std::string& out, uint64_t v) { out.append(reinterpret_cast<const char*>(&v), sizeof v); }
+void put_bytes(std::string& out, const void* data, size_t n) {
+    put_u64(out, n);
+    out.append(static_cast<const char*>(data), n);
+}
+
+std::string encode(const Checkpoint& c) {
+    std::string out = "C";
+    put_u64(out, c.arrays.size());
+    for (const auto& kv : c.arrays) {
+        put_bytes(out, kv.first.data(), kv.first.size());
+        put_bytes(out, kv.second.data(), kv.second.size() * sizeof(float));
+    }
+    put_u64(out, c.integers.size());
+    for (const auto& kv : c.integers) {
+        put_bytes(out, kv.first.data(), kv.first.size());
+        put_u64(out, uint64_t(kv.second));
+    }
+    put_u64(out, c.strings.size());
+    for (const auto& kv : c.strings) {
+        put_bytes(out, kv.first.data(), kv.first.size());
+        put_bytes(out, kv.second.data(), kv.second.size());
+    }
+    return out;
+}
+
+// The parent's side: the checkpoint, or the child's error thrown again as it was thrown there.
+Checkpoint decode(const std::string& bytes, const std::string& path) {
+    size_t at = 1;
+    const auto malformed = [&] {
+        return std::runtime_error(path + ": file: the child process that read this old file returned " +
+                                  std::to_string(bytes.size()) + " bytes that are not a checkpoint");
+    };
+    const auto u64 = [&] {
+        uint64_t v = 0;
+        if (bytes.size() - at < sizeof v) throw malformed();
+        std::memcpy(&v, bytes.data() + at, sizeof v);
+        at += sizeof v;
+        return v;
+    };
+    const auto text = [&] {
+        const uint64_t n = u64();
+        if (bytes.size() - at < n) throw malformed();
+        at += n;
+        return bytes.substr(at - n, n);
+    };
+    if (bytes.empty()) throw malformed();
+    if (bytes[0] == 'W') throw WrongCheckpoint(bytes.substr(1));
+    if (bytes[0] == 'E') throw std::runtime_error(bytes.substr(1));
+    if (bytes[0] != 'C') throw malformed();
+    Checkpoint c;
+    for (uint64_t n = u64(); n > 0; --n) {
+        std::string key = text();
+        const std::string values = text();
+        if (values.size() % sizeof(float) != 0) throw malformed();
+        std::vector<float> v(values.size() / sizeof(float));
+        if (!v.empty()) std::memcpy(v.data(), values.data(), values.size());
+        c.arrays.emplace(std::move(key), std::move(v));
+    }
+    for (uint64_t n = u64(); n > 0; --n) {
+        std::string key = text();
+        c.integers.emplace(std::move(key), int64_t(u64()));
+    }
+    for (uint64_t n = u64(); n > 0; --n) {
+        std::string key = text();
+        c.strings.emplace(std::move(key), text());
+    }
+    if (at != bytes.size()) throw malformed();
+    return c;
+}
+
+// read_contents in the child, its result or error encoded.
+std::string read_encoded(const std::string& path, bool arrays, uint64_t file_size, const std::string& expect) {
+    try {
+        return encode(read_contents(path, arrays, file_size, expect));
+    } catch (const WrongCheckpoint& e) {
+        return std::string("W") + e.what();
+    } catch (const std::exception& e) {
+        return std::string("E") + e.what();
+    }
+}
+
 }  // namespace
 
 Checkpoint read_checkpoint(const std::string& path, bool arrays) {
@@ -470,9 +559,11 @@ Checkpoint read_checkpoint(const std::string& path, bool arrays) {
         fail_format(path, "file", "the file is damaged (an HDF5 signature, but no superblock HDF5 can read: truncated?)");
     if (is_h5 == 0) wrong_file(path, "file", "not an HDF5 file (" + expect + ")");
     if (is_h5 < 0) fail_h5(path, "file", "cannot open as HDF5 (" + expect + ")");
-    // A first-wave checkpoint has no checksums: a crash of HDF5 on its damage is met in a child.
+    // A first-wave checkpoint has no checksums: it is read in a child, where a crash of HDF5 on its
+    // damage ends in one line, and this process takes what the child read.
     if (unchecksummed_hdf5(path))
-        read_in_child_first(path, [&] { read_contents(path, arrays, uint64_t(st.st_size), expect); });
+        return decode(read_in_child(path, [&] { return read_encoded(path, arrays, uint64_t(st.st_size), expect); }),
+                      path);
     return read_contents(path, arrays, uint64_t(st.st_size), expect);
 }
 

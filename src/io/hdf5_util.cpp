@@ -1,5 +1,7 @@
 #include "unet/io/hdf5_util.h"
 
+#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -12,6 +14,7 @@
 #include <cstdio>
 #include <cerrno>
 #include <cstring>
+#include <ctime>
 #include <stdexcept>
 
 namespace unet {
@@ -227,7 +230,43 @@ std::string size_text(uint64_t bytes) {
 
 }  // namespace
 
-void read_in_child_first(const std::string& path, const std::function<void()>& read, int seconds) {
+namespace {
+
+// Writes all of `bytes` to `fd` (the child's end of the pipe); false when the parent is gone.
+bool write_all(int fd, const std::string& bytes) {
+    size_t done = 0;
+    while (done < bytes.size()) {
+        const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return false;
+        done += size_t(n);
+    }
+    return true;
+}
+
+// Appends what the pipe holds now to `out`; false once the child's end is closed (end of file).
+bool drain(int fd, std::string& out) {
+    char buf[1 << 16];
+    for (;;) {
+        const ssize_t n = ::read(fd, buf, sizeof buf);
+        if (n > 0) {
+            out.append(buf, size_t(n));
+        } else if (n == 0) {
+            return false;
+        } else {
+            return errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK;
+        }
+    }
+}
+
+[[noreturn]] void refuse_unchecked(const std::string& path, const std::string& why) {
+    throw std::runtime_error(path + ": file: cannot check this old file (no checksums) in a child process before reading it (" +
+                             why + ": " + std::strerror(errno) + "); not read");
+}
+
+}  // namespace
+
+std::string read_in_child(const std::string& path, const std::function<std::string()>& read, int seconds) {
     std::fflush(nullptr);  // nothing buffered is written twice
     // What the child may use beyond the pages it shares with this process: reading the metadata
     // and arrays of a file takes about the file's size; damaged first-wave metadata (a mangled
@@ -237,9 +276,17 @@ void read_in_child_first(const std::string& path, const std::function<void()>& r
     const uint64_t file_size = ::stat(path.c_str(), &st) == 0 ? uint64_t(st.st_size) : 0;
     const uint64_t allowance = std::max<uint64_t>(uint64_t(256) << 20, 4 * file_size);
     const uint64_t resident_limit = resident_bytes(getpid()) + allowance;
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) != 0) refuse_unchecked(path, "pipe");
     const pid_t pid = fork();
-    if (pid < 0) return;
+    if (pid < 0) {
+        const int e = errno;
+        close(fds[0]), close(fds[1]);
+        errno = e;
+        refuse_unchecked(path, "fork");
+    }
     if (pid == 0) {
+        close(fds[0]);
         // Dies with this process (a Ctrl-C, a timeout) instead of looping on in the library.
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (getppid() == 1) _exit(0);  // the parent is gone already
@@ -248,36 +295,56 @@ void read_in_child_first(const std::string& path, const std::function<void()>& r
         for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT}) signal(sig, SIG_DFL);
         const rlimit no_core{0, 0};
         setrlimit(RLIMIT_CORE, &no_core);
+        std::string result;
         try {
-            read();
+            result = read();
         } catch (...) {
         }
-        _exit(0);  // no exit handlers: they belong to the parent (MPI, HDF5, sanitizers)
+        // No exit handlers: they belong to the parent (MPI, HDF5, sanitizers).
+        _exit(write_all(fds[1], result) ? 0 : 1);
     }
+    close(fds[1]);
+    fcntl(fds[0], F_SETFL, O_NONBLOCK);
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+    const auto end_child = [&](int* status) {
+        kill(pid, SIGKILL);
+        waitpid(pid, status, 0);
+        close(fds[0]);
+    };
+    std::string result;
+    bool open = true;  // the child's end of the pipe
     int status = 0;
-    // Most reads end within a millisecond or two: poll often at first, then every 2 ms.
-    useconds_t pause = 100;
+    // Most reads end within a millisecond or two: wait for the pipe briefly at first, then 2 ms at
+    // a time (its data wakes the wait at once).
+    long pause_ns = 100000;
     for (;;) {
+        if (open) open = drain(fds[0], result);
         const pid_t r = waitpid(pid, &status, WNOHANG);
         if (r == pid) break;
-        if (r < 0 && errno != EINTR) return;
+        if (r < 0 && errno != EINTR) {
+            const int e = errno;
+            end_child(&status);
+            errno = e;
+            refuse_unchecked(path, "waitpid");
+        }
         if (resident_bytes(pid) > resident_limit) {
-            kill(pid, SIGKILL);
-            waitpid(pid, &status, 0);
+            end_child(&status);
             throw std::runtime_error(path + ": file: the file is damaged (the HDF5 library used more than " +
                                      size_text(allowance) + " of memory reading a file of " + size_text(file_size) +
                                      "; an old file without checksums)");
         }
         if (std::chrono::steady_clock::now() > deadline) {
-            kill(pid, SIGKILL);
-            waitpid(pid, &status, 0);
+            end_child(&status);
             throw std::runtime_error(path + ": file: the file is damaged (the HDF5 library hung reading it for " +
                                      std::to_string(seconds) + " s)");
         }
-        usleep(pause);
-        pause = std::min<useconds_t>(2 * pause, 2000);
+        pollfd p{fds[0], POLLIN, 0};
+        const timespec wait{0, pause_ns};
+        if (!open || ppoll(&p, 1, &wait, nullptr) < 0) nanosleep(&wait, nullptr);
+        pause_ns = std::min<long>(2 * pause_ns, 2000000);
     }
+    if (open) drain(fds[0], result);  // the rest, written before the child ended
+    close(fds[0]);
     // The child ends with _exit(0) whatever the read threw: anything else is a crash (a signal; or,
     // in a sanitizer build, its report on the library's wild memcpy and a non-zero exit).
     if (WIFSIGNALED(status))
@@ -286,6 +353,17 @@ void read_in_child_first(const std::string& path, const std::function<void()>& r
     if (WIFEXITED(status) && WEXITSTATUS(status) != 0)
         throw std::runtime_error(path + ": file: the file is damaged (the HDF5 library crashed reading it: exit " +
                                  std::to_string(WEXITSTATUS(status)) + "; an old file without checksums)");
+    return result;
+}
+
+void read_in_child_first(const std::string& path, const std::function<void()>& read, int seconds) {
+    read_in_child(
+        path,
+        [&] {
+            read();
+            return std::string();
+        },
+        seconds);
 }
 
 }  // namespace unet

@@ -113,13 +113,18 @@ uint64_t file_bytes(const std::string& path);
 // metadata into a segmentation fault (found by fuzzing a first-wave checkpoint: H5Aiterate2 on a
 // mangled attribute table). Whether `path` is such a file.
 bool unchecksummed_hdf5(const std::string& path);
-// Runs `read` (a read of the file whose result is thrown away) first in a child process, so that a
-// crash or hang of the HDF5 library on a damaged file ends in one line naming the file instead of
-// the program: throws std::runtime_error "<path>: file: the file is damaged (the HDF5 library
-// crashed reading it: <signal>)", "... hung ..." or "... used more than N MiB of memory ..." (a
-// child resident beyond this process's size plus max(256 MiB, 4 x the file's size) is ended:
-// damaged lengths make the library allocate gigabytes for a small file). An error `read` throws is left to the real
-// read in this process, which meets it again. Without fork (out of memory), nothing is checked.
+// Runs `read` in a child process and returns the bytes it returned, sent back through a pipe, so
+// that a crash or hang of the HDF5 library on a damaged file ends in one line naming the file
+// instead of the program, and this process never follows the file's metadata itself: throws
+// std::runtime_error "<path>: file: the file is damaged (the HDF5 library crashed reading it:
+// <signal>)", "... hung ..." or "... used more than N MiB of memory ..." (a child resident beyond
+// this process's size plus max(256 MiB, 4 x the file's size) is ended: damaged lengths make the
+// library allocate gigabytes for a small file). `read` must not throw: an error it meets is part
+// of what it returns. Where no child can be started (fork fails), the file is refused: it is not
+// read unchecked.
+std::string read_in_child(const std::string& path, const std::function<std::string()>& read, int seconds = 120);
+// The same for a read whose result is thrown away (a check before the real read in this process,
+// which meets again any error `read` throws).
 void read_in_child_first(const std::string& path, const std::function<void()>& read, int seconds = 120);
 
 }  // namespace unet
